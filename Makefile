@@ -1,0 +1,72 @@
+# Oversight — the two front-door commands are `make run` and `make test`.
+# Every target that runs code depends on `install`, which builds .venv/ from the lock file
+# and is a no-op when neither the lock file nor pyproject.toml changed.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# Python 3.13 is required; prefer an explicit python3.13, else a python3 that is 3.13.
+PYTHON ?= $(shell command -v python3.13 2>/dev/null || command -v python3 2>/dev/null)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run web worker beat test lint format migrate seed bench lock clean
+
+help:
+	@echo "make run     install, migrate, seed a demo, start web + worker + beat (Ctrl-C stops all)"
+	@echo "make test    run the whole test suite (PostgreSQL/Redis if found, else embedded)"
+	@echo "make lint    ruff (lint + format check) and mypy"
+	@echo "make web | worker | beat   start one process type (see README: configuration)"
+	@echo "make bench   the performance benchmark (SPEC §10)"
+	@echo "make lock    re-resolve requirements.lock from pyproject.toml"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then echo "Python 3.13 is required (python3.13 not found)"; exit 1; fi
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 13) else "Python 3.13 is required; $(PYTHON) is " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing dependencies from requirements.lock into $(VENV)/ ..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	@touch $@
+
+run: install
+	$(PY) -m oversight.dev.launcher
+
+web: install
+	$(PY) -m oversight.processes web
+
+worker: install
+	$(PY) -m oversight.processes worker
+
+beat: install
+	$(PY) -m oversight.processes beat
+
+test: install
+	$(PY) -m oversight.dev.testenv $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@# The settings refuse to load without a secret key unless DEBUG is on.
+	DEBUG=true $(VENV)/bin/mypy .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+seed: install
+	$(PY) manage.py seed_demo
+
+bench: install
+	$(PY) -m oversight.dev.bench
+
+lock: install
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --generate-hashes \
+		--python-version 3.13 --quiet -o requirements.lock
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,47 @@
+"""Navigation for the base layout: only the sections the person's roles open."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+
+from accounts.models import Role
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url: str
+    active: bool
+
+
+# (label, URL name, roles that see it; empty = everyone logged in)
+_SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("Overview", "home", ()),
+    ("Inbox", "approvals:inbox", (Role.APPROVER,)),
+    ("Escalations", "approvals:escalations", (Role.MANAGER,)),
+    ("Agents", "agents:list", (Role.MANAGER, Role.ADMIN)),
+    ("Budgets", "budgets:overview", (Role.MANAGER, Role.ADMIN)),
+    ("Audit", "audit:events", (Role.COMPLIANCE,)),
+    ("API docs", "api-docs", ()),
+    ("Admin", "admin:index", (Role.ADMIN,)),
+)
+
+
+def navigation(request: HttpRequest) -> dict[str, object]:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"nav_items": []}
+    items = []
+    for label, url_name, roles in _SECTIONS:
+        if roles and not any(user.has_role(role) for role in roles):
+            continue
+        try:
+            url = reverse(url_name)
+        except NoReverseMatch:
+            continue  # a section whose app has not shipped its pages yet
+        active = request.path == url if url == "/" else request.path.startswith(url)
+        items.append(NavItem(label, url, active))
+    return {"nav_items": items}

@@ -1,0 +1,66 @@
+"""People and their roles.
+
+Roles are Django groups (`approver`, `manager`, `compliance`, `admin`); an approver also has a
+tier (SPEC §2) that decides which requests they may decide.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+
+class Role(models.TextChoices):
+    APPROVER = "approver", "Approver"
+    MANAGER = "manager", "Manager"
+    COMPLIANCE = "compliance", "Compliance"
+    ADMIN = "admin", "Admin"
+
+
+class Tier(models.TextChoices):
+    """Approver tiers, declared lowest first: the declaration order is the ranking."""
+
+    TEAM_LEAD = "team_lead", "Team lead"
+    ENGINEERING_MANAGER = "engineering_manager", "Engineering manager"
+    DIRECTOR = "director", "Director"
+    VP_ENGINEERING = "vp_engineering", "VP engineering"
+
+    @classmethod
+    def rank(cls, tier: str) -> int:
+        """0 for team_lead upwards; raises ValueError for an unknown tier."""
+        return list(cls.values).index(tier)
+
+    @classmethod
+    def at_or_above(cls, tier: str) -> list[str]:
+        return list(cls.values)[cls.rank(tier) :]
+
+
+class User(AbstractUser):
+    tier = models.CharField(
+        max_length=32,
+        choices=Tier.choices,
+        blank=True,
+        help_text="The approver tier; only meaningful for people with the approver role.",
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(tier="") | models.Q(tier__in=Tier.values),
+                name="user_tier_known",
+            )
+        ]
+
+    @cached_property
+    def role_names(self) -> frozenset[str]:
+        return frozenset(self.groups.values_list("name", flat=True))
+
+    def has_role(self, role: str) -> bool:
+        """Superusers hold every role; everyone else holds the roles of their groups."""
+        return self.is_active and (self.is_superuser or role in self.role_names)
+
+    @property
+    def display_name(self) -> str:
+        return self.get_full_name() or self.username

@@ -1,0 +1,1 @@
+"""Agents and their API keys: who is calling the agent API, and whether they may."""

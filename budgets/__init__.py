@@ -1,0 +1,1 @@
+"""Budgets and LLM cost tracking (SPEC §5)."""

@@ -1,0 +1,98 @@
+"""Shared plumbing of the agent API: one error shape with stable machine codes.
+
+Every error an agent can see is `{"error": {"code": ..., "message": ..., "fields": {...}}}`;
+`fields` appears only on validation errors and maps each bad field to its messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ApiError(exceptions.APIException):
+    """An API error with an explicit status and stable code, raised by views and services."""
+
+    def __init__(self, *, status_code: int, code: str, message: str) -> None:
+        self.status_code = status_code
+        super().__init__(detail=message, code=code)
+
+
+_CODES_BY_EXCEPTION: list[tuple[type[exceptions.APIException], str]] = [
+    (exceptions.NotAuthenticated, "unauthenticated"),
+    (exceptions.AuthenticationFailed, "invalid_api_key"),
+    (exceptions.ParseError, "malformed_json"),
+    (exceptions.UnsupportedMediaType, "unsupported_media_type"),
+    (exceptions.MethodNotAllowed, "method_not_allowed"),
+    (exceptions.NotFound, "not_found"),
+    (exceptions.Throttled, "rate_limited"),
+    (exceptions.NotAcceptable, "not_acceptable"),
+    (exceptions.PermissionDenied, "forbidden"),
+]
+
+
+def _flatten(detail: Any) -> Any:
+    if isinstance(detail, dict):
+        return {key: _flatten(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [_flatten(item) for item in detail]
+    return str(detail)
+
+
+def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # Not an API exception: Django's handler500 answers (as JSON, below).
+    assert isinstance(exc, exceptions.APIException)
+    if isinstance(exc, exceptions.ValidationError):
+        detail = exc.detail
+        if isinstance(detail, dict):
+            body = error_body("invalid", "The request body has invalid fields.", _flatten(detail))
+        else:
+            messages = _flatten(detail)
+            text = "; ".join(messages) if isinstance(messages, list) else str(messages)
+            body = error_body("invalid", text)
+    else:
+        # An exception raised with its own code (ApiError, a permission's `code`) keeps it;
+        # DRF's generic ones are mapped to our vocabulary.
+        own = exc.get_codes()
+        if isinstance(own, str) and own != exc.default_code:
+            code = own
+        else:
+            code = next((c for cls, c in _CODES_BY_EXCEPTION if isinstance(exc, cls)), "error")
+        body = error_body(code, str(exc.detail))
+    response.data = body
+    return response
+
+
+def is_api_path(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+@csrf_exempt
+@login_not_required
+def api_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(
+        error_body("not_found", f"No such endpoint: {request.path}"),
+        status=status.HTTP_404_NOT_FOUND,
+    )
+
+
+def api_server_error(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        error_body("server_error", "Something went wrong on our side; it has been logged."),
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )

@@ -1,0 +1,42 @@
+"""The URL root: pages, the agent API under /api/v1/, health checks, admin."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, URLResolver, include, path, re_path
+from django.views import defaults
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from oversight import api, health
+
+api_v1: list[URLPattern | URLResolver] = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("agents.api_urls")),
+    # Agents get JSON for unknown endpoints even with DEBUG on (no HTML debug page).
+    re_path(r"^.*$", api.api_not_found),
+]
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("api/v1/", include(api_v1)),
+    path("admin/", admin.site.urls),
+    path("", include("accounts.urls")),
+]
+
+admin.site.site_header = "Oversight administration"
+admin.site.site_title = "Oversight admin"
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if api.is_api_path(request):
+        return api.api_not_found(request)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if api.is_api_path(request):
+        return api.api_server_error(request)
+    return defaults.server_error(request)

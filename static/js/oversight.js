@@ -1,0 +1,2 @@
+// Oversight's own behaviour. No inline scripts anywhere (CSP): pages opt in with data- attributes.
+"use strict";

@@ -1,0 +1,132 @@
+"""The deployment shape: production settings pass `check --deploy`, and the web process starts
+the way `make web` starts it and serves the login page and /readyz."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def production_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OVERSIGHT_")}
+    env.update(
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="oversight.example.com,127.0.0.1",
+        DJANGO_SETTINGS_MODULE="oversight.settings",
+    )
+    env.update(extra)
+    return env
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=BASE_DIR,
+        env=production_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_production_settings_refuse_to_start_without_a_secret_key():
+    env = production_env()
+    del env["SECRET_KEY"]
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_a_bad_boolean_in_the_environment_fails_loudly():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=BASE_DIR,
+        env=production_env(OVERSIGHT_HTTPS="maybe"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "OVERSIGHT_HTTPS='maybe' is not a boolean" in result.stderr
+
+
+def fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.mark.slow
+def test_the_web_process_serves_the_login_page_and_readyz(tmp_path):
+    port = free_port()
+    env = production_env(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'web.sqlite3'}",
+        OVERSIGHT_STATIC_ROOT=str(tmp_path / "static"),
+        OVERSIGHT_HTTPS="false",  # plain HTTP on loopback; TLS is the proxy's job
+        PORT=str(port),
+        HOST="127.0.0.1",
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=BASE_DIR,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    web = subprocess.Popen(
+        [sys.executable, "-m", "oversight.processes", "web"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status = 0
+        while time.monotonic() < deadline and web.poll() is None:
+            try:
+                status, _ = fetch(f"http://127.0.0.1:{port}/healthz")
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200, "the web process did not come up"
+        status, html = fetch(f"http://127.0.0.1:{port}/login/")
+        assert status == 200
+        assert 'name="password"' in html
+        # Static files are served by the web process itself (WhiteNoise, hashed names).
+        css = html.split('href="/static/css/')[1].split('"')[0]
+        assert fetch(f"http://127.0.0.1:{port}/static/css/{css}")[0] == 200
+        status, body = fetch(f"http://127.0.0.1:{port}/readyz")
+        assert status == 200, body
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(timeout=20)

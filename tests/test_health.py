@@ -1,0 +1,28 @@
+"""/healthz and /readyz (SPEC §1)."""
+
+from __future__ import annotations
+
+from django.test import Client
+
+from tests.conftest import free_port
+
+
+def test_healthz_answers_without_login(db):
+    response = Client().get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_is_200_when_database_and_redis_answer(db):
+    response = Client().get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["redis"] == "ok"
+
+
+def test_readyz_is_503_naming_redis_when_redis_is_unreachable(db, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    response = Client().get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert set(body["failures"]) == {"redis"}
+    assert body["message"] == "redis not answering"
