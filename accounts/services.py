@@ -10,6 +10,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.models import Role, Tier, User
+from audit.events import EventType
+from audit.services import record_event
 
 
 def ensure_role_groups() -> dict[str, Group]:
@@ -27,11 +29,12 @@ def create_user(
     first_name: str = "",
     last_name: str = "",
     check_password: bool = True,
+    actor: User | None = None,
 ) -> User:
     """Create a person with the given roles; an approver must have a tier and only they may.
 
     Raises ValidationError naming what is wrong (unknown role or tier, weak password, taken
-    username), before anything is written.
+    username), before anything is written. `actor` is who did it (None: a command or seed).
     """
     roles = sorted(set(roles))
     errors: dict[str, list[str]] = {}
@@ -63,4 +66,10 @@ def create_user(
     user.save()
     groups = ensure_role_groups()
     user.groups.set([groups[role] for role in roles])
+    record_event(
+        event_type=EventType.USER_CREATED,
+        actor=actor,
+        subject=user,
+        payload={"username": user.username, "roles": roles, "tier": tier},
+    )
     return user

@@ -10,16 +10,27 @@ from django.utils.text import slugify
 from accounts.models import User
 from agents import keys
 from agents.models import Agent, AgentStatus, ApiKey
+from audit.events import EventType
+from audit.services import record_event
 
 
 @transaction.atomic
-def create_agent(*, name: str, owner: User | None = None, team: str = "") -> Agent:
+def create_agent(
+    *, name: str, owner: User | None = None, team: str = "", actor: User | None = None
+) -> Agent:
     """Register an agent. The name must already be a slug (letters, digits, - and _)."""
     if not name or slugify(name) != name.lower() or len(name) > 100:
         raise ValidationError({"name": ["Use 1-100 letters, digits, hyphens or underscores."]})
     if Agent.objects.filter(name__iexact=name).exists():
         raise ValidationError({"name": [f"An agent named {name!r} exists already."]})
-    return Agent.objects.create(name=name, owner=owner, team=team)
+    agent = Agent.objects.create(name=name, owner=owner, team=team)
+    record_event(
+        event_type=EventType.AGENT_CREATED,
+        actor=actor,
+        subject=agent,
+        payload={"name": name, "team": team, "owner": owner.username if owner else None},
+    )
+    return agent
 
 
 @transaction.atomic
@@ -35,6 +46,13 @@ def issue_api_key(
         label=label,
         created_by=created_by,
     )
+    # The prefix identifies the key; the secret and its hash never go into the trail.
+    record_event(
+        event_type=EventType.API_KEY_CREATED,
+        actor=created_by,
+        subject=api_key,
+        payload={"agent_id": agent.pk, "agent": agent.name, "prefix": new.prefix, "label": label},
+    )
     return api_key, new.plaintext
 
 
@@ -45,6 +63,13 @@ def revoke_api_key(*, api_key: ApiKey, revoked_by: User | None = None) -> bool:
         revoked_at=timezone.now(), revoked_by=revoked_by
     )
     api_key.refresh_from_db()
+    if updated:
+        record_event(
+            event_type=EventType.API_KEY_REVOKED,
+            actor=revoked_by,
+            subject=api_key,
+            payload={"agent_id": api_key.agent_id, "prefix": api_key.prefix},
+        )
     return updated == 1
 
 
@@ -57,10 +82,19 @@ def set_agent_status(
         raise ValidationError({"status": [f"Unknown status {status!r}."]})
     if status != AgentStatus.ACTIVE and not reason.strip():
         raise ValidationError({"reason": ["Say why the agent is being stopped."]})
+    # Locked, so that the status recorded as "from" is the one this change replaced.
+    previous = Agent.objects.select_for_update().values_list("status", flat=True).get(pk=agent.pk)
     updated = (
         Agent.objects.filter(pk=agent.pk)
         .exclude(status=status)
         .update(status=status, status_reason=reason.strip(), status_changed_at=timezone.now())
     )
     agent.refresh_from_db()
+    if updated:
+        record_event(
+            event_type=EventType.AGENT_STATUS_CHANGED,
+            actor=actor,
+            subject=agent,
+            payload={"from": previous, "to": status, "reason": agent.status_reason},
+        )
     return updated == 1

@@ -1,0 +1,50 @@
+"""Admin: the trail is read-only here too (the database would refuse changes anyway)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from audit.events import EventType
+from audit.models import AuditEvent, ChainVerification
+
+
+class EventTypeFilter(admin.SimpleListFilter):
+    # The vocabulary, rather than Django's default SELECT DISTINCT over the whole table.
+    title = "event type"
+    parameter_name = "event_type"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(value, str(label)) for value, label in EventType.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(event_type=self.value()) if self.value() else queryset
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ("sequence", "occurred_at", "event_type", "actor_label", "subject_label")
+    list_filter = (EventTypeFilter,)
+    search_fields = ("=actor_name", "=subject_id")
+    # Counting a million rows for the paginator is the slow part of a changelist.
+    show_full_result_count = False
+    ordering = ("-sequence",)
+
+
+@admin.register(ChainVerification)
+class ChainVerificationAdmin(ReadOnlyAdmin):
+    list_display = ("checked_at", "intact", "events_checked", "first_bad_sequence", "checked_by")

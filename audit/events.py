@@ -1,0 +1,50 @@
+"""The audit vocabulary: every kind of event the trail records (SPEC §7).
+
+The list is closed on purpose: `record_event` refuses a type that is not here, so a typo cannot
+start a new kind of event that no report or filter knows about. Each value is documented in
+audit/README.md ("Event types"); add the documentation when you add a value.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class EventType(models.TextChoices):
+    # People and sessions
+    LOGIN_SUCCEEDED = "login.succeeded", "Login succeeded"
+    LOGIN_FAILED = "login.failed", "Login failed"
+    USER_CREATED = "user.created", "Person created"
+
+    # Agents and their keys
+    AGENT_CREATED = "agent.created", "Agent created"
+    AGENT_STATUS_CHANGED = "agent.status_changed", "Agent status changed"
+    API_KEY_CREATED = "api_key.created", "API key created"
+    API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+
+    # Approval requests
+    REQUEST_CREATED = "request.created", "Request created"
+    REQUEST_VOTED = "request.voted", "Vote cast"
+    REQUEST_SELF_APPROVED = "request.self_approved", "Self-approval"
+    REQUEST_DECIDED = "request.decided", "Request decided"
+    REQUEST_ESCALATED = "request.escalated", "Request escalated"
+    REQUEST_EXPIRED = "request.expired", "Request expired"
+    REQUEST_CANCELLED = "request.cancelled", "Request cancelled"
+
+    # Guardrails and budgets
+    GUARDRAIL_VIOLATION = "guardrail.violation", "Guardrail violation"
+    BUDGET_ALERT = "budget.alert", "Budget alert"
+
+    # Configuration
+    POLICY_CHANGED = "policy.changed", "Policy changed"
+    ROUTE_CHANGED = "route.changed", "Escalation route changed"
+    BUDGET_CHANGED = "budget.changed", "Budget changed"
+
+    # Compliance
+    EXPORT_MADE = "export.made", "Export made"
+
+
+class ActorType(models.TextChoices):
+    USER = "user", "Person"
+    AGENT = "agent", "Agent"
+    SYSTEM = "system", "System"

@@ -1,0 +1,28 @@
+"""Every test here starts from an empty audit trail, so it can count from sequence 1.
+
+Fixtures elsewhere in the suite that commit outside a test's transaction (module- or
+session-scoped ones, live servers) leave audit events behind, and nobody can delete those
+(that is the point of the table). Here they are removed inside the test's own transaction,
+with the triggers lifted as an attacker would, and come back when it rolls back.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from audit.models import AuditEvent
+from tests.audit.db import execute, tampering
+
+
+@pytest.fixture(autouse=True)
+def _start_from_an_empty_trail(request: pytest.FixtureRequest) -> None:
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or bool(
+        marker and marker.kwargs.get("transaction")
+    )
+    if not (transactional or marker or "db" in request.fixturenames):
+        return
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    if AuditEvent.objects.exists():
+        with tampering():
+            execute("DELETE FROM audit_auditevent")
