@@ -16,35 +16,43 @@ from rest_framework.request import Request
 from agents import keys
 from agents.models import Agent, ApiKey
 
+BEARER_CHALLENGE = 'Bearer realm="oversight"'
 _INVALID = "Invalid API key. Send `Authorization: Bearer ovs_<prefix>_<secret>`."
+
+
+def authenticate_bearer(header: bytes) -> tuple[Agent, ApiKey] | None:
+    """Resolve an Authorization header to (agent, key); None when there is no header.
+
+    Raises AuthenticationFailed for anything else that is not a live key. Shared by the DRF
+    views and the async long-poll view, so both authenticate the same way.
+    """
+    parts = header.split()
+    if not parts:
+        return None
+    if parts[0].lower() != b"bearer" or len(parts) != 2:
+        raise exceptions.AuthenticationFailed(_INVALID)
+    try:
+        parsed = keys.parse(parts[1].decode("ascii"))
+    except UnicodeDecodeError:
+        parsed = None
+    if parsed is None:
+        raise exceptions.AuthenticationFailed(_INVALID)
+    api_key = ApiKey.objects.select_related("agent").filter(prefix=parsed.prefix).first()
+    if api_key is None or not keys.secret_matches(parsed.secret, api_key.secret_hash):
+        raise exceptions.AuthenticationFailed(_INVALID)
+    if api_key.is_revoked:
+        raise exceptions.AuthenticationFailed("This API key has been revoked.", code="key_revoked")
+    api_key.touch()
+    return api_key.agent, api_key
 
 
 class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[Agent, ApiKey] | None:
-        header = get_authorization_header(request).split()
-        if not header:
-            return None  # -> 401 "unauthenticated" from the permission check
-        if header[0].lower() != b"bearer" or len(header) != 2:
-            raise exceptions.AuthenticationFailed(_INVALID)
-        try:
-            parsed = keys.parse(header[1].decode("ascii"))
-        except UnicodeDecodeError:
-            parsed = None
-        if parsed is None:
-            raise exceptions.AuthenticationFailed(_INVALID)
-        api_key = ApiKey.objects.select_related("agent").filter(prefix=parsed.prefix).first()
-        if api_key is None or not keys.secret_matches(parsed.secret, api_key.secret_hash):
-            raise exceptions.AuthenticationFailed(_INVALID)
-        if api_key.is_revoked:
-            raise exceptions.AuthenticationFailed(
-                "This API key has been revoked.", code="key_revoked"
-            )
-        api_key.touch()
-        return api_key.agent, api_key
+        return authenticate_bearer(get_authorization_header(request))
 
     def authenticate_header(self, request: Request) -> str:
         # Present, so that DRF answers 401 (not 403) to unauthenticated calls.
-        return 'Bearer realm="oversight"'
+        return BEARER_CHALLENGE
 
 
 def request_agent(request: Request) -> Agent:

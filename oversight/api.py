@@ -8,21 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-
-class ApiError(exceptions.APIException):
-    """An API error with an explicit status and stable code, raised by views and services."""
-
-    def __init__(self, *, status_code: int, code: str, message: str) -> None:
-        self.status_code = status_code
-        super().__init__(detail=message, code=code)
-
+from oversight.api_errors import PayloadTooLarge, error_body
 
 _CODES_BY_EXCEPTION: list[tuple[type[exceptions.APIException], str]] = [
     (exceptions.NotAuthenticated, "unauthenticated"),
@@ -45,14 +40,10 @@ def _flatten(detail: Any) -> Any:
     return str(detail)
 
 
-def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if fields:
-        error["fields"] = fields
-    return {"error": error}
-
-
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, RequestDataTooBig):  # raised by Django when DRF reads request.body
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = PayloadTooLarge(limit)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # Not an API exception: Django's handler500 answers (as JSON, below).

@@ -27,6 +27,8 @@ def web_command() -> list[str]:
         "--lifespan", "off",
         "--no-server-header",
     ]  # fmt: skip
+    if not env_bool("OVERSIGHT_ACCESS_LOG", default=True):
+        command += ["--no-access-log"]
     if env_bool("OVERSIGHT_BEHIND_TLS_PROXY", default=False):
         command += ["--proxy-headers", "--forwarded-allow-ips", env_str("FORWARDED_ALLOW_IPS", "*")]
     else:

@@ -14,6 +14,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("agents.api_urls")),
+    path("", include("approvals.api_urls")),
     # Agents get JSON for unknown endpoints even with DEBUG on (no HTML debug page).
     re_path(r"^.*$", api.api_not_found),
 ]
@@ -23,7 +24,9 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
+    path("audit/", include("audit.urls")),
     path("", include("accounts.urls")),
+    path("", include("approvals.urls")),
 ]
 
 admin.site.site_header = "Oversight administration"

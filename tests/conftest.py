@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -79,12 +78,6 @@ def api() -> Callable[[str | None], ApiClient]:
     return ApiClient
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(autouse=True)
 def _plain_static_storage(settings: Any) -> None:
     """Tests render templates without running collectstatic (no manifest to look names up in)."""
@@ -92,3 +85,115 @@ def _plain_static_storage(settings: Any) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture
+def approvers(make_user: Callable[..., User]) -> dict[str, User]:
+    """One approver per tier, plus a second director and VP for quorum tests."""
+    return {
+        "lead": make_user("t-lead", roles=("approver",), tier="team_lead"),
+        "em": make_user("t-em", roles=("approver",), tier="engineering_manager"),
+        "director": make_user("t-director", roles=("approver",), tier="director"),
+        "director2": make_user("t-director2", roles=("approver",), tier="director"),
+        "vp": make_user("t-vp", roles=("approver",), tier="vp_engineering"),
+    }
+
+
+@pytest.fixture
+def new_request(make_agent: Callable[..., AgentWithKey]) -> Callable[..., Any]:
+    from approvals import services as approvals
+
+    def make(agent: Agent | None = None, **overrides: Any) -> Any:
+        fields: dict[str, Any] = {
+            "action": "deploy_to_production",
+            "params": {"service": "api", "version": "1.2.3"},
+            "risk_level": "medium",
+            "justification": "Ship the fix for the login outage.",
+        }
+        fields.update(overrides)
+        return approvals.create_request(agent=agent or make_agent().agent, **fields)
+
+    return make
+
+
+def shift_into_past(request_id: Any, seconds: float) -> None:
+    """Move a request's clock `seconds` back, as if it had been created that long ago."""
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    from approvals.models import ApprovalRequest
+
+    delta = timedelta(seconds=seconds)
+    ApprovalRequest.objects.filter(pk=request_id).update(
+        created_at=F("created_at") - delta,
+        escalates_at=F("escalates_at") - delta,
+        expires_at=F("expires_at") - delta,
+    )
+
+
+@pytest.fixture(scope="session")
+def web_server(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any) -> Any:
+    """The real ASGI server (uvicorn, as `make web` starts it) on the test database."""
+    from tests import live
+
+    with django_db_blocker.unblock():
+        server = live.start_web(tmp_path_factory.mktemp("web"))
+    yield server
+    server.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any
+) -> Any:
+    """A real Celery worker (as `make worker` starts it) on the test database and Redis."""
+    from tests import live
+
+    with django_db_blocker.unblock():
+        worker = live.start_worker(tmp_path_factory.mktemp("worker"))
+    yield worker
+    worker.stop()
+
+
+_audit_triggers_lifted = False
+
+
+def _audit_trigger_statements(index: int) -> list[str]:
+    import importlib
+
+    from django.db import connection
+
+    migration = importlib.import_module("audit.migrations.0002_append_only")
+    return list(migration.STATEMENTS[connection.vendor][index])
+
+
+@pytest.fixture(autouse=True)
+def _audit_append_only_between_flushes(request: Any) -> Any:
+    """Transactional tests end with a flush (TRUNCATE or DELETE of every table) that the audit
+    table's append-only triggers rightly refuse. Lift the triggers for that flush only, and put
+    them back before the next test touches the database."""
+    global _audit_triggers_lifted
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or bool(
+        marker and marker.kwargs.get("transaction")
+    )
+    uses_db = transactional or "db" in request.fixturenames or marker is not None
+    if not uses_db:
+        yield
+        return
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from django.db import connection
+
+    if _audit_triggers_lifted:
+        with connection.cursor() as cursor:
+            for statement in _audit_trigger_statements(0):
+                cursor.execute(statement)
+        if transactional:
+            _audit_triggers_lifted = False
+    yield
+    if transactional:
+        with connection.cursor() as cursor:
+            for statement in _audit_trigger_statements(1):
+                cursor.execute(statement)
+        _audit_triggers_lifted = True

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from oversight.dev.services import free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

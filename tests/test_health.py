@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.test import Client
 
-from tests.conftest import free_port
+from oversight.dev.services import free_port
 
 
 def test_healthz_answers_without_login(db):

@@ -22,6 +22,12 @@ LOCAL_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/oversight"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def port_answers(url: str, timeout: float = 0.5) -> bool:
     parsed = urlparse(url)
     try:

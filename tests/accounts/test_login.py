@@ -74,3 +74,25 @@ def test_navigation_shows_only_what_the_roles_open(db, make_user, roles, sees_ad
     client.force_login(make_user(roles=roles, tier=tier))
     html = client.get("/").content.decode()
     assert ('href="/admin/"' in html) is sees_admin
+
+
+def test_a_person_added_in_the_admin_is_audited(db, make_user):
+    from audit.models import AuditEvent
+
+    admin = make_user("root-admin", roles=("admin",))
+    admin.is_superuser = True
+    admin.save()
+    client = Client()
+    client.force_login(admin)
+    response = client.post(
+        "/admin/accounts/user/add/",
+        {
+            "username": "newbie",
+            "password1": "a-long-passphrase-42",
+            "password2": "a-long-passphrase-42",
+            "usable_password": "true",
+        },
+    )
+    assert response.status_code == 302, response.content[:500]
+    event = AuditEvent.objects.get(event_type="user.created", payload__username="newbie")
+    assert event.actor_name == admin.display_name

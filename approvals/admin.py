@@ -1,0 +1,98 @@
+"""Admin: escalation routes are editable (and audited); requests and callbacks are read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from approvals import routes
+from approvals.models import (
+    ApprovalRequest,
+    CallbackAttempt,
+    CallbackDelivery,
+    EscalationRoute,
+    Vote,
+)
+
+
+@admin.register(EscalationRoute)
+class EscalationRouteAdmin(admin.ModelAdmin):
+    list_display = ("risk_level", "tiers", "updated_at")
+    fields = ("risk_level", "tiers")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # every risk level needs a route
+
+    def save_model(
+        self, request: HttpRequest, obj: EscalationRoute, form: Any, change: bool
+    ) -> None:
+        routes.save_route(route=obj, actor=request.user)  # type: ignore[arg-type]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class VoteInline(admin.TabularInline):
+    model = Vote
+    extra = 0
+    fields = (
+        "voter_name",
+        "vote",
+        "comment",
+        "params_sha256",
+        "is_self_approval",
+        "voided_at",
+        "created_at",
+    )
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ApprovalRequest)
+class ApprovalRequestAdmin(ReadOnlyAdmin):
+    list_display = (
+        "action",
+        "agent",
+        "status",
+        "risk_level",
+        "urgency",
+        "current_tier",
+        "created_at",
+        "expires_at",
+    )
+    list_filter = ("status", "risk_level", "urgency")
+    search_fields = ("action", "agent__name", "id")
+    date_hierarchy = "created_at"
+    inlines = [VoteInline]
+    show_full_result_count = False  # no COUNT(*) over a large table
+
+
+class CallbackAttemptInline(admin.TabularInline):
+    model = CallbackAttempt
+    extra = 0
+    fields = ("attempted_at", "status_code", "error", "duration_ms")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(CallbackDelivery)
+class CallbackDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("request", "url", "status", "attempts", "next_attempt_at", "delivered_at")
+    list_filter = ("status",)
+    inlines = [CallbackAttemptInline]

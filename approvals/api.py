@@ -1,0 +1,333 @@
+"""The approval-requests endpoints of the agent API (SPEC §3).
+
+Create, list and cancel are DRF views. Reading one request is a plain async Django view: with
+`?wait=N` it holds the response until the request leaves `pending`, and an await costs no
+thread, so hundreds of waiting agents do not starve the other requests.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.decorators import login_not_required
+from django.db import connection, transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.decorators import api_view
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agents.authentication import BEARER_CHALLENGE, authenticate_bearer, request_agent
+from agents.models import Agent, ApiKey
+from approvals import idempotency, services
+from approvals.models import ApprovalRequest, Status, Vote
+from approvals.representation import represent
+from approvals.serializers import (
+    ApprovalRequestSerializer,
+    CreateRequestSerializer,
+    ErrorSerializer,
+)
+from approvals.waiters import hub
+from oversight.api_errors import ApiError, error_body
+from oversight.throttling import AgentRateThrottle
+
+MAX_WAIT_SECONDS = 60
+ERRORS = {
+    code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 422, 429)
+}
+
+
+def _api_error(exc: services.ApprovalError) -> ApiError:
+    return ApiError(status_code=exc.status, code=exc.code, message=exc.message)
+
+
+class NewestFirst(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    max_page_size = 200
+    page_size_query_param = "page_size"
+
+
+@extend_schema(
+    methods=["POST"],
+    operation_id="create_approval_request",
+    summary="Ask for approval",
+    request=CreateRequestSerializer,
+    parameters=[
+        OpenApiParameter(
+            "Idempotency-Key",
+            str,
+            OpenApiParameter.HEADER,
+            description="Same key + same body returns the first response; kept at least 24 h.",
+        )
+    ],
+    responses={201: ApprovalRequestSerializer, 200: ApprovalRequestSerializer, **ERRORS},
+)
+@extend_schema(
+    methods=["GET"],
+    operation_id="list_approval_requests",
+    summary="The agent's own requests, newest first",
+    parameters=[
+        OpenApiParameter("status", str, enum=Status.values),
+        OpenApiParameter("page_size", int),
+    ],
+    responses={200: ApprovalRequestSerializer(many=True), **ERRORS},
+)
+@api_view(["GET", "POST"])
+def approval_requests(request: Request) -> Response:
+    if request.method == "POST":
+        return _create(request)
+    return _list(request)
+
+
+def _create(request: Request) -> Response:
+    agent = request_agent(request)
+    serializer = CreateRequestSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    data = serializer.validated_data
+
+    claim = None
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        api_key = request.auth
+        assert isinstance(api_key, ApiKey)
+        claimed = idempotency.claim(api_key=api_key, key=key, body=request.data)
+        if isinstance(claimed, tuple):
+            replay_status, replay_body = claimed
+            return Response(
+                replay_body, status=replay_status, headers={"Idempotent-Replayed": "true"}
+            )
+        claim = claimed
+    try:
+        with transaction.atomic():
+            created = services.create_request(
+                agent=agent,
+                action=data["action"],
+                params=data["params"],
+                risk_level=data.get("risk_level"),
+                urgency=data["urgency"],
+                justification=data["justification"],
+                confidence=data.get("confidence"),
+                estimated_cost_cents=data.get("estimated_cost_cents"),
+                timeout_seconds=data.get("timeout_seconds"),
+                callback_url=data["callback_url"],
+            )
+            # The audit append holds a lock until COMMIT: serialise the body inside the
+            # transaction only when the idempotency record needs it.
+            if claim is not None:
+                body = represent(created, votes=[])
+                idempotency.complete(
+                    claim, request=created, status_code=status.HTTP_201_CREATED, body=body
+                )
+    except services.ApprovalError as exc:
+        if claim is not None:
+            idempotency.release(claim)
+        raise _api_error(exc) from exc
+    except BaseException:
+        if claim is not None:
+            idempotency.release(claim)
+        raise
+    if claim is None:
+        body = represent(created, votes=[])
+    return Response(
+        body,
+        status=status.HTTP_201_CREATED,
+        headers={"Location": f"/api/v1/approval-requests/{created.pk}"},
+    )
+
+
+def _list(request: Request) -> Response:
+    agent = request_agent(request)
+    queryset = ApprovalRequest.objects.filter(agent=agent).select_related("decided_by")
+    wanted = request.query_params.get("status")
+    if wanted:
+        if wanted not in Status.values:
+            raise exceptions.ValidationError(
+                {"status": [f"Choose from {', '.join(Status.values)}."]}
+            )
+        queryset = queryset.filter(status=wanted)
+    paginator = NewestFirst()
+    page = paginator.paginate_queryset(queryset, request) or []
+    votes: dict[uuid.UUID, list[Vote]] = {}
+    for vote in (
+        Vote.objects.filter(request__in=[r.pk for r in page])
+        .select_related("voter")
+        .order_by("created_at")
+    ):
+        votes.setdefault(vote.request_id, []).append(vote)
+    return paginator.get_paginated_response([represent(r, votes=votes.get(r.pk, [])) for r in page])
+
+
+@extend_schema(
+    operation_id="cancel_approval_request",
+    summary="Withdraw a pending request",
+    request=None,
+    responses={200: ApprovalRequestSerializer, **ERRORS},
+)
+@api_view(["POST"])
+def cancel(request: Request, request_id: uuid.UUID) -> Response:
+    agent = request_agent(request)
+    try:
+        cancelled = services.cancel_request(request_id=request_id, agent=agent)
+    except ApprovalRequest.DoesNotExist:
+        raise exceptions.NotFound("No such approval request.") from None
+    except services.ApprovalError as exc:
+        raise _api_error(exc) from exc
+    return Response(represent(cancelled))
+
+
+# --- read one, with long-poll -----------------------------------------------------------------
+
+
+def _json_error(
+    status_code: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JsonResponse:
+    return JsonResponse(error_body(code, message), status=status_code, headers=headers)
+
+
+def _authenticate(request: HttpRequest) -> Agent | JsonResponse:
+    try:
+        return _authenticate_once(request)
+    finally:
+        _release_connection()
+
+
+def _authenticate_once(request: HttpRequest) -> Agent | JsonResponse:
+    try:
+        resolved = authenticate_bearer(request.headers.get("Authorization", "").encode("latin-1"))
+    except exceptions.AuthenticationFailed as exc:
+        code = "key_revoked" if exc.get_codes() == "key_revoked" else "invalid_api_key"
+        return _json_error(401, code, str(exc.detail), {"WWW-Authenticate": BEARER_CHALLENGE})
+    if resolved is None:
+        message = "Send `Authorization: Bearer <api key>`."
+        return _json_error(401, "unauthenticated", message, {"WWW-Authenticate": BEARER_CHALLENGE})
+    agent, _ = resolved
+    throttle = AgentRateThrottle()
+    request.user = agent  # type: ignore[assignment]
+    if not throttle.allow_request(request, None):
+        wait = int(throttle.wait())
+        return _json_error(
+            429, "rate_limited", f"Too many calls; retry in {wait} s.", {"Retry-After": str(wait)}
+        )
+    # Paused and disabled agents may still read their own requests (SPEC §6).
+    return agent
+
+
+def _release_connection() -> None:
+    """Give the connection back (to the pool) between reads: a waiting agent holds none.
+    Inside a transaction (tests wrap each one in one) there is nothing to give back."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def _read(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], bool] | None:
+    try:
+        return _read_once(agent, request_id)
+    finally:
+        _release_connection()
+
+
+def _read_once(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], bool] | None:
+    found = (
+        ApprovalRequest.objects.select_related("agent", "decided_by")
+        .filter(pk=request_id, agent=agent)
+        .first()
+    )
+    if found is None:
+        return None
+    if found.is_overdue():
+        # Make the state true in the database too (and fire the callback); idempotent.
+        services.expire_request(request_id=found.pk)
+        found.refresh_from_db()
+    return represent(found), found.status == Status.PENDING and not found.is_overdue()
+
+
+@csrf_exempt
+@login_not_required
+async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -> JsonResponse:
+    if request.method != "GET":
+        return _json_error(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
+    raw_wait = request.GET.get("wait", "0")
+    if not raw_wait.isdigit() or not 0 <= int(raw_wait) <= MAX_WAIT_SECONDS:
+        return JsonResponse(
+            error_body(
+                "invalid",
+                "The request has invalid fields.",
+                {"wait": [f"A whole number from 0 to {MAX_WAIT_SECONDS}."]},
+            ),
+            status=400,
+        )
+    # Each database step hands its connection back when done, so 500 waiting agents hold no
+    # database connections while they wait (only an await on the waiter hub).
+    authenticated = await sync_to_async(_authenticate)(request)
+    if isinstance(authenticated, JsonResponse):
+        return authenticated
+    agent = authenticated
+    deadline = time.monotonic() + int(raw_wait)
+    waiters = hub()
+    with waiters.watch(str(request_id)) as changed:
+        while True:
+            result = await sync_to_async(_read)(agent, request_id)
+            if result is None:
+                return _json_error(404, "not_found", "No such approval request.")
+            body, pending = result
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
+                return JsonResponse(body)
+            await waiters.wait(changed, remaining)
+
+
+def document_async_endpoints(
+    result: dict[str, Any], generator: Any, request: Any, public: Any
+) -> dict[str, Any]:
+    """drf-spectacular documents DRF views only; add the async read/long-poll endpoint."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    result["paths"]["/api/v1/approval-requests/{id}"] = {
+        "get": {
+            "operationId": "get_approval_request",
+            "summary": "Read one request; with ?wait=N, wait up to N seconds for the decision",
+            "tags": ["approval-requests"],
+            "parameters": [
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                },
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "required": False,
+                    "description": "Answer when the request leaves pending, or after N s.",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": MAX_WAIT_SECONDS,
+                        "default": 0,
+                    },
+                },
+            ],
+            "security": [{"ApiKey": []}],
+            "responses": {
+                "200": {
+                    "description": "The request",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ApprovalRequest"}
+                        }
+                    },
+                },
+                **{
+                    str(code): {"description": "Error", "content": error}
+                    for code in (400, 401, 404, 429)
+                },
+            },
+        }
+    }
+    return result

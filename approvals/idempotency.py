@@ -1,0 +1,94 @@
+"""`Idempotency-Key` for creating approval requests (SPEC §3).
+
+Same key + same body → the first response again, no second request; same key + another body →
+422; same key while the first call is still in flight → 409. Keys are scoped to the API key and
+kept at least 24 hours (a beat task removes them after `RETENTION`).
+
+The claim is a row inserted under a unique constraint, so concurrent calls with one key are
+settled by the database; the response is stored in the same transaction as the request it
+describes, so there is never a request without its key or a key pointing at nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework import status
+
+from agents.models import ApiKey
+from approvals.binding import canonical_json
+from approvals.models import ApprovalRequest, IdempotencyKey
+from oversight.api_errors import ApiError
+
+RETENTION = timedelta(hours=48)
+# How long a first attempt may be in flight before a retry may take over (it crashed).
+IN_FLIGHT_LEASE = timedelta(seconds=60)
+MAX_KEY_LENGTH = 255
+
+
+def body_digest(body: Any) -> str:
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def validate_key(key: str) -> None:
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise ApiError(
+            status_code=status.HTTP_400_BAD_REQUEST,
+            code="invalid_idempotency_key",
+            message=f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters.",
+        )
+
+
+def claim(*, api_key: ApiKey, key: str, body: Any) -> IdempotencyKey | tuple[int, Any]:
+    """Claim `key` for this call, or return the stored (status, body) to replay."""
+    validate_key(key)
+    digest = body_digest(body)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            return IdempotencyKey.objects.create(
+                api_key=api_key, key=key, body_sha256=digest, locked_until=now + IN_FLIGHT_LEASE
+            )
+    except IntegrityError:
+        pass
+    existing = IdempotencyKey.objects.get(api_key=api_key, key=key)
+    if existing.body_sha256 != digest:
+        raise ApiError(
+            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            code="idempotency_key_reused",
+            message="This Idempotency-Key was used with a different body.",
+        )
+    if existing.response_status is not None:
+        return existing.response_status, existing.response_body
+    taken_over = IdempotencyKey.objects.filter(
+        pk=existing.pk, response_status__isnull=True, locked_until__lt=now
+    ).update(locked_until=now + IN_FLIGHT_LEASE)
+    if taken_over:
+        existing.refresh_from_db()
+        return existing
+    raise ApiError(
+        status_code=status.HTTP_409_CONFLICT,
+        code="idempotency_in_flight",
+        message="A call with this Idempotency-Key is still being processed; retry shortly.",
+    )
+
+
+def complete(row: IdempotencyKey, *, request: ApprovalRequest, status_code: int, body: Any) -> None:
+    """Store the response; call inside the transaction that created `request`."""
+    IdempotencyKey.objects.filter(pk=row.pk).update(
+        request=request, response_status=status_code, response_body=body, locked_until=None
+    )
+
+
+def release(row: IdempotencyKey) -> None:
+    """Forget a claim whose call failed validation, so the key can be used for a fixed body."""
+    IdempotencyKey.objects.filter(pk=row.pk, response_status__isnull=True).delete()
+
+
+def purge_expired() -> int:
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=timezone.now() - RETENTION).delete()
+    return deleted

@@ -1,0 +1,79 @@
+"""The pure rules of SPEC §2: effective risk, time limits, routing, who may decide.
+
+No writes here; `approvals.services` applies these under a row lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+from accounts.models import Role, Tier, User
+from approvals.models import DEFAULT_ROUTES, ApprovalRequest, EscalationRoute, RiskLevel, Urgency
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    expires_at: datetime
+    escalates_at: datetime
+
+
+def deadlines(*, created_at: datetime, urgency: str, timeout_seconds: int | None) -> Deadlines:
+    """Expiry after the urgency's limit (or the agent's shorter one); escalation at half-time."""
+    limit = Urgency.time_limit(urgency)
+    if timeout_seconds is not None:
+        limit = timedelta(seconds=timeout_seconds)
+    expires_at = created_at + limit
+    return Deadlines(expires_at=expires_at, escalates_at=created_at + (expires_at - created_at) / 2)
+
+
+def effective_risk(*, action: str, claimed: str | None) -> tuple[str, str]:
+    """The higher of the agent's claim and the action policy's risk, and what set it.
+
+    Action policies arrive with the guardrails feature; until then the claim stands.
+    """
+    if claimed is None:
+        raise ValueError("risk_level is required when no action policy sets it")
+    return claimed, "the agent's claim"
+
+
+def route_for(risk_level: str) -> list[str]:
+    route = (
+        EscalationRoute.objects.filter(risk_level=risk_level)
+        .values_list("tiers", flat=True)
+        .first()
+    )
+    return list(route) if route else list(DEFAULT_ROUTES[risk_level])
+
+
+def required_approvals(risk_level: str) -> int:
+    return 2 if risk_level == RiskLevel.CRITICAL else 1
+
+
+def escalation_target(route: list[str]) -> str | None:
+    """The tier escalation adds: the route's next tier, else the next one up the ranking;
+    None at the top of the ranking (the request stays and is flagged)."""
+    if len(route) > 1:
+        return route[1]
+    above = Tier.at_or_above(route[0])[1:]
+    return above[0] if above else None
+
+
+def refusal_to_decide(user: User, request: ApprovalRequest) -> str | None:
+    """Why `user` may not vote on `request`, or None when they may (SPEC §2: who may decide)."""
+    if not user.is_active or not user.has_role(Role.APPROVER):
+        return "Only approvers may decide requests."
+    if not user.tier or Tier.rank(user.tier) < Tier.rank(request.route[0]):
+        first = Tier(request.route[0]).label.lower()
+        return (
+            f"This {request.risk_level}-risk request needs an approver at {first} level or above."
+        )
+    if is_self_approval(user, request) and not settings.OVERSIGHT_ALLOW_SELF_APPROVAL:
+        return "You own this agent, so you may not decide its requests."
+    return None
+
+
+def is_self_approval(user: User, request: ApprovalRequest) -> bool:
+    return request.agent.owner_id is not None and request.agent.owner_id == user.pk

@@ -1,0 +1,102 @@
+"""Input validation and the documented response shape of the approval-requests API."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from approvals.models import RiskLevel, Status, Urgency
+from oversight.fields import (
+    JSONObjectField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictSerializer,
+)
+
+
+class CreateRequestSerializer(StrictSerializer):
+    action = StrictCharField(
+        max_length=200, help_text="What the agent wants to do, e.g. deploy_to_production."
+    )
+    params = JSONObjectField(
+        required=False, default=dict, help_text="The action's arguments (a JSON object)."
+    )
+    risk_level = serializers.ChoiceField(choices=RiskLevel.choices, required=False)
+    urgency = serializers.ChoiceField(choices=Urgency.choices, default=Urgency.NORMAL)
+    justification = StrictCharField(max_length=10_000, help_text="Why the agent wants to do it.")
+    confidence = StrictFloatField(min_value=0, max_value=1, required=False, allow_null=True)
+    estimated_cost_cents = StrictIntegerField(
+        min_value=0, max_value=10**12, required=False, allow_null=True
+    )
+    timeout_seconds = StrictIntegerField(min_value=1, required=False, allow_null=True)
+    callback_url = serializers.URLField(
+        max_length=2000, required=False, allow_blank=True, default=""
+    )
+
+    def validate_callback_url(self, value: str) -> str:
+        if value and not value.lower().startswith(("http://", "https://")):
+            raise serializers.ValidationError("Only http and https callback URLs are supported.")
+        return value
+
+
+class CancelSerializer(StrictSerializer):
+    pass
+
+
+class VoteSerializer(serializers.Serializer):
+    who = serializers.CharField()
+    username = serializers.CharField(allow_null=True)
+    vote = serializers.ChoiceField(choices=["approve", "reject"])
+    comment = serializers.CharField()
+    at = serializers.DateTimeField()
+    params_sha256 = serializers.CharField()
+    modified_params = serializers.JSONField(allow_null=True)
+    voided = serializers.BooleanField()
+    self_approval = serializers.BooleanField()
+
+
+class DecisionSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=Status.final())
+    decided_at = serializers.DateTimeField()
+    decided_by = serializers.CharField(allow_null=True)
+    reason = serializers.CharField()
+    modified_params = serializers.JSONField(allow_null=True)
+    approved_params_sha256 = serializers.CharField(allow_null=True)
+
+
+class ApprovalRequestSerializer(serializers.Serializer):
+    """Documentation of the response (the data itself comes from `representation.represent`)."""
+
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=Status.choices)
+    action = serializers.CharField()
+    params = serializers.JSONField()
+    params_sha256 = serializers.CharField()
+    risk_level = serializers.ChoiceField(choices=RiskLevel.choices)
+    claimed_risk_level = serializers.ChoiceField(choices=RiskLevel.choices)
+    risk_source = serializers.CharField()
+    urgency = serializers.ChoiceField(choices=Urgency.choices)
+    justification = serializers.CharField()
+    confidence = serializers.FloatField(allow_null=True)
+    estimated_cost_cents = serializers.IntegerField(allow_null=True)
+    callback_url = serializers.URLField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    escalates_at = serializers.DateTimeField()
+    escalated_at = serializers.DateTimeField(allow_null=True)
+    escalation_level = serializers.IntegerField()
+    current_tier = serializers.CharField()
+    required_approvals = serializers.IntegerField()
+    approvals = VoteSerializer(many=True)
+    decision = DecisionSerializer(allow_null=True)
+    url = serializers.URLField()
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(required=False)  # type: ignore[assignment]
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()

@@ -1,0 +1,494 @@
+"""Every state change of an approval request: create, vote, cancel, escalate, expire.
+
+Each function runs in one transaction, locks the request row first (`select_for_update`), so
+concurrent votes, cancels and timers on one request are settled by the database: exactly one of
+them moves it out of `pending`, and final states never change. Each writes its audit events in
+that transaction and schedules notifications with `transaction.on_commit`, so a rolled-back
+change notifies nobody.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Tier, User
+from agents.models import Agent, AgentStatus
+from approvals import notify, rules
+from approvals.binding import canonical_json, params_sha256
+from approvals.models import (
+    ApprovalRequest,
+    CallbackDelivery,
+    RiskLevel,
+    Status,
+    Urgency,
+    Vote,
+    VoteChoice,
+)
+from audit.events import EventType
+from audit.services import record_event
+
+MAX_PARAMS_BYTES = 64 * 1024
+
+
+class ApprovalError(Exception):
+    """A refused state change, with a stable code and the HTTP status the API answers with."""
+
+    code = "conflict"
+    status = 409
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotPending(ApprovalError):
+    code = "not_pending"
+
+
+class RequestExpired(ApprovalError):
+    code = "expired"
+
+
+class AlreadyVoted(ApprovalError):
+    code = "already_voted"
+
+
+class NotAllowed(ApprovalError):
+    code = "not_allowed"
+    status = 403
+
+
+class Invalid(ApprovalError):
+    code = "invalid"
+    status = 422
+
+
+class AgentStopped(ApprovalError):
+    status = 403
+
+    def __init__(self, agent: Agent) -> None:
+        self.code = "agent_paused" if agent.status == AgentStatus.PAUSED else "agent_disabled"
+        super().__init__(f"Agent {agent.name} is {agent.status}; it cannot ask for approvals.")
+
+
+# --- create --------------------------------------------------------------------------------
+
+
+def create_request(
+    *,
+    agent: Agent,
+    action: str,
+    params: dict[str, Any],
+    risk_level: str | None,
+    justification: str,
+    urgency: str = Urgency.NORMAL,
+    confidence: float | None = None,
+    estimated_cost_cents: int | None = None,
+    timeout_seconds: int | None = None,
+    callback_url: str = "",
+) -> ApprovalRequest:
+    """Open a pending request routed to its route's first tier (SPEC §2).
+
+    Raises `Invalid` for semantic errors (a timeout longer than the urgency allows, no risk
+    level and no policy to set one) and `AgentStopped` for a paused or disabled agent.
+    """
+    if agent.status != AgentStatus.ACTIVE:
+        raise AgentStopped(agent)
+    if urgency not in Urgency.values:
+        raise Invalid(f"Unknown urgency {urgency!r}.")
+    limit = Urgency.time_limit(urgency)
+    if timeout_seconds is not None and not 1 <= timeout_seconds <= limit.total_seconds():
+        raise Invalid(
+            f"timeout_seconds must be between 1 and {int(limit.total_seconds())} for "
+            f"{urgency} urgency; an agent may shorten its time limit, never lengthen it."
+        )
+    if not justification.strip():
+        raise Invalid("A justification is required.")
+    _check_params_size(params)
+    try:
+        effective, source = rules.effective_risk(action=action, claimed=risk_level)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from exc
+
+    with transaction.atomic():
+        now = timezone.now()
+        times = rules.deadlines(created_at=now, urgency=urgency, timeout_seconds=timeout_seconds)
+        route = rules.route_for(effective)
+        digest = params_sha256(action, params)
+        request = ApprovalRequest.objects.create(
+            agent=agent,
+            action=action,
+            params=params,
+            params_sha256=digest,
+            current_params_sha256=digest,
+            risk_level=effective,
+            claimed_risk_level=risk_level or effective,
+            risk_source=source,
+            urgency=urgency,
+            justification=justification.strip(),
+            confidence=confidence,
+            estimated_cost_cents=estimated_cost_cents,
+            callback_url=callback_url,
+            created_at=now,
+            expires_at=times.expires_at,
+            escalates_at=times.escalates_at,
+            route=route,
+            current_tier=route[0],
+            first_tier_rank=Tier.rank(route[0]),
+            required_approvals=rules.required_approvals(effective),
+        )
+        record_event(
+            event_type=EventType.REQUEST_CREATED,
+            actor=agent,
+            subject=request,
+            payload={
+                "action": action,
+                "params_sha256": digest,
+                "risk_level": effective,
+                "claimed_risk_level": request.claimed_risk_level,
+                "risk_source": source,
+                "urgency": urgency,
+                "expires_at": request.expires_at.isoformat(),
+                "tier": request.current_tier,
+            },
+        )
+        notify.on_commit(request, notify.CREATED)
+    return request
+
+
+# --- vote ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VoteOutcome:
+    request: ApprovalRequest
+    vote: Vote
+    decided: bool
+
+
+def approve_request(
+    *,
+    request_id: uuid.UUID,
+    reviewer: User,
+    comment: str = "",
+    modified_params: dict[str, Any] | None = None,
+) -> VoteOutcome:
+    """Approve, or approve with changes (`modified_params` replaces the arguments)."""
+    return _vote(
+        request_id=request_id,
+        voter=reviewer,
+        choice=VoteChoice.APPROVE,
+        comment=comment,
+        modified_params=modified_params,
+    )
+
+
+def reject_request(*, request_id: uuid.UUID, reviewer: User, reason: str) -> VoteOutcome:
+    """Reject with a reason; any single rejection rejects the request."""
+    if not reason.strip():
+        raise Invalid(
+            "Say why you reject this request; the agent and the audit trail need the reason."
+        )
+    return _vote(
+        request_id=request_id,
+        voter=reviewer,
+        choice=VoteChoice.REJECT,
+        comment=reason,
+        modified_params=None,
+    )
+
+
+def _vote(
+    *,
+    request_id: uuid.UUID,
+    voter: User,
+    choice: str,
+    comment: str,
+    modified_params: dict[str, Any] | None,
+) -> VoteOutcome:
+    if modified_params is not None:
+        if not isinstance(modified_params, dict):
+            raise Invalid("Changed parameters must be a JSON object.")
+        _check_params_size(modified_params)
+    with transaction.atomic():
+        request = _lock(request_id)
+        _ensure_pending(request)
+        now = timezone.now()
+        if request.is_overdue(now):
+            _finalize(
+                request, Status.EXPIRED, now=now, reason="Nobody decided before the time limit."
+            )
+            outcome: VoteOutcome | None = None
+        else:
+            outcome = _cast(request, voter, choice, comment.strip(), modified_params, now)
+    if outcome is None:
+        # The expiry above is committed; the vote itself is refused (SPEC §2, fail safe).
+        raise RequestExpired("This request expired before your vote; it counts as not approved.")
+    return outcome
+
+
+def _cast(
+    request: ApprovalRequest,
+    voter: User,
+    choice: str,
+    comment: str,
+    modified_params: dict[str, Any] | None,
+    now: datetime,
+) -> VoteOutcome:
+    refusal = rules.refusal_to_decide(voter, request)
+    if refusal:
+        raise NotAllowed(refusal)
+    if request.votes.filter(voter=voter, voided_at__isnull=True).exists():
+        raise AlreadyVoted("You have voted on this request already.")
+    self_approval = rules.is_self_approval(voter, request)
+
+    changed = False
+    if choice == VoteChoice.APPROVE and modified_params is not None:
+        new_digest = params_sha256(request.action, modified_params)
+        if new_digest != request.current_params_sha256:
+            changed = True
+            # Earlier approvals were for other arguments: they no longer count (SPEC §2).
+            request.votes.filter(vote=VoteChoice.APPROVE, voided_at__isnull=True).update(
+                voided_at=now
+            )
+            request.modified_params = modified_params
+            request.current_params_sha256 = new_digest
+            request.save(update_fields=["modified_params", "current_params_sha256"])
+
+    try:
+        with transaction.atomic():
+            vote = Vote.objects.create(
+                request=request,
+                voter=voter,
+                voter_name=voter.display_name,
+                vote=choice,
+                comment=comment,
+                params_sha256=request.current_params_sha256,
+                modified_params=modified_params if changed else None,
+                is_self_approval=self_approval,
+                created_at=now,
+            )
+    except IntegrityError as exc:  # the constraint backs up the check above
+        raise AlreadyVoted("You have voted on this request already.") from exc
+
+    record_event(
+        event_type=EventType.REQUEST_VOTED,
+        actor=voter,
+        subject=request,
+        payload={
+            "vote": choice,
+            "comment": comment,
+            "params_sha256": vote.params_sha256,
+            "changed_params": changed,
+            "tier": voter.tier,
+        },
+    )
+    if self_approval:
+        record_event(
+            event_type=EventType.REQUEST_SELF_APPROVED,
+            actor=voter,
+            subject=request,
+            payload={"agent": request.agent.name, "vote": choice},
+        )
+
+    decided = False
+    if choice == VoteChoice.REJECT:
+        _finalize(request, Status.REJECTED, now=now, decided_by=voter, reason=comment)
+        decided = True
+    else:
+        approvals = (
+            request.votes.filter(
+                vote=VoteChoice.APPROVE,
+                voided_at__isnull=True,
+                params_sha256=request.current_params_sha256,
+            )
+            .values("voter")
+            .distinct()
+            .count()
+        )
+        if approvals >= request.required_approvals:
+            _finalize(request, Status.APPROVED, now=now, decided_by=voter, reason=comment)
+            decided = True
+    if not decided:
+        notify.on_commit(request, notify.VOTED)
+    return VoteOutcome(request=request, vote=vote, decided=decided)
+
+
+# --- cancel, escalate, expire --------------------------------------------------------------
+
+
+def cancel_request(*, request_id: uuid.UUID, agent: Agent) -> ApprovalRequest:
+    """The agent withdraws its pending request. Not pending → `NotPending` (409)."""
+    with transaction.atomic():
+        request = _lock(request_id)
+        if request.agent_id != agent.pk:
+            raise ApprovalRequest.DoesNotExist
+        _ensure_pending(request)
+        now = timezone.now()
+        expired = request.is_overdue(now)
+        if expired:
+            _finalize(
+                request, Status.EXPIRED, now=now, reason="Nobody decided before the time limit."
+            )
+        else:
+            _finalize(
+                request, Status.CANCELLED, now=now, reason="Withdrawn by the agent.", actor=agent
+            )
+    if expired:
+        raise RequestExpired("This request had expired already.")
+    return request
+
+
+def expire_request(*, request_id: uuid.UUID) -> bool:
+    """Expire a pending request whose time is up. Idempotent: False when nothing changed."""
+    with transaction.atomic():
+        request = _lock(request_id, missing_ok=True)
+        now = timezone.now()
+        if request is None or not request.is_overdue(now):
+            return False
+        _finalize(request, Status.EXPIRED, now=now, reason="Nobody decided before the time limit.")
+    return True
+
+
+def escalate_request(*, request_id: uuid.UUID) -> bool:
+    """At half-time, add the route's next tier (once). Idempotent: False when nothing changed."""
+    with transaction.atomic():
+        request = _lock(request_id, missing_ok=True)
+        now = timezone.now()
+        if (
+            request is None
+            or request.status != Status.PENDING
+            or request.escalated_at is not None
+            or now < request.escalates_at
+            or request.is_overdue(now)
+        ):
+            return False
+        previous = request.current_tier
+        target = rules.escalation_target(request.route)
+        request.escalated_at = now
+        request.escalation_level = 1
+        if target is None:
+            request.escalation_flagged = True  # at the top already: stays, flagged
+        else:
+            request.current_tier = target
+        request.save(
+            update_fields=["escalated_at", "escalation_level", "escalation_flagged", "current_tier"]
+        )
+        record_event(
+            event_type=EventType.REQUEST_ESCALATED,
+            subject=request,
+            payload={
+                "from_tier": previous,
+                "to_tier": request.current_tier,
+                "flagged": request.escalation_flagged,
+            },
+        )
+        notify.on_commit(request, notify.ESCALATED)
+    return True
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _lock(request_id: uuid.UUID, *, missing_ok: bool = False) -> Any:
+    queryset = ApprovalRequest.objects.select_for_update(of=("self",)).select_related("agent")
+    try:
+        return queryset.get(pk=request_id)
+    except ApprovalRequest.DoesNotExist:
+        if missing_ok:
+            return None
+        raise
+
+
+def _ensure_pending(request: ApprovalRequest) -> None:
+    if request.status != Status.PENDING:
+        raise NotPending(f"This request is {request.status} already; final states never change.")
+
+
+def _finalize(
+    request: ApprovalRequest,
+    status: str,
+    *,
+    now: datetime,
+    decided_by: User | None = None,
+    reason: str = "",
+    actor: User | Agent | None = None,
+) -> None:
+    """Move a locked pending request to its final state, audit it, queue its callback."""
+    request.status = status
+    request.decided_at = now
+    request.decided_by = decided_by
+    request.decision_reason = reason
+    if status == Status.APPROVED:
+        request.approved_params_sha256 = request.current_params_sha256
+    request.timer_token = uuid.uuid4()  # any timer still scheduled is now moot
+    request.save(
+        update_fields=[
+            "status",
+            "decided_at",
+            "decided_by",
+            "decision_reason",
+            "approved_params_sha256",
+            "timer_token",
+        ]
+    )
+    event = {
+        Status.APPROVED: EventType.REQUEST_DECIDED,
+        Status.REJECTED: EventType.REQUEST_DECIDED,
+        Status.EXPIRED: EventType.REQUEST_EXPIRED,
+        Status.CANCELLED: EventType.REQUEST_CANCELLED,
+    }[Status(status)]
+    record_event(
+        event_type=event,
+        actor=actor or decided_by,
+        subject=request,
+        payload={
+            "outcome": status,
+            "reason": reason,
+            "approved_params_sha256": request.approved_params_sha256,
+            "modified": request.modified_params is not None,
+        },
+    )
+    if request.callback_url:
+        from approvals.representation import represent
+
+        CallbackDelivery.objects.create(
+            request=request,
+            url=request.callback_url,
+            body=canonical_json(represent(request)).decode(),
+        )
+    notify.on_commit(request, notify.FINISHED)
+
+
+def _check_params_size(params: dict[str, Any]) -> None:
+    try:
+        size = len(json.dumps(params, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise Invalid(f"params must be plain JSON: {exc}") from exc
+    if size > MAX_PARAMS_BYTES:
+        raise Invalid(f"params are {size} bytes; the limit is {MAX_PARAMS_BYTES}.")
+
+
+__all__ = [
+    "AgentStopped",
+    "AlreadyVoted",
+    "ApprovalError",
+    "Invalid",
+    "NotAllowed",
+    "NotPending",
+    "RequestExpired",
+    "RiskLevel",
+    "approve_request",
+    "cancel_request",
+    "create_request",
+    "escalate_request",
+    "expire_request",
+    "reject_request",
+]

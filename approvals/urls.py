@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from approvals import views
+
+app_name = "approvals"
+
+urlpatterns = [
+    path("requests/<uuid:request_id>/", views.detail, name="detail"),
+]

@@ -1,0 +1,119 @@
+"""Wake long-polling agents the moment their request changes (SPEC §3 `?wait=N`).
+
+Publishers (any process, after commit) send the request id on one Redis channel. Each web
+process runs one subscriber task that wakes the local waiters of that id, so 500 waiting agents
+cost 500 asyncio futures and one Redis connection, not 500 threads or connections.
+
+If Redis is unreachable, waiters still wake: they re-read the database every few seconds, so a
+lost message delays an answer by at most that long and never loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "oversight:requests:changed"
+# How often a waiter re-reads the database on its own: often while the subscriber is cut off
+# from Redis, rarely (a guard against a lost message) while it is listening.
+POLL_SECONDS_DISCONNECTED = 2.0
+POLL_SECONDS_CONNECTED = 15.0
+
+_publisher: redis.Redis | None = None
+
+
+def publish(request_id: str, kind: str) -> None:
+    global _publisher
+    if _publisher is None:
+        _publisher = redis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5
+        )
+    try:
+        _publisher.publish(CHANNEL, f"{request_id} {kind}")
+    except redis.RedisError:
+        logger.warning("could not publish the change of %s; waiters will re-read", request_id)
+
+
+class WaiterHub:
+    """Per-process, per-event-loop registry of waiting agents keyed by request id."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+
+    def _ensure_listening(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        backoff = 0.5
+        while True:
+            client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    self.connected = True
+                    backoff = 0.5
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        request_id = message["data"].decode().split(" ", 1)[0]
+                        for event in list(self._events.get(request_id, ())):
+                            event.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected = False
+                logger.warning(
+                    "long-poll subscriber lost Redis (%s); retrying in %.1fs", exc, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+    @contextlib.contextmanager
+    def watch(self, request_id: str) -> Iterator[asyncio.Event]:
+        """Register interest in `request_id` *before* reading it, so no change slips between
+        the read and the wait."""
+        self._ensure_listening()
+        event = asyncio.Event()
+        self._events[request_id].add(event)
+        try:
+            yield event
+        finally:
+            waiting = self._events.get(request_id)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._events[request_id]
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> None:
+        """Return when the watched request changes, or after at most `timeout` seconds (or
+        sooner, to re-read, when no message could have been seen)."""
+        poll = POLL_SECONDS_CONNECTED if self.connected else POLL_SECONDS_DISCONNECTED
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=min(timeout, poll))
+        event.clear()
+
+
+_hubs: dict[int, WaiterHub] = {}
+
+
+def hub() -> WaiterHub:
+    """The hub of the running event loop (tests may run several loops in one process)."""
+    loop_id = id(asyncio.get_running_loop())
+    if loop_id not in _hubs:
+        _hubs[loop_id] = WaiterHub()
+    return _hubs[loop_id]

@@ -1,0 +1,31 @@
+"""The agent API's error type and body shape (no DRF views imported: settings point here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions, status
+
+
+class ApiError(exceptions.APIException):
+    """An API error with an explicit status and stable code, raised by views and services."""
+
+    def __init__(self, *, status_code: int, code: str, message: str) -> None:
+        self.status_code = status_code
+        super().__init__(detail=message, code=code)
+
+
+def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+class PayloadTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            code="payload_too_large",
+            message=f"The request body is larger than {limit} bytes.",
+        )

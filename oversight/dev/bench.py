@@ -1,0 +1,278 @@
+"""`make bench`: the performance targets of SPEC §10, each as a ratio against a floor measured
+in the same run on the same machine.
+
+It needs the production shape: PostgreSQL and Redis (from DATABASE_URL / REDIS_URL, else on
+localhost). It creates a scratch database `<name>_bench`, starts the web server exactly as
+`make web` does (uvicorn, WEB_CONCURRENCY workers, DEBUG off), and drives it from this process
+with a lean keep-alive HTTP/1.1 client over asyncio, so the load generator costs as little CPU
+as possible on the shared cores (its CPU time is printed too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+from oversight.dev.services import (
+    LOCAL_POSTGRES_URL,
+    LOCAL_REDIS_URL,
+    free_port,
+    local_postgres_answers,
+    python_env,
+    redis_answers,
+    wait_for_http,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+CONCURRENCY = 32
+
+
+@dataclass
+class Result:
+    name: str
+    latencies: list[float]
+    errors: int
+    seconds: float
+    client_cpu: float
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return (
+            ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+            if ordered
+            else float("nan")
+        )
+
+    def line(self) -> str:
+        return (
+            f"  {self.name:<34} {self.throughput:8.0f} req/s"
+            f"   p50 {self.percentile(0.5):7.1f} ms   p99 {self.percentile(0.99):7.1f} ms"
+            f"   errors {self.errors}   client CPU {self.client_cpu:.1f} s"
+        )
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes
+) -> int:
+    writer.write(payload)
+    status_line = await reader.readline()
+    status = int(status_line.split()[1])
+    length = 0
+    chunked = False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+        elif name.lower() == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+    if chunked:
+        while True:
+            size = int((await reader.readline()).strip(), 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    elif length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _load(
+    port: int, make_payload: Callable[[], bytes], *, warmup: float, duration: float
+) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    measure_from = start + warmup
+    stop_at = measure_from + duration
+
+    async def client() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while True:
+                sent = time.perf_counter()
+                if sent >= stop_at:
+                    return
+                status = await _exchange(reader, writer, make_payload())
+                done = time.perf_counter()
+                if sent >= measure_from:
+                    latencies.append(done - sent)
+                    errors += not 200 <= status < 300
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
+    return latencies, errors
+
+
+def measure(
+    name: str, port: int, make_payload: Callable[[], bytes], *, warmup: float, duration: float
+) -> Result:
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    latencies, errors = asyncio.run(_load(port, make_payload, warmup=warmup, duration=duration))
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    return Result(name, latencies, errors, duration, cpu)
+
+
+def get(path: str) -> Callable[[], bytes]:
+    payload = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    return lambda: payload
+
+
+def post_json(path: str, key: str, body: Callable[[], dict[str, object]]) -> Callable[[], bytes]:
+    def make() -> bytes:
+        data = json.dumps(body()).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        )
+        return head.encode() + data
+
+    return make
+
+
+# --- the production-style server ----------------------------------------------------------------
+
+
+def _scratch_database(url: str) -> str:
+    import psycopg
+
+    parsed = urlparse(url)
+    name = f"{parsed.path.lstrip('/') or 'oversight'}_bench"
+    admin = urlunparse(parsed._replace(scheme="postgresql", path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunparse(parsed._replace(path=f"/{name}"))
+
+
+def _manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds measured per scenario"
+    )
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--web-workers", default=os.environ.get("WEB_CONCURRENCY", "2"))
+    args = parser.parse_args()
+
+    env = python_env()
+    database = env.get("DATABASE_URL") or (LOCAL_POSTGRES_URL if local_postgres_answers() else "")
+    redis_url = env.get("REDIS_URL") or (LOCAL_REDIS_URL if redis_answers(LOCAL_REDIS_URL) else "")
+    if not database.startswith("postgres") or not redis_url:
+        print(
+            "make bench needs PostgreSQL and Redis "
+            "(set DATABASE_URL / REDIS_URL, or run them locally)."
+        )
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="oversight-bench-"))
+    port = free_port()
+    env.update(
+        DATABASE_URL=_scratch_database(database),
+        REDIS_URL=redis_url.rsplit("/", 1)[0] + "/13",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        OVERSIGHT_HTTPS="false",
+        OVERSIGHT_API_RATE_LIMIT_PER_MINUTE="0",
+        OVERSIGHT_LOG_LEVEL="WARNING",
+        OVERSIGHT_ACCESS_LOG="false",
+        OVERSIGHT_STATIC_ROOT=str(tmp / "static"),
+        WEB_CONCURRENCY=args.web_workers,
+        HOST="127.0.0.1",
+        PORT=str(port),
+    )
+    print(
+        f"Oversight benchmark: {os.cpu_count()} cores, web = uvicorn x{args.web_workers} workers, "
+        f"PostgreSQL + Redis, {CONCURRENCY} concurrent clients, {args.duration:.0f} s per scenario"
+    )
+    _manage(env, "migrate", "--noinput")
+    key = _manage(env, "create_agent", "bench-agent", "--team", "bench").strip().splitlines()[-1]
+    web = subprocess.Popen(
+        [sys.executable, "-m", "oversight.processes", "web"],
+        cwd=BASE_DIR,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        if not wait_for_http(f"http://127.0.0.1:{port}/healthz", 60):
+            print("the web server did not start")
+            return 1
+        hot_path(port, key, args.warmup, args.duration)
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+    return 0
+
+
+def hot_path(port: int, key: str, warmup: float, duration: float) -> None:
+    """SPEC §10.1: the agent hot path against a bare Django JSON endpoint (the floor)."""
+    counter = iter(range(10**9))
+
+    def create_body() -> dict[str, object]:
+        return {
+            "action": "deploy_to_production",
+            "params": {"service": "api", "build": next(counter)},
+            "risk_level": "medium",
+            "urgency": "low",
+            "justification": "benchmark",
+        }
+
+    print("\n§10.1 agent hot path")
+    floor = measure(
+        "floor: GET /healthz (bare JSON view)",
+        port,
+        get("/healthz"),
+        warmup=warmup,
+        duration=duration,
+    )
+    print(floor.line())
+    create = measure(
+        "POST /api/v1/approval-requests", port,
+        post_json("/api/v1/approval-requests", key, create_body), warmup=warmup, duration=duration,
+    )  # fmt: skip
+    print(create.line())
+    ratio = create.throughput / floor.throughput
+    p99_ratio = floor.percentile(0.99) / create.percentile(0.99)
+    verdict = "meets" if ratio >= 0.4 else "BELOW"
+    print(
+        f"  ratio create/floor: throughput {ratio:.2f} ({verdict} the 0.4 target), "
+        f"p99 {p99_ratio:.2f} (floor p99 / create p99)"
+    )
+    print(f"  (median of the floor {statistics.median(floor.latencies) * 1000:.1f} ms)")
+
+
+if __name__ == "__main__":
+    os.chdir(BASE_DIR)
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Middleware that keeps the whole stack async-capable.
+
+WhiteNoise's middleware is sync-only; one sync-only middleware makes Django run every request,
+including the long-poll waits of the agent API, on a thread. This subclass serves static files
+the same way and passes everything else straight through in async mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.http import HttpRequest, HttpResponseBase
+from whitenoise.middleware import WhiteNoiseMiddleware  # type: ignore[import-untyped]
+
+
+class AsyncWhiteNoiseMiddleware(WhiteNoiseMiddleware):
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        super().__init__(get_response, *args, **kwargs)
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if iscoroutinefunction(self):
+            return self._acall(request)
+        return super().__call__(request)
+
+    def _lookup(self, path: str) -> Any:
+        return self.find_file(path) if self.autorefresh else self.files.get(path)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        if request.path_info.startswith(self.static_prefix):
+            static_file = await sync_to_async(self._lookup, thread_sensitive=False)(
+                request.path_info
+            )
+            if static_file is not None:
+                serve = sync_to_async(self.serve, thread_sensitive=False)
+                return await serve(static_file, request)
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        return await get_response(request)

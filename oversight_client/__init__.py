@@ -1,0 +1,316 @@
+"""A small typed Python client for the Oversight agent API.
+
+    from oversight_client import Oversight, ApprovalDenied
+
+    oversight = Oversight("https://oversight.example.com", api_key=os.environ["OVERSIGHT_API_KEY"])
+
+    with oversight.require_approval(
+        "deploy_to_production", {"service": "api", "version": "1.2.3"},
+        risk_level="high", justification="Roll out the fix for INC-42.",
+    ) as approval:
+        deploy(**approval.params)          # the approved arguments (an approver may change them)
+
+Every create carries an Idempotency-Key, so the retries built in here (connection errors,
+429 with Retry-After, 5xx, 409 while the first attempt is in flight) never open a second
+request. It depends only on httpx.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+import httpx
+
+__all__ = [
+    "ApprovalDenied",
+    "ApprovalRequest",
+    "ApprovalTimeout",
+    "Oversight",
+    "OversightError",
+    "params_sha256",
+]
+
+FINAL = frozenset({"approved", "rejected", "expired", "cancelled"})
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class OversightError(Exception):
+    """An error answer from the API, with its stable `code` and HTTP `status`."""
+
+    def __init__(
+        self, status: int, code: str, message: str, fields: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = fields or {}
+
+
+class ApprovalDenied(Exception):
+    """The request ended without approval: rejected, expired or cancelled."""
+
+    def __init__(self, request: ApprovalRequest) -> None:
+        reason = request.decision.get("reason") if request.decision else ""
+        super().__init__(f"{request.action} was {request.status}: {reason}")
+        self.request = request
+
+
+class ApprovalTimeout(Exception):
+    """No decision arrived within the time the caller was willing to wait."""
+
+
+def params_sha256(action: str, params: dict[str, Any]) -> str:
+    """The argument hash the server computes (canonical JSON of action + params)."""
+    canonical = json.dumps(
+        {"action": action, "params": params},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    id: str
+    status: str
+    action: str
+    params: dict[str, Any]
+    params_sha256: str
+    url: str
+    decision: dict[str, Any] | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ApprovalRequest:
+        return cls(
+            id=data["id"],
+            status=data["status"],
+            action=data["action"],
+            params=data["params"],
+            params_sha256=data["params_sha256"],
+            url=data["url"],
+            decision=data.get("decision"),
+            raw=data,
+        )
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved"
+
+    @property
+    def approved_params(self) -> dict[str, Any]:
+        """The arguments to execute: the approver's changes if any, else the original ones.
+
+        Verified against the decision's hash, so a tampered answer cannot slip other
+        arguments in.
+        """
+        if not self.approved or self.decision is None:
+            raise ApprovalDenied(self)
+        params = self.decision.get("modified_params")
+        params = self.params if params is None else params
+        if params_sha256(self.action, params) != self.decision["approved_params_sha256"]:
+            raise OversightError(
+                0, "hash_mismatch", "The approved arguments do not match their hash."
+            )
+        return params
+
+
+@dataclass(frozen=True)
+class Approval:
+    """What a `require_approval` block gets: the decision and the arguments to use."""
+
+    request: ApprovalRequest
+    params: dict[str, Any]
+
+
+class Oversight:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 75.0,
+        max_retries: int = 5,
+        backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/") + "/api/v1/",
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "oversight-client/1"},
+            timeout=timeout,
+            transport=transport,
+        )
+        self.max_retries = max_retries
+        self.backoff = backoff
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Oversight:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- calls --------------------------------------------------------------------------------
+
+    def request_approval(
+        self,
+        action: str,
+        params: dict[str, Any] | None = None,
+        *,
+        justification: str,
+        risk_level: str | None = None,
+        urgency: str = "normal",
+        confidence: float | None = None,
+        estimated_cost_cents: int | None = None,
+        timeout_seconds: int | None = None,
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ApprovalRequest:
+        """Open a request (safe to retry: it always carries an Idempotency-Key)."""
+        body: dict[str, Any] = {
+            "action": action,
+            "params": params or {},
+            "justification": justification,
+            "urgency": urgency,
+        }
+        optional = {
+            "risk_level": risk_level,
+            "confidence": confidence,
+            "estimated_cost_cents": estimated_cost_cents,
+            "timeout_seconds": timeout_seconds,
+            "callback_url": callback_url,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        return ApprovalRequest.from_json(
+            self._call("POST", "approval-requests", json=body, headers=headers)
+        )
+
+    def get(self, request_id: str, *, wait: int = 0) -> ApprovalRequest:
+        path = f"approval-requests/{request_id}"
+        return ApprovalRequest.from_json(
+            self._call("GET", path, params={"wait": wait} if wait else None)
+        )
+
+    def wait(self, request_id: str, *, timeout: float | None = None) -> ApprovalRequest:
+        """Long-poll until the request is final; raise ApprovalTimeout after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = (
+                60 if deadline is None else int(max(0, min(60, deadline - time.monotonic())))
+            )
+            request = self.get(request_id, wait=remaining)
+            if request.is_final:
+                return request
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ApprovalTimeout(f"no decision on {request_id} within {timeout} s")
+
+    def cancel(self, request_id: str) -> ApprovalRequest:
+        return ApprovalRequest.from_json(
+            self._call("POST", f"approval-requests/{request_id}/cancel")
+        )
+
+    def me(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "agents/me")
+        return result
+
+    # --- the guard ------------------------------------------------------------------------------
+
+    @contextmanager
+    def require_approval(
+        self,
+        action: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Iterator[Approval]:
+        """Ask, wait, and enter the block only when approved; raise ApprovalDenied otherwise.
+
+        If the caller stops waiting (timeout, Ctrl-C), the request is withdrawn so nobody
+        approves something that will not happen.
+        """
+        request = self.request_approval(action, params, **fields)
+        try:
+            decided = self.wait(request.id, timeout=timeout)
+        except BaseException:
+            with contextlib.suppress(OversightError):  # decided meanwhile: nothing to withdraw
+                self.cancel(request.id)
+            raise
+        yield Approval(request=decided, params=decided.approved_params)
+
+    def requires_approval(
+        self, action: str, *, justification: str | Callable[..., str], **fields: Any
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorator: the function's keyword arguments are the params; it runs with the approved
+        ones (an approver's changes included)."""
+
+        def decorator(function: Callable[P, R]) -> Callable[P, R]:
+            @functools.wraps(function)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                why = justification(*args, **kwargs) if callable(justification) else justification
+                with self.require_approval(
+                    action, dict(kwargs), justification=why, **fields
+                ) as approval:
+                    return function(*args, **approval.params)
+
+            return wrapper
+
+        return decorator
+
+    # --- transport --------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self._client.request(method, path, **kwargs)
+            except httpx.TransportError:
+                if attempt == self.max_retries:
+                    raise
+                self._sleep(attempt)
+                continue
+            if response.status_code < 400:
+                return response.json()
+            error = _error(response)
+            retryable = response.status_code in {429, 502, 503, 504} or (
+                response.status_code == 409 and error.code == "idempotency_in_flight"
+            )
+            if not retryable or attempt == self.max_retries:
+                raise error
+            self._sleep(attempt, response.headers.get("Retry-After"))
+        raise AssertionError("unreachable")
+
+    def _sleep(self, attempt: int, retry_after: str | None = None) -> None:
+        if retry_after and retry_after.isdigit():
+            time.sleep(int(retry_after))
+            return
+        time.sleep(self.backoff * 2**attempt * (0.5 + random.random() / 2))  # noqa: S311 - jitter
+
+
+def _error(response: httpx.Response) -> OversightError:
+    try:
+        error = response.json()["error"]
+        return OversightError(
+            response.status_code, error["code"], error["message"], error.get("fields")
+        )
+    except (ValueError, KeyError, TypeError):
+        return OversightError(response.status_code, "http_error", response.text[:200])

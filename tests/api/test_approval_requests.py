@@ -1,0 +1,280 @@
+"""The approval-requests endpoints (SPEC §3): every status code an agent can rely on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agents import services as agents
+from approvals import services
+from approvals.models import ApprovalRequest
+from tests.conftest import shift_into_past
+
+URL = "/api/v1/approval-requests"
+BODY = {
+    "action": "deploy_to_production",
+    "params": {"service": "api", "version": "1.2.3"},
+    "risk_level": "high",
+    "urgency": "high",
+    "justification": "Roll out the fix for INC-42.",
+    "confidence": 0.8,
+    "estimated_cost_cents": 120,
+}
+
+
+@pytest.fixture
+def agent(make_agent):
+    return make_agent()
+
+
+def test_create_returns_201_and_the_full_representation(db, agent, api):
+    response = api(agent.key).post(URL, BODY)
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "pending"
+    assert body["decision"] is None
+    assert body["current_tier"] == "engineering_manager"
+    assert body["required_approvals"] == 1
+    assert body["escalation_level"] == 0
+    assert body["created_at"].endswith("+00:00")
+    assert len(body["params_sha256"]) == 64
+    assert body["url"].endswith(f"/requests/{body['id']}/")
+    assert response.headers["Location"] == f"{URL}/{body['id']}"
+
+
+def test_read_one_and_see_the_decision(db, agent, api, approvers):
+    created = api(agent.key).post(URL, BODY).json()
+    services.approve_request(request_id=created["id"], reviewer=approvers["em"], comment="go")
+    body = api(agent.key).get(f"{URL}/{created['id']}").json()
+    assert body["status"] == "approved"
+    assert body["decision"]["outcome"] == "approved"
+    assert body["decision"]["decided_by"] == "t-em"
+    assert body["decision"]["approved_params_sha256"] == created["params_sha256"]
+    assert body["approvals"][0]["vote"] == "approve"
+
+
+def test_a_modified_approval_reaches_the_agent_as_modified_params(db, agent, api, approvers):
+    created = api(agent.key).post(URL, BODY).json()
+    services.approve_request(
+        request_id=created["id"],
+        reviewer=approvers["em"],
+        modified_params={"service": "api", "version": "1.2.2"},
+    )
+    decision = api(agent.key).get(f"{URL}/{created['id']}").json()["decision"]
+    assert decision["modified_params"] == {"service": "api", "version": "1.2.2"}
+    assert decision["approved_params_sha256"] != created["params_sha256"]
+
+
+def test_an_overdue_request_reads_as_expired(db, agent, api):
+    created = api(agent.key).post(URL, BODY).json()
+    shift_into_past(created["id"], 3601)
+    body = api(agent.key).get(f"{URL}/{created['id']}").json()
+    assert body["status"] == "expired"
+    assert body["decision"]["outcome"] == "expired"
+    assert ApprovalRequest.objects.get(pk=created["id"]).status == "expired"
+
+
+def test_another_agents_request_is_404(db, agent, make_agent, api):
+    created = api(agent.key).post(URL, BODY).json()
+    other = make_agent()
+    assert api(other.key).get(f"{URL}/{created['id']}").status_code == 404
+    assert api(other.key).post(f"{URL}/{created['id']}/cancel").status_code == 404
+    assert api(other.key).get(URL).json()["results"] == []
+
+
+def test_list_is_the_agents_own_newest_first_and_filterable(db, agent, api, approvers):
+    first = api(agent.key).post(URL, BODY).json()
+    second = api(agent.key).post(URL, BODY).json()
+    services.reject_request(request_id=first["id"], reviewer=approvers["em"], reason="no")
+    listed = api(agent.key).get(URL).json()
+    assert [r["id"] for r in listed["results"]] == [second["id"], first["id"]]
+    rejected = api(agent.key).get(f"{URL}?status=rejected").json()["results"]
+    assert [r["id"] for r in rejected] == [first["id"]]
+    assert api(agent.key).get(f"{URL}?status=bogus").status_code == 400
+
+
+def test_list_pages_with_a_cursor(db, agent, api):
+    for _ in range(3):
+        api(agent.key).post(URL, BODY)
+    page = api(agent.key).get(f"{URL}?page_size=2").json()
+    assert len(page["results"]) == 2
+    rest = api(agent.key).get(page["next"].split("testserver")[1]).json()
+    assert len(rest["results"]) == 1
+
+
+def test_cancel_a_pending_request_then_409(db, agent, api):
+    created = api(agent.key).post(URL, BODY).json()
+    response = api(agent.key).post(f"{URL}/{created['id']}/cancel")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    again = api(agent.key).post(f"{URL}/{created['id']}/cancel")
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "not_pending"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"action": 5}, "action"),
+        ({"params": [1, 2]}, "params"),
+        ({"params": "x"}, "params"),
+        ({"risk_level": "extreme"}, "risk_level"),
+        ({"urgency": "asap"}, "urgency"),
+        ({"confidence": 1.5}, "confidence"),
+        ({"confidence": "0.5"}, "confidence"),
+        ({"confidence": True}, "confidence"),
+        ({"estimated_cost_cents": -1}, "estimated_cost_cents"),
+        ({"estimated_cost_cents": 1.5}, "estimated_cost_cents"),
+        ({"estimated_cost_cents": "100"}, "estimated_cost_cents"),
+        ({"timeout_seconds": 0}, "timeout_seconds"),
+        ({"callback_url": "ftp://example.com/x"}, "callback_url"),
+        ({"justification": None}, "justification"),
+        ({"surprise": 1}, "surprise"),
+        ({"justification": "   "}, "justification"),
+    ],
+)
+def test_wrong_types_are_400_with_per_field_messages(db, agent, api, change, field):
+    response = api(agent.key).post(URL, {**BODY, **change})
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert field in error["fields"]
+
+
+def test_missing_required_fields_are_400(db, agent, api):
+    response = api(agent.key).post(URL, {"params": {}})
+    assert response.status_code == 400
+    assert {"action", "justification"} <= set(response.json()["error"]["fields"])
+
+
+@pytest.mark.parametrize("raw", ['{"action": ', "[1, 2", '{"action": NaN}', "\xff", "[" * 100_000])
+def test_malformed_json_is_400(db, agent, api, raw):
+    response = api(agent.key).post(URL, raw.encode("latin-1") if raw == "\xff" else raw)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] in {"malformed_json", "invalid"}
+
+
+def test_a_body_over_the_limit_is_413(db, agent, api):
+    big = {**BODY, "params": {"blob": "x" * 300_000}}
+    response = api(agent.key).post(URL, big)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"urgency": "critical", "timeout_seconds": 3600}, "never lengthen"),
+        ({"risk_level": None}, "risk_level is required"),
+    ],
+)
+def test_semantic_errors_are_422(db, agent, api, change, message):
+    body = {k: v for k, v in {**BODY, **change}.items() if v is not None}
+    response = api(agent.key).post(URL, body)
+    assert response.status_code == 422, response.content
+    assert message in response.json()["error"]["message"]
+
+
+def test_a_paused_agent_gets_403_on_create_but_may_read_its_requests(db, agent, api):
+    created = api(agent.key).post(URL, BODY).json()
+    agents.set_agent_status(agent=agent.agent, status="paused", reason="too many rejections")
+    response = api(agent.key).post(URL, BODY)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "agent_paused"
+    assert api(agent.key).get(f"{URL}/{created['id']}").status_code == 200
+
+
+def test_no_key_or_a_revoked_key_is_401_on_every_endpoint(db, agent, api):
+    created = api(agent.key).post(URL, BODY).json()
+    for client in (api(None), api("ovs_nope")):
+        assert client.post(URL, BODY).status_code == 401
+        assert client.get(URL).status_code == 401
+        assert client.get(f"{URL}/{created['id']}").status_code == 401
+        assert client.post(f"{URL}/{created['id']}/cancel").status_code == 401
+
+
+def test_unknown_ids_are_404(db, agent, api):
+    assert api(agent.key).get(f"{URL}/00000000-0000-0000-0000-000000000000").status_code == 404
+    assert api(agent.key).get(f"{URL}/not-a-uuid").status_code == 404
+
+
+def test_wait_must_be_0_to_60(db, agent, api):
+    created = api(agent.key).post(URL, BODY).json()
+    for bad in ("61", "-1", "abc"):
+        response = api(agent.key).get(f"{URL}/{created['id']}?wait={bad}")
+        assert response.status_code == 400
+        assert "wait" in response.json()["error"]["fields"]
+
+
+def test_rate_limit_is_429_with_retry_after(db, agent, api, settings):
+    settings.OVERSIGHT_API_RATE_LIMIT_PER_MINUTE = 2
+    import redis as redis_lib
+
+    redis_lib.Redis.from_url(settings.REDIS_URL).flushdb()
+    client = api(agent.key)
+    statuses = [client.get("/api/v1/agents/me").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    response = client.get(URL)
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+# --- idempotency ---------------------------------------------------------------------------
+
+
+def test_the_same_key_and_body_returns_the_first_response(db, agent, api):
+    client = api(agent.key)
+    first = client.post(URL, BODY, headers={"Idempotency-Key": "abc-1"})
+    again = client.post(URL, BODY, headers={"Idempotency-Key": "abc-1"})
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert ApprovalRequest.objects.count() == 1
+
+
+def test_the_same_key_with_another_body_is_422(db, agent, api):
+    client = api(agent.key)
+    client.post(URL, BODY, headers={"Idempotency-Key": "abc-2"})
+    response = client.post(URL, {**BODY, "urgency": "low"}, headers={"Idempotency-Key": "abc-2"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_keys_are_scoped_to_the_api_key(db, agent, make_agent, api):
+    other = make_agent()
+    a = api(agent.key).post(URL, BODY, headers={"Idempotency-Key": "shared"}).json()
+    b = api(other.key).post(URL, BODY, headers={"Idempotency-Key": "shared"}).json()
+    assert a["id"] != b["id"]
+
+
+def test_a_key_in_flight_is_409(db, agent, api):
+    from agents.models import ApiKey
+    from approvals import idempotency
+
+    api_key = ApiKey.objects.get(agent=agent.agent)
+    idempotency.claim(api_key=api_key, key="busy", body=json.loads(json.dumps(BODY)))
+    response = api(agent.key).post(URL, BODY, headers={"Idempotency-Key": "busy"})
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "idempotency_in_flight"
+
+
+def test_a_failed_create_releases_its_key(db, agent, api):
+    client = api(agent.key)
+    bad = {**BODY, "urgency": "critical", "timeout_seconds": 99999}
+    assert client.post(URL, bad, headers={"Idempotency-Key": "k"}).status_code == 422
+    assert client.post(URL, BODY, headers={"Idempotency-Key": "k"}).status_code == 201
+
+
+def test_an_unprintable_idempotency_key_is_400(db, agent, api):
+    response = api(agent.key).post(URL, BODY, headers={"Idempotency-Key": "x" * 300})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_idempotency_key"
+
+
+def test_the_schema_documents_every_approval_endpoint(db, api):
+    paths = api(None).get("/api/v1/schema/?format=json").json()["paths"]
+    assert {"post", "get"} <= set(paths["/api/v1/approval-requests"])
+    assert "get" in paths["/api/v1/approval-requests/{id}"]
+    assert "post" in paths["/api/v1/approval-requests/{request_id}/cancel"]

@@ -1,0 +1,127 @@
+"""`GET /api/v1/approval-requests/{id}?wait=N` against the real ASGI server (uvicorn)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import httpx
+import pytest
+from django.db import connection
+
+from approvals import services
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_httpx(caplog):
+    caplog.set_level("WARNING", logger="httpx")
+
+
+BODY = {
+    "action": "run_command",
+    "params": {"cmd": "make deploy"},
+    "risk_level": "medium",
+    "justification": "ship",
+}
+
+
+def approve_on_own_connection(request_id, reviewer):
+    try:
+        services.approve_request(request_id=request_id, reviewer=reviewer)
+    finally:
+        connection.close()
+
+
+def test_a_waiting_agent_hears_the_decision_within_100_ms(web_server, make_agent, approvers):
+    agent = make_agent()
+    headers = {"Authorization": f"Bearer {agent.key}"}
+    created = httpx.post(
+        f"{web_server.url}/api/v1/approval-requests", json=BODY, headers=headers
+    ).json()
+    result: dict[str, object] = {}
+
+    def wait() -> None:
+        response = httpx.get(
+            f"{web_server.url}/api/v1/approval-requests/{created['id']}?wait=30",
+            headers=headers,
+            timeout=40,
+        )
+        result["at"] = time.monotonic()
+        result["body"] = response.json()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    waiter.join(timeout=0.5)
+    assert waiter.is_alive(), "the long-poll answered before any decision"
+    services.approve_request(request_id=created["id"], reviewer=approvers["lead"])
+    decided_at = time.monotonic()
+    waiter.join(timeout=10)
+    assert result["body"]["status"] == "approved"  # type: ignore[index]
+    lag = result["at"] - decided_at  # type: ignore[operator]
+    assert lag < 0.1, f"answered {lag * 1000:.0f} ms after the decision"
+
+
+def test_wait_returns_the_pending_request_when_time_runs_out(web_server, make_agent):
+    agent = make_agent()
+    headers = {"Authorization": f"Bearer {agent.key}"}
+    created = httpx.post(
+        f"{web_server.url}/api/v1/approval-requests", json=BODY, headers=headers
+    ).json()
+    started = time.monotonic()
+    response = httpx.get(
+        f"{web_server.url}/api/v1/approval-requests/{created['id']}?wait=1", headers=headers
+    )
+    assert response.json()["status"] == "pending"
+    assert 0.9 < time.monotonic() - started < 3
+
+
+def test_500_waiting_agents_do_not_starve_other_requests(web_server, make_agent, approvers):
+    agent = make_agent()
+    headers = {"Authorization": f"Bearer {agent.key}"}
+    created = httpx.post(
+        f"{web_server.url}/api/v1/approval-requests", json=BODY, headers=headers
+    ).json()
+    url = f"{web_server.url}/api/v1/approval-requests/{created['id']}?wait=30"
+
+    async def scenario() -> tuple[list[float], int, float]:
+        limits = httpx.Limits(max_connections=600, max_keepalive_connections=600)
+        async with (
+            httpx.AsyncClient(limits=limits, timeout=60) as waiters,
+            httpx.AsyncClient(timeout=10) as other,
+        ):
+            polls = [asyncio.create_task(waiters.get(url, headers=headers)) for _ in range(500)]
+            # Their arrival is a burst of 500 requests at once; once it has been served, all
+            # 500 are parked waiting, and that steady state must not slow anyone else down.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                await other.get(f"{web_server.url}/api/v1/agents/me", headers=headers)
+                if time.monotonic() - started < 0.1:
+                    break
+            assert not any(task.done() for task in polls), "a long-poll returned early"
+            latencies = []
+            for _ in range(10):
+                started = time.monotonic()
+                response = await other.post(
+                    f"{web_server.url}/api/v1/approval-requests", json=BODY, headers=headers
+                )
+                assert response.status_code == 201
+                latencies.append(time.monotonic() - started)
+            decided = time.monotonic()
+            await asyncio.to_thread(approve_on_own_connection, created["id"], approvers["lead"])
+            responses = await asyncio.gather(*polls)
+            return (
+                latencies,
+                sum(r.json()["status"] == "approved" for r in responses),
+                time.monotonic() - decided,
+            )
+
+    latencies, approved, fan_out = asyncio.run(scenario())
+    assert max(latencies) < 1.0, (
+        f"creates took up to {max(latencies):.2f} s while 500 agents waited"
+    )
+    assert approved == 500
+    assert fan_out < 10, f"all 500 waiters heard the decision within {fan_out:.1f} s"

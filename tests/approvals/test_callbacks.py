@@ -1,0 +1,125 @@
+"""Signed callbacks through the transactional outbox, delivered by a real Celery worker."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import signal
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from approvals import services, tasks
+from approvals.models import CallbackDelivery, DeliveryStatus
+from tests import live
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+class Receiver:
+    """A local HTTP endpoint that records what it is sent and answers with `status`."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append({"headers": dict(self.headers), "body": body})
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def test_a_decision_is_posted_signed_to_the_callback_url(
+    celery_worker_process, receiver, new_request, make_agent, approvers
+):
+    agent = make_agent().agent
+    request = new_request(agent=agent, callback_url=receiver.url)
+    services.approve_request(request_id=request.pk, reviewer=approvers["lead"])
+    live.wait_until(lambda: receiver.received, timeout=15)
+    sent = receiver.received[0]
+    body = json.loads(sent["body"])
+    assert body["id"] == str(request.pk)
+    assert body["status"] == "approved"
+    timestamp = sent["headers"]["X-Oversight-Timestamp"]
+    expected = hmac.new(
+        agent.webhook_secret.encode(), f"{timestamp}.".encode() + sent["body"], hashlib.sha256
+    )
+    assert sent["headers"]["X-Oversight-Signature"] == f"sha256={expected.hexdigest()}"
+    delivery = live.wait_until(
+        lambda: CallbackDelivery.objects.filter(
+            request=request, status=DeliveryStatus.DELIVERED
+        ).first()
+    )
+    assert delivery.attempt_log.count() == 1
+
+
+def test_a_rolled_back_decision_sends_nothing(receiver, new_request, approvers):
+    request = new_request(callback_url=receiver.url)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.approve_request(request_id=request.pk, reviewer=approvers["lead"])
+        raise RuntimeError("rolled back")
+    assert not CallbackDelivery.objects.filter(request=request).exists()
+    assert tasks.sweep_callbacks() == 0
+    assert receiver.received == []
+
+
+def test_failures_are_recorded_and_retried_with_backoff(receiver, new_request, approvers):
+    receiver.status = 500
+    request = new_request(callback_url=receiver.url)
+    services.reject_request(request_id=request.pk, reviewer=approvers["lead"], reason="no")
+    delivery = CallbackDelivery.objects.get(request=request)
+    assert tasks.sweep_callbacks() == 1  # first attempt: the receiver answers 500
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.PENDING
+    assert delivery.attempts == 1
+    assert delivery.next_attempt_at > timezone.now()
+    assert delivery.attempt_log.get().status_code == 500
+    assert tasks.sweep_callbacks() == 0, "not due again before its backoff"
+    receiver.status = 204
+    CallbackDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+    assert tasks.sweep_callbacks() == 1
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED
+    assert [a.status_code for a in delivery.attempt_log.all()] == [500, 204]
+
+
+def test_a_callback_survives_a_worker_killed_before_it_ran(
+    tmp_path, receiver, new_request, approvers
+):
+    # No worker is running while the decision commits: the task waits in Redis.
+    worker = live.start_worker(tmp_path)
+    worker.stop(signal.SIGKILL)
+    request = new_request(callback_url=receiver.url)
+    services.approve_request(request_id=request.pk, reviewer=approvers["lead"])
+    assert receiver.received == []
+    restarted = live.start_worker(tmp_path)
+    try:
+        live.wait_until(lambda: receiver.received, timeout=20)
+    finally:
+        restarted.stop()
+    assert json.loads(receiver.received[0]["body"])["id"] == str(request.pk)

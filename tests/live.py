@@ -1,0 +1,126 @@
+"""Real processes for tests: the ASGI web server and a Celery worker, started the way
+`make web` / `make worker` start them, against the test database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.db import connection
+
+from oversight.dev.services import free_port
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def test_database_url() -> str:
+    settings = connection.settings_dict
+    if settings["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings['NAME']}"
+    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+    return (
+        f"postgres://{settings['USER']}{password}@{settings['HOST'] or '127.0.0.1'}:"
+        f"{settings['PORT'] or 5432}/{settings['NAME']}"
+    )
+
+
+def process_env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=test_database_url(),
+        OVERSIGHT_STATIC_ROOT=str(tmp / "static"),
+        OVERSIGHT_HTTPS="false",
+        OVERSIGHT_API_RATE_LIMIT_PER_MINUTE="0",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        OVERSIGHT_LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Proc:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start(kind: str, tmp: Path, **env: str) -> Proc:
+    log = tmp / f"{kind}-{time.monotonic_ns()}.log"
+    handle = log.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "oversight.processes", kind],
+        cwd=BASE_DIR,
+        env=process_env(tmp, **env),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return Proc(process, log)
+
+
+@dataclass
+class Server:
+    url: str
+    proc: Proc
+
+
+def start_web(tmp: Path, **env: str) -> Server:
+    port = free_port()
+    proc = start("web", tmp, PORT=str(port), HOST="127.0.0.1", **env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.process.poll() is not None:
+            raise RuntimeError(f"web exited:\n{proc.output()}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):  # noqa: S310 - loopback
+                return Server(url, proc)
+        except OSError:
+            time.sleep(0.1)
+    proc.stop()
+    raise RuntimeError(f"web did not come up:\n{proc.output()}")
+
+
+def start_worker(tmp: Path, **env: str) -> Proc:
+    # INFO: readiness is read from the "ready." line of its log.
+    proc = start("worker", tmp, WORKER_CONCURRENCY="2", OVERSIGHT_LOG_LEVEL="INFO", **env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.process.poll() is not None:
+            raise RuntimeError(f"worker exited:\n{proc.output()}")
+        if "ready." in proc.output():
+            return proc
+        time.sleep(0.1)
+    proc.stop()
+    raise RuntimeError(f"worker did not come up:\n{proc.output()}")
+
+
+def wait_until(predicate: Any, *, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

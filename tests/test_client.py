@@ -1,0 +1,148 @@
+"""The Python client (oversight_client) against the real ASGI server."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+from django.db import connection
+
+from approvals import services
+from approvals.models import ApprovalRequest, Status
+from oversight_client import ApprovalDenied, ApprovalTimeout, Oversight, params_sha256
+from tests import live
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_httpx(caplog):
+    caplog.set_level("WARNING", logger="httpx")
+
+
+def decide_when_asked(agent, decide) -> threading.Thread:
+    """An approver in another thread who decides the agent's next request once it appears."""
+
+    def run() -> None:
+        try:
+            request = live.wait_until(
+                lambda: ApprovalRequest.objects.filter(agent=agent, status=Status.PENDING).first(),
+                timeout=15,
+            )
+            decide(request)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_require_approval_runs_the_block_with_the_approved_changes(
+    web_server, make_agent, approvers
+):
+    agent = make_agent()
+    changed = {"service": "api", "version": "1.2.4"}
+    approver = decide_when_asked(
+        agent.agent,
+        lambda r: services.approve_request(
+            request_id=r.pk, reviewer=approvers["em"], modified_params=changed
+        ),
+    )
+    with (
+        Oversight(web_server.url, agent.key) as oversight,
+        oversight.require_approval(
+            "deploy_to_production",
+            {"service": "api", "version": "1.2.3"},
+            risk_level="high",
+            justification="Roll out the fix.",
+        ) as approval,
+    ):
+        executed = approval.params
+    approver.join()
+    assert executed == changed
+    assert approval.request.decision is not None
+    assert approval.request.decision["approved_params_sha256"] == params_sha256(
+        "deploy_to_production", changed
+    )
+
+
+def test_a_rejection_raises_and_the_block_never_runs(web_server, make_agent, approvers):
+    agent = make_agent()
+    approver = decide_when_asked(
+        agent.agent,
+        lambda r: services.reject_request(
+            request_id=r.pk, reviewer=approvers["lead"], reason="freeze"
+        ),
+    )
+    ran = False
+    with (
+        Oversight(web_server.url, agent.key) as oversight,
+        pytest.raises(ApprovalDenied, match="freeze"),
+        oversight.require_approval(
+            "run_command", {"cmd": "rm -rf /tmp/x"}, risk_level="low", justification="x"
+        ),
+    ):
+        ran = True
+    approver.join()
+    assert not ran
+
+
+def test_the_decorator_passes_the_approved_keyword_arguments(web_server, make_agent, approvers):
+    agent = make_agent()
+    oversight = Oversight(web_server.url, agent.key)
+
+    @oversight.requires_approval(
+        "delete_resource", risk_level="medium", justification=lambda **kw: f"drop {kw['name']}"
+    )
+    def delete(*, name: str) -> str:
+        return f"deleted {name}"
+
+    approver = decide_when_asked(
+        agent.agent, lambda r: services.approve_request(request_id=r.pk, reviewer=approvers["lead"])
+    )
+    assert delete(name="tmp-bucket") == "deleted tmp-bucket"
+    approver.join()
+    assert ApprovalRequest.objects.get(agent=agent.agent).justification == "drop tmp-bucket"
+
+
+def test_giving_up_withdraws_the_request(web_server, make_agent):
+    agent = make_agent()
+    with (
+        Oversight(web_server.url, agent.key) as oversight,
+        pytest.raises(ApprovalTimeout),
+        oversight.require_approval(
+            "read_file", {"path": "/etc/hosts"}, risk_level="low", justification="x", timeout=1
+        ),
+    ):
+        pass
+    assert ApprovalRequest.objects.get(agent=agent.agent).status == Status.CANCELLED
+
+
+class LoseFirstResponse(httpx.HTTPTransport):
+    """Delivers the first POST to the server, then drops the answer, as a flaky network does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.method == "POST" and not self.dropped:
+            self.dropped = True
+            response.read()
+            raise httpx.ReadError("connection reset", request=request)
+        return response
+
+
+def test_a_retried_create_after_a_lost_response_opens_one_request(web_server, make_agent):
+    agent = make_agent()
+    transport = LoseFirstResponse()
+    with Oversight(web_server.url, agent.key, transport=transport, backoff=0.01) as oversight:
+        request = oversight.request_approval(
+            "read_file", {"path": "/etc/hosts"}, risk_level="low", justification="x"
+        )
+    assert transport.dropped
+    assert ApprovalRequest.objects.filter(agent=agent.agent).count() == 1
+    assert request.id == str(ApprovalRequest.objects.get(agent=agent.agent).pk)
