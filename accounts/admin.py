@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from django.contrib import admin
 from typing import Any
 
+from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db import transaction
 from django.http import HttpRequest

@@ -117,7 +117,9 @@ def create_request(
     except ValueError as exc:
         raise Invalid(str(exc)) from exc
 
-    with transaction.atomic():
+    # No savepoint: a failure must doom the caller's transaction anyway, and the two extra
+    # round trips would sit inside the audit append lock's critical section.
+    with transaction.atomic(savepoint=False):
         now = timezone.now()
         times = rules.deadlines(created_at=now, urgency=urgency, timeout_seconds=timeout_seconds)
         route = rules.route_for(effective)

@@ -56,3 +56,57 @@ class Command(BaseCommand):
             )
             _, plaintext = agents.issue_api_key(agent=agent, label="demo")
             self.stdout.write(f"Demo agent {name} (owner {owner}), API key: {plaintext}")
+        self._traffic()
+
+    def _traffic(self) -> None:
+        """A few requests in every state, so the pages have something to show."""
+        from approvals import services as approvals
+
+        if approvals.ApprovalRequest.objects.exists():
+            return
+        deploy_bot = Agent.objects.get(name="deploy-bot")
+        support = Agent.objects.get(name="support-agent")
+        director = User.objects.get(username="director")
+        asks: list[dict[str, Any]] = [
+            {
+                "agent": deploy_bot,
+                "action": "deploy_to_production",
+                "params": {"service": "billing-api", "version": "2.14.0"},
+                "risk_level": "high",
+                "urgency": "high",
+                "justification": "Ship the fix for the double-charge incident INC-2211.",
+                "confidence": 0.82,
+            },
+            {
+                "agent": deploy_bot,
+                "action": "database_mutation",
+                "params": {"table": "invoices", "where": "status = 'stale'"},
+                "risk_level": "critical",
+                "urgency": "critical",
+                "justification": "Clear 1,204 stale invoices blocking the month-end close.",
+                "confidence": 0.64,
+            },
+            {
+                "agent": support,
+                "action": "external_api_call",
+                "params": {"endpoint": "https://api.stripe.com/v1/refunds", "amount": 4900},
+                "risk_level": "medium",
+                "urgency": "normal",
+                "justification": "Refund a customer charged twice (ticket #5531).",
+                "confidence": 0.91,
+            },
+            {
+                "agent": support,
+                "action": "write_file",
+                "params": {"path": "/srv/kb/articles/reset-2fa.md"},
+                "risk_level": "low",
+                "urgency": "low",
+                "justification": "Update the 2FA reset article with the new support flow.",
+                "confidence": 0.97,
+            },
+        ]
+        created = [approvals.create_request(**ask) for ask in asks]
+        approvals.approve_request(
+            request_id=created[-1].pk, reviewer=director, comment="Looks right."
+        )
+        self.stdout.write(f"Demo traffic: {len(created)} requests, one of them approved.")
