@@ -11,6 +11,8 @@ from functools import cached_property
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 
+from oversight.choices import RankedChoices
+
 
 class Role(models.TextChoices):
     APPROVER = "approver", "Approver"
@@ -19,22 +21,13 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
-class Tier(models.TextChoices):
+class Tier(RankedChoices):
     """Approver tiers, declared lowest first: the declaration order is the ranking."""
 
     TEAM_LEAD = "team_lead", "Team lead"
     ENGINEERING_MANAGER = "engineering_manager", "Engineering manager"
     DIRECTOR = "director", "Director"
     VP_ENGINEERING = "vp_engineering", "VP engineering"
-
-    @classmethod
-    def rank(cls, tier: str) -> int:
-        """0 for team_lead upwards; raises ValueError for an unknown tier."""
-        return list(cls.values).index(tier)
-
-    @classmethod
-    def at_or_above(cls, tier: str) -> list[str]:
-        return list(cls.values)[cls.rank(tier) :]
 
 
 class User(AbstractUser):

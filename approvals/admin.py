@@ -15,6 +15,7 @@ from approvals.models import (
     EscalationRoute,
     Vote,
 )
+from oversight.admin import ReadOnlyAdmin
 
 
 @admin.register(EscalationRoute)
@@ -29,17 +30,6 @@ class EscalationRouteAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: EscalationRoute, form: Any, change: bool
     ) -> None:
         routes.save_route(route=obj, actor=request.user)  # type: ignore[arg-type]
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class VoteInline(admin.TabularInline):

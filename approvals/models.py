@@ -16,23 +16,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Tier
+from oversight.choices import RankedChoices
 
 
-class RiskLevel(models.TextChoices):
+class RiskLevel(RankedChoices):
     """Declared lowest first: the declaration order is the ranking."""
 
     LOW = "low", "Low"
     MEDIUM = "medium", "Medium"
     HIGH = "high", "High"
     CRITICAL = "critical", "Critical"
-
-    @classmethod
-    def rank(cls, level: str) -> int:
-        return list(cls.values).index(level)
-
-    @classmethod
-    def highest(cls, *levels: str) -> str:
-        return max(levels, key=cls.rank)
 
 
 class Urgency(models.TextChoices):

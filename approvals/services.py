@@ -31,6 +31,7 @@ from approvals.models import (
     Vote,
     VoteChoice,
 )
+from approvals.representation import represent
 from audit.events import EventType
 from audit.services import record_event
 
@@ -459,8 +460,6 @@ def _finalize(
         },
     )
     if request.callback_url:
-        from approvals.representation import represent
-
         CallbackDelivery.objects.create(
             request=request,
             url=request.callback_url,

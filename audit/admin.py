@@ -10,6 +10,7 @@ from django.http import HttpRequest
 
 from audit.events import EventType
 from audit.models import AuditEvent, ChainVerification
+from oversight.admin import ReadOnlyAdmin
 
 
 class EventTypeFilter(admin.SimpleListFilter):
@@ -22,17 +23,6 @@ class EventTypeFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(event_type=self.value()) if self.value() else queryset
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(AuditEvent)

@@ -14,24 +14,12 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.chain import canonical_json, compute_hash
+from audit.chain import CANONICAL_FIELDS, canonical_json, compute_hash
 from audit.events import EventType
 from audit.models import AuditEvent
 from audit.services import APPEND_LOCK_KEY
 
-COLUMNS = (
-    "sequence",
-    "occurred_at",
-    "event_type",
-    "actor_type",
-    "actor_id",
-    "actor_name",
-    "subject_type",
-    "subject_id",
-    "payload",
-    "prev_hash",
-    "hash",
-)
+COLUMNS = (*CANONICAL_FIELDS, "prev_hash", "hash")
 
 _TYPES = [
     EventType.REQUEST_CREATED,
