@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from accounts.models import User
+from approvals import rules
 from approvals.models import EscalationRoute, validate_route_tiers
 from audit.events import EventType
 from audit.services import record_event
@@ -20,6 +21,7 @@ def save_route(*, route: EscalationRoute, actor: User | None) -> EscalationRoute
         else None
     )
     route.save()
+    transaction.on_commit(rules.forget_routes)
     record_event(
         event_type=EventType.ROUTE_CHANGED,
         actor=actor,

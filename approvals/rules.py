@@ -5,6 +5,7 @@ No writes here; `approvals.services` applies these under a row lock.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,13 +40,27 @@ def effective_risk(*, action: str, claimed: str | None) -> tuple[str, str]:
     return claimed, "the agent's claim"
 
 
+# Routes change rarely (an admin edits them) and every create reads one: each process keeps
+# them for a few seconds. A new route applies to requests created after that; existing requests
+# keep the route they were created with either way.
+ROUTE_CACHE_SECONDS = 5.0
+_route_cache: tuple[float, dict[str, list[str]]] = (float("-inf"), {})
+
+
 def route_for(risk_level: str) -> list[str]:
-    route = (
-        EscalationRoute.objects.filter(risk_level=risk_level)
-        .values_list("tiers", flat=True)
-        .first()
-    )
-    return list(route) if route else list(DEFAULT_ROUTES[risk_level])
+    global _route_cache
+    loaded_at, routes = _route_cache
+    if time.monotonic() - loaded_at > ROUTE_CACHE_SECONDS:
+        rows = EscalationRoute.objects.values_list("risk_level", "tiers")
+        routes = {level: list(tiers) for level, tiers in rows}
+        _route_cache = (time.monotonic(), routes)
+    return list(routes.get(risk_level) or DEFAULT_ROUTES[risk_level])
+
+
+def forget_routes() -> None:
+    """Drop this process's cached routes (after a change, and in tests)."""
+    global _route_cache
+    _route_cache = (float("-inf"), {})
 
 
 def required_approvals(risk_level: str) -> int:

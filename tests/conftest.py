@@ -197,3 +197,10 @@ def _audit_append_only_between_flushes(request: Any) -> Any:
             for statement in _audit_trigger_statements(1):
                 cursor.execute(statement)
         _audit_triggers_lifted = True
+
+
+@pytest.fixture(autouse=True)
+def _fresh_route_cache() -> None:
+    from approvals import rules
+
+    rules.forget_routes()

@@ -97,7 +97,7 @@ async def _exchange(
 
 
 async def _load(
-    port: int, make_payload: Callable[[], bytes], *, warmup: float, duration: float
+    port: int, payloads: list[Callable[[], bytes]], *, warmup: float, duration: float
 ) -> tuple[list[float], int]:
     latencies: list[float] = []
     errors = 0
@@ -105,7 +105,7 @@ async def _load(
     measure_from = start + warmup
     stop_at = measure_from + duration
 
-    async def client() -> None:
+    async def client(make_payload: Callable[[], bytes]) -> None:
         nonlocal errors
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
@@ -121,15 +121,16 @@ async def _load(
         finally:
             writer.close()
 
-    await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(client(payload) for payload in payloads))
     return latencies, errors
 
 
 def measure(
-    name: str, port: int, make_payload: Callable[[], bytes], *, warmup: float, duration: float
+    name: str, port: int, payloads: list[Callable[[], bytes]], *, warmup: float, duration: float
 ) -> Result:
+    """One client per entry of `payloads`; each entry makes that client's requests."""
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-    latencies, errors = asyncio.run(_load(port, make_payload, warmup=warmup, duration=duration))
+    latencies, errors = asyncio.run(_load(port, payloads, warmup=warmup, duration=duration))
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     return Result(name, latencies, errors, duration, cpu)
@@ -205,7 +206,6 @@ def main() -> int:
         DEBUG="false",
         SECRET_KEY=secrets.token_urlsafe(50),
         OVERSIGHT_HTTPS="false",
-        OVERSIGHT_API_RATE_LIMIT_PER_MINUTE="0",
         OVERSIGHT_LOG_LEVEL="WARNING",
         OVERSIGHT_ACCESS_LOG="false",
         OVERSIGHT_STATIC_ROOT=str(tmp / "static"),
@@ -218,7 +218,12 @@ def main() -> int:
         f"PostgreSQL + Redis, {CONCURRENCY} concurrent clients, {args.duration:.0f} s per scenario"
     )
     _manage(env, "migrate", "--noinput")
-    key = _manage(env, "create_agent", "bench-agent", "--team", "bench").strip().splitlines()[-1]
+    # One agent per client, so the per-agent rate limit stays at its production default and
+    # its Redis counter is part of every measured call.
+    keys = [
+        _manage(env, "create_agent", f"bench-agent-{n}", "--team", "bench").strip().splitlines()[-1]
+        for n in range(CONCURRENCY)
+    ]
     web = subprocess.Popen(
         [sys.executable, "-m", "oversight.processes", "web"],
         cwd=BASE_DIR,
@@ -229,14 +234,14 @@ def main() -> int:
         if not wait_for_http(f"http://127.0.0.1:{port}/healthz", 60):
             print("the web server did not start")
             return 1
-        hot_path(port, key, args.warmup, args.duration)
+        hot_path(port, keys, args.warmup, args.duration)
     finally:
         web.terminate()
         web.wait(timeout=30)
     return 0
 
 
-def hot_path(port: int, key: str, warmup: float, duration: float) -> None:
+def hot_path(port: int, keys: list[str], warmup: float, duration: float) -> None:
     """SPEC §10.1: the agent hot path against a bare Django JSON endpoint (the floor)."""
     counter = iter(range(10**9))
 
@@ -253,14 +258,15 @@ def hot_path(port: int, key: str, warmup: float, duration: float) -> None:
     floor = measure(
         "floor: GET /healthz (bare JSON view)",
         port,
-        get("/healthz"),
+        [get("/healthz")] * CONCURRENCY,
         warmup=warmup,
         duration=duration,
     )
     print(floor.line())
     create = measure(
         "POST /api/v1/approval-requests", port,
-        post_json("/api/v1/approval-requests", key, create_body), warmup=warmup, duration=duration,
+        [post_json("/api/v1/approval-requests", key, create_body) for key in keys],
+        warmup=warmup, duration=duration,
     )  # fmt: skip
     print(create.line())
     ratio = create.throughput / floor.throughput

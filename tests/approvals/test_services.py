@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from approvals import services
+from approvals import rules, services
 from approvals.binding import params_sha256
 from approvals.models import ApprovalRequest, EscalationRoute, Status
 from audit.models import AuditEvent
@@ -49,6 +49,7 @@ def test_an_agent_may_shorten_its_time_limit_but_not_lengthen_it(db, new_request
 
 def test_routes_are_read_from_the_admin_editable_table(db, new_request):
     EscalationRoute.objects.filter(risk_level="low").update(tiers=["engineering_manager"])
+    rules.forget_routes()
     assert new_request(risk_level="low").route == ["engineering_manager"]
 
 
@@ -230,6 +231,7 @@ def test_one_tier_routes_escalate_up_the_ranking_or_stay_flagged_at_the_top(
     db, new_request, route, target, flagged
 ):
     EscalationRoute.objects.filter(risk_level="low").update(tiers=route)
+    rules.forget_routes()
     request = new_request(risk_level="low")
     ApprovalRequest.objects.filter(pk=request.pk).update(
         escalates_at=timezone.now() - timedelta(seconds=1)
@@ -261,3 +263,17 @@ def test_a_rolled_back_decision_leaves_no_trace(db, new_request, approvers):
     request.refresh_from_db()
     assert request.status == Status.PENDING
     assert AuditEvent.objects.count() == events_before
+
+
+def test_a_route_changed_through_the_admin_service_applies_to_the_next_request(
+    db, new_request, make_user, django_capture_on_commit_callbacks
+):
+    from approvals.routes import save_route
+
+    new_request(risk_level="low")  # warms this process's route cache
+    route = EscalationRoute.objects.get(risk_level="low")
+    route.tiers = ["director"]
+    with django_capture_on_commit_callbacks(execute=True):
+        save_route(route=route, actor=make_user("route-admin", roles=("admin",)))
+    assert new_request(risk_level="low").route == ["director"]
+    assert AuditEvent.objects.filter(event_type="route.changed").count() == 1
