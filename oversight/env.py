@@ -7,6 +7,7 @@ a deployment is caught at start-up rather than silently replaced by a default.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -41,6 +42,12 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}.")
     return value
+
+
+def var_dir() -> Path:
+    """Where local state lives (the embedded SQLite file and Valkey data, beat's schedule)."""
+    default = Path(__file__).resolve().parent.parent / "var"
+    return Path(os.environ.get("OVERSIGHT_VAR_DIR") or default)
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from oversight.env import env_bool, env_int, env_str
+from oversight.env import env_bool, env_int, env_str, var_dir
 
 BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,9 +46,7 @@ def worker_command() -> list[str]:
 
 
 def beat_command() -> list[str]:
-    schedule = env_str(
-        "OVERSIGHT_BEAT_SCHEDULE_FILE", os.path.join(BASE_DIR, "var", "celerybeat-schedule")
-    )
+    schedule = env_str("OVERSIGHT_BEAT_SCHEDULE_FILE", str(var_dir() / "celerybeat-schedule"))
     os.makedirs(os.path.dirname(schedule), exist_ok=True)
     return [
         sys.executable, "-m", "celery", "--app", "oversight", "beat",

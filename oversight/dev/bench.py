@@ -220,10 +220,13 @@ def main() -> int:
     _manage(env, "migrate", "--noinput")
     # One agent per client, so the per-agent rate limit stays at its production default and
     # its Redis counter is part of every measured call.
-    keys = [
-        _manage(env, "create_agent", f"bench-agent-{n}", "--team", "bench").strip().splitlines()[-1]
-        for n in range(CONCURRENCY)
-    ]
+    script = (
+        "from agents import services\n"
+        f"for n in range({CONCURRENCY}):\n"
+        "    agent = services.create_agent(name=f'bench-agent-{n}', team='bench')\n"
+        "    print(services.issue_api_key(agent=agent)[1])\n"
+    )
+    keys = _manage(env, "shell", "--no-imports", "-c", script).split()
     web = subprocess.Popen(
         [sys.executable, "-m", "oversight.processes", "web"],
         cwd=BASE_DIR,

@@ -26,9 +26,10 @@ from oversight.dev.services import (
     set_parent_death_signal,
     wait_for_http,
 )
+from oversight.env import var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-VAR_DIR = BASE_DIR / "var"
+VAR_DIR = var_dir()
 STOP_ORDER = ("web", "beat", "worker")
 
 
@@ -94,7 +95,7 @@ def banner(port: str) -> None:
 
 
 def main() -> int:
-    VAR_DIR.mkdir(exist_ok=True)
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
     env = python_env()
     env.setdefault("DEBUG", "true")
     env.setdefault("PORT", "8000")
