@@ -19,8 +19,7 @@ class NavItem:
 
 # (label, URL name, roles that see it; empty = everyone logged in)
 _SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("Overview", "home", ()),
-    ("Inbox", "approvals:inbox", (Role.APPROVER,)),
+    ("Inbox", "home", (Role.APPROVER,)),
     ("Escalations", "approvals:escalations", (Role.MANAGER,)),
     ("Agents", "agents:list", (Role.MANAGER, Role.ADMIN)),
     ("Budgets", "budgets:overview", (Role.MANAGER, Role.ADMIN)),
@@ -35,6 +34,8 @@ def navigation(request: HttpRequest) -> dict[str, object]:
     if user is None or not user.is_authenticated:
         return {"nav_items": []}
     items = []
+    if not user.has_role(Role.APPROVER):
+        items.append(NavItem("Overview", reverse("home"), request.path == "/"))
     for label, url_name, roles in _SECTIONS:
         if roles and not any(user.has_role(role) for role in roles):
             continue

@@ -8,4 +8,6 @@ app_name = "approvals"
 
 urlpatterns = [
     path("requests/<uuid:request_id>/", views.detail, name="detail"),
+    path("requests/<uuid:request_id>/approve", views.approve, name="approve"),
+    path("requests/<uuid:request_id>/reject", views.reject, name="reject"),
 ]

@@ -1,37 +1,139 @@
-"""Pages for people. The request page shows everything a reviewer needs to decide."""
+"""Pages for people: the inbox of decidable requests and the request page with its decisions.
+
+Decisions go through the same services as everything else (`approvals.services`); a refused
+decision (expired meanwhile, decided by someone else, not allowed) comes back as a clear
+message on the page, never an error page.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
-from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.contrib import messages
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from accounts.decorators import role_required
 from accounts.models import Role
 from accounts.types import AuthenticatedHttpRequest
-from approvals import rules
+from approvals import rules, selectors, services
+from approvals.forms import ApproveForm, RejectForm
 from approvals.models import ApprovalRequest, Status
+
+INBOX_LIMIT = 200
+
+
+@role_required(Role.APPROVER)
+def inbox(request: AuthenticatedHttpRequest) -> HttpResponse:
+    pending = list(selectors.decidable_by(request.user)[:INBOX_LIMIT])
+    voted = set(
+        request.user.votes.filter(request__in=pending, voided_at__isnull=True).values_list(
+            "request_id", flat=True
+        )
+    )
+    return render(
+        request, "approvals/inbox.html", {"pending": pending, "voted": voted, "limit": INBOX_LIMIT}
+    )
+
+
+def _page(
+    request: AuthenticatedHttpRequest,
+    approval: ApprovalRequest,
+    *,
+    approve_form: ApproveForm | None = None,
+    reject_form: RejectForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    votes = list(approval.votes.select_related("voter").order_by("created_at"))
+    original = approval.effective_params
+    context: dict[str, Any] = {
+        "approval": approval,
+        "status": Status.EXPIRED if approval.is_overdue() else approval.status,
+        "votes": votes,
+        "params_json": _pretty(approval.params),
+        "modified_json": _pretty(approval.modified_params)
+        if approval.modified_params is not None
+        else "",
+        "refusal": rules.refusal_to_decide(request.user, approval),
+        "already_voted": any(v.voter_id == request.user.pk and v.voided_at is None for v in votes),
+        "approve_form": approve_form
+        or ApproveForm(original=original, initial={"modified_params": _pretty(original)}),
+        "reject_form": reject_form or RejectForm(),
+        "recent": ApprovalRequest.objects.filter(agent=approval.agent)
+        .exclude(pk=approval.pk)
+        .order_by("-created_at")[:5],
+    }
+    return render(request, "approvals/detail.html", context, status=status)
+
+
+def _pretty(value: object) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def _load(request_id: uuid.UUID) -> ApprovalRequest:
+    return get_object_or_404(
+        ApprovalRequest.objects.select_related("agent", "agent__owner", "decided_by"), pk=request_id
+    )
 
 
 @role_required(Role.APPROVER, Role.MANAGER, Role.COMPLIANCE)
 def detail(request: AuthenticatedHttpRequest, request_id: uuid.UUID) -> HttpResponse:
-    approval = get_object_or_404(
-        ApprovalRequest.objects.select_related("agent", "agent__owner", "decided_by"), pk=request_id
-    )
-    votes = approval.votes.select_related("voter").order_by("created_at")
-    status = Status.EXPIRED if approval.is_overdue() else approval.status
-    context = {
-        "approval": approval,
-        "status": status,
-        "votes": votes,
-        "params_json": json.dumps(approval.params, indent=2, sort_keys=True, ensure_ascii=False),
-        "modified_json": (
-            json.dumps(approval.modified_params, indent=2, sort_keys=True, ensure_ascii=False)
-            if approval.modified_params is not None
-            else ""
-        ),
-        "refusal": rules.refusal_to_decide(request.user, approval),
-    }
-    return render(request, "approvals/detail.html", context)
+    return _page(request, _load(request_id))
+
+
+def _decided(
+    request: AuthenticatedHttpRequest, approval: ApprovalRequest, outcome: services.VoteOutcome
+) -> HttpResponseRedirect:
+    if outcome.decided:
+        messages.success(
+            request, f"{approval.action} is {outcome.request.status}. The agent has been told."
+        )
+    else:
+        needed = outcome.request.required_approvals
+        messages.success(
+            request,
+            f"Your approval is recorded; {approval.action} needs {needed} approvals "
+            "from different people.",
+        )
+    return redirect("home")
+
+
+@require_POST
+@role_required(Role.APPROVER)
+def approve(request: AuthenticatedHttpRequest, request_id: uuid.UUID) -> HttpResponse:
+    approval = _load(request_id)
+    form = ApproveForm(request.POST, original=approval.effective_params)
+    if not form.is_valid():
+        return _page(request, approval, approve_form=form, status=422)
+    try:
+        outcome = services.approve_request(
+            request_id=approval.pk,
+            reviewer=request.user,
+            comment=form.cleaned_data["comment"],
+            modified_params=form.cleaned_data["modified_params"],
+        )
+    except services.ApprovalError as exc:
+        messages.error(request, exc.message)
+        return HttpResponseRedirect(reverse("approvals:detail", args=[approval.pk]))
+    return _decided(request, approval, outcome)
+
+
+@require_POST
+@role_required(Role.APPROVER)
+def reject(request: AuthenticatedHttpRequest, request_id: uuid.UUID) -> HttpResponse:
+    approval = _load(request_id)
+    form = RejectForm(request.POST)
+    if not form.is_valid():
+        return _page(request, approval, reject_form=form, status=422)
+    try:
+        outcome = services.reject_request(
+            request_id=approval.pk, reviewer=request.user, reason=form.cleaned_data["reason"]
+        )
+    except services.ApprovalError as exc:
+        messages.error(request, exc.message)
+        return HttpResponseRedirect(reverse("approvals:detail", args=[approval.pk]))
+    return _decided(request, approval, outcome)

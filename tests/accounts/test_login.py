@@ -30,14 +30,21 @@ def test_the_login_page_is_in_the_product_look_without_inline_scripts(db):
     assert "unsafe-inline" not in csp
 
 
-def test_login_with_the_right_password_lands_on_the_overview(db, make_user):
+def test_an_approver_logs_in_to_the_inbox(db, make_user):
     make_user("erin", roles=("approver",), tier="team_lead")
     client = Client()
     response = client.post("/login/", {"username": "erin", "password": PASSWORD}, follow=True)
     assert response.status_code == 200
     assert response.redirect_chain[-1][0] == "/"
+    assert b"<h1>Inbox</h1>" in response.content
+    assert b"team lead" in response.content
+
+
+def test_someone_without_the_approver_role_logs_in_to_the_overview(db, make_user):
+    make_user("olga", roles=("compliance",))
+    response = Client().post("/login/", {"username": "olga", "password": PASSWORD}, follow=True)
     assert b"Welcome" in response.content
-    assert b"Team lead" in response.content
+    assert b"Compliance" in response.content
 
 
 def test_a_wrong_password_shows_a_clear_error(db, make_user):
