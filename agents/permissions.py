@@ -1,7 +1,7 @@
 """Who may call the agent API: an authenticated, active agent.
 
-Paused and disabled agents get 403 with a stable code on every call, except on views that set
-`allow_stopped_agents = True` (reading their own requests, SPEC §6).
+Paused and disabled agents get 403 with a stable code on every call, except GETs on views that
+use `ReadsOwnRequests` (reading their own requests, SPEC §6).
 """
 
 from __future__ import annotations
@@ -19,11 +19,16 @@ if TYPE_CHECKING:  # DRF imports this module while its own views module is half-
 
 
 class IsActiveAgent(BasePermission):
+    # Methods a paused or disabled agent may still use on a view with this permission.
+    stopped_agents_may: tuple[str, ...] = ()
+
     def has_permission(self, request: Request, view: APIView) -> bool:
         agent = request.user
         if not isinstance(agent, Agent):
             raise exceptions.NotAuthenticated("Send `Authorization: Bearer <api key>`.")
-        if agent.status == AgentStatus.ACTIVE or getattr(view, "allow_stopped_agents", False):
+        if agent.status == AgentStatus.ACTIVE:
+            return True
+        if request.method in self.stopped_agents_may:
             return True
         reason = f" Reason: {agent.status_reason}" if agent.status_reason else ""
         if agent.status == AgentStatus.PAUSED:
@@ -33,3 +38,9 @@ class IsActiveAgent(BasePermission):
         raise exceptions.PermissionDenied(
             f"Agent {agent.name} is disabled (kill switch).{reason}", code="agent_disabled"
         )
+
+
+class ReadsOwnRequests(IsActiveAgent):
+    """Stopped agents may still read their own requests; every other method needs an active one."""
+
+    stopped_agents_may = ("GET",)

@@ -7,24 +7,28 @@ thread, so hundreds of waiting agents do not starve the other requests.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection, transaction
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, permission_classes
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents.authentication import BEARER_CHALLENGE, authenticate_bearer, request_agent
 from agents.models import Agent, ApiKey
+from agents.permissions import ReadsOwnRequests
 from approvals import idempotency, services
 from approvals.models import ApprovalRequest, Status, Vote
 from approvals.representation import represent
@@ -80,6 +84,7 @@ class NewestFirst(CursorPagination):
     responses={200: ApprovalRequestSerializer(many=True), **ERRORS},
 )
 @api_view(["GET", "POST"])
+@permission_classes([ReadsOwnRequests])
 def approval_requests(request: Request) -> Response:
     if request.method == "POST":
         return _create(request)
@@ -226,14 +231,14 @@ def _release_connection() -> None:
         connection.close()
 
 
-def _read(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], bool] | None:
+def _read(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], bool, datetime] | None:
     try:
         return _read_once(agent, request_id)
     finally:
         _release_connection()
 
 
-def _read_once(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], bool] | None:
+def _read_once(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], bool, datetime] | None:
     found = (
         ApprovalRequest.objects.select_related("agent", "decided_by")
         .filter(pk=request_id, agent=agent)
@@ -245,7 +250,8 @@ def _read_once(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], boo
         # Make the state true in the database too (and fire the callback); idempotent.
         services.expire_request(request_id=found.pk)
         found.refresh_from_db()
-    return represent(found), found.status == Status.PENDING and not found.is_overdue()
+    pending = found.status == Status.PENDING and not found.is_overdue()
+    return represent(found), pending, found.expires_at
 
 
 @csrf_exempt
@@ -254,7 +260,8 @@ async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -
     if request.method != "GET":
         return _json_error(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
     raw_wait = request.GET.get("wait", "0")
-    if not raw_wait.isdigit() or not 0 <= int(raw_wait) <= MAX_WAIT_SECONDS:
+    # ASCII digits only: str.isdigit() accepts "²", which int() refuses.
+    if not re.fullmatch(r"[0-9]{1,2}", raw_wait) or int(raw_wait) > MAX_WAIT_SECONDS:
         return JsonResponse(
             error_body(
                 "invalid",
@@ -276,11 +283,13 @@ async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -
             result = await sync_to_async(_read)(agent, request_id)
             if result is None:
                 return _json_error(404, "not_found", "No such approval request.")
-            body, pending = result
+            body, pending, expires_at = result
             remaining = deadline - time.monotonic()
             if not pending or remaining <= 0:
                 return JsonResponse(body)
-            await waiters.wait(changed, remaining)
+            # Wake at the deadline at the latest: an expiry needs no message to be seen.
+            until_expiry = (expires_at - timezone.now()).total_seconds() + 0.01
+            await waiters.wait(changed, max(0.0, min(remaining, until_expiry)))
 
 
 def document_async_endpoints(

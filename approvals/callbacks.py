@@ -74,7 +74,7 @@ def deliver(delivery_id: uuid.UUID) -> str:
         status_code = response.status_code
         if not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
-    except httpx.HTTPError as exc:
+    except Exception as exc:  # an unusable URL too: record it and back off, never jam the outbox
         error = f"{type(exc).__name__}: {exc}"[:2000]
     duration_ms = int((time.monotonic() - started) * 1000)
 

@@ -47,15 +47,27 @@ def claim(*, api_key: ApiKey, key: str, body: Any) -> IdempotencyKey | tuple[int
     """Claim `key` for this call, or return the stored (status, body) to replay."""
     validate_key(key)
     digest = body_digest(body)
-    now = timezone.now()
-    try:
-        with transaction.atomic():
-            return IdempotencyKey.objects.create(
-                api_key=api_key, key=key, body_sha256=digest, locked_until=now + IN_FLIGHT_LEASE
-            )
-    except IntegrityError:
-        pass
-    existing = IdempotencyKey.objects.get(api_key=api_key, key=key)
+    for _ in range(3):
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                return IdempotencyKey.objects.create(
+                    api_key=api_key, key=key, body_sha256=digest, locked_until=now + IN_FLIGHT_LEASE
+                )
+        except IntegrityError:
+            pass
+        existing = IdempotencyKey.objects.filter(api_key=api_key, key=key).first()
+        if existing is not None:
+            return _settle(existing, digest, now)
+        # The holder released it (its call failed) between our insert and our read: try again.
+    raise ApiError(
+        status_code=status.HTTP_409_CONFLICT,
+        code="idempotency_in_flight",
+        message="Another call with this Idempotency-Key is changing it; retry shortly.",
+    )
+
+
+def _settle(existing: IdempotencyKey, digest: str, now: Any) -> IdempotencyKey | tuple[int, Any]:
     if existing.body_sha256 != digest:
         raise ApiError(
             status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
@@ -65,8 +77,9 @@ def claim(*, api_key: ApiKey, key: str, body: Any) -> IdempotencyKey | tuple[int
     if existing.response_status is not None:
         return existing.response_status, existing.response_body
     taken_over = IdempotencyKey.objects.filter(
-        pk=existing.pk, response_status__isnull=True, locked_until__lt=now
-    ).update(locked_until=now + IN_FLIGHT_LEASE)
+        pk=existing.pk, response_status__isnull=True, locked_until=existing.locked_until,
+        locked_until__lt=now,
+    ).update(locked_until=now + IN_FLIGHT_LEASE)  # fmt: skip
     if taken_over:
         existing.refresh_from_db()
         return existing
@@ -78,10 +91,20 @@ def claim(*, api_key: ApiKey, key: str, body: Any) -> IdempotencyKey | tuple[int
 
 
 def complete(row: IdempotencyKey, *, request: ApprovalRequest, status_code: int, body: Any) -> None:
-    """Store the response; call inside the transaction that created `request`."""
-    IdempotencyKey.objects.filter(pk=row.pk).update(
-        request=request, response_status=status_code, response_body=body, locked_until=None
-    )
+    """Store the response; call inside the transaction that created `request`.
+
+    Only while this call still holds the claim: if it ran past its lease and a retry took the
+    key over, this call must not create a second request, so it fails (and rolls back).
+    """
+    stored = IdempotencyKey.objects.filter(
+        pk=row.pk, response_status__isnull=True, locked_until=row.locked_until
+    ).update(request=request, response_status=status_code, response_body=body, locked_until=None)
+    if not stored:
+        raise ApiError(
+            status_code=status.HTTP_409_CONFLICT,
+            code="idempotency_in_flight",
+            message="A retry with this Idempotency-Key took over this call; its answer stands.",
+        )
 
 
 def release(row: IdempotencyKey) -> None:

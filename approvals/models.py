@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts.models import Tier
 from oversight.choices import RankedChoices
+from oversight.db_fields import ExactJSONField
 
 
 class RiskLevel(RankedChoices):
@@ -99,7 +100,7 @@ class ApprovalRequest(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
 
     action = models.CharField(max_length=200)
-    params = models.JSONField(default=dict, blank=True)
+    params = ExactJSONField(default=dict, blank=True)
     params_sha256 = models.CharField(max_length=64)
     risk_level = models.CharField(max_length=16, choices=RiskLevel.choices)  # effective risk
     claimed_risk_level = models.CharField(max_length=16, choices=RiskLevel.choices)
@@ -132,7 +133,7 @@ class ApprovalRequest(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     decision_reason = models.TextField(blank=True)
-    modified_params = models.JSONField(null=True, blank=True)
+    modified_params = ExactJSONField(null=True, blank=True)
     # The hash of the arguments the approvals were given for: params_sha256, or the hash of
     # action + modified_params after an approve-with-changes.
     current_params_sha256 = models.CharField(max_length=64)
@@ -199,7 +200,7 @@ class Vote(models.Model):
     comment = models.TextField(blank=True)
     # The hash of the arguments this vote was for (argument binding, SPEC §2).
     params_sha256 = models.CharField(max_length=64)
-    modified_params = models.JSONField(null=True, blank=True)
+    modified_params = ExactJSONField(null=True, blank=True)
     is_self_approval = models.BooleanField(default=False)
     # An approval is voided when a later approve-with-changes replaces the arguments it was for.
     voided_at = models.DateTimeField(null=True, blank=True)
@@ -234,7 +235,7 @@ class IdempotencyKey(models.Model):
         ApprovalRequest, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
     )
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True)
+    response_body = ExactJSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     # While the first call is in flight: after this, a crashed attempt may be taken over.
     locked_until = models.DateTimeField(null=True, blank=True)

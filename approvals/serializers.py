@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 from rest_framework import serializers
 
 from approvals.models import RiskLevel, Status, Urgency
@@ -36,6 +37,11 @@ class CreateRequestSerializer(StrictSerializer):
     def validate_callback_url(self, value: str) -> str:
         if value and not value.lower().startswith(("http://", "https://")):
             raise serializers.ValidationError("Only http and https callback URLs are supported.")
+        if value:
+            try:  # the client that will post to it must be able to use it
+                httpx.URL(value).host.encode("idna")
+            except Exception:
+                raise serializers.ValidationError("This callback URL cannot be reached.") from None
         return value
 
 

@@ -34,6 +34,7 @@ from approvals.models import (
 from approvals.representation import represent
 from audit.events import EventType
 from audit.services import record_event
+from oversight.fields import unstorable_text
 
 MAX_PARAMS_BYTES = 64 * 1024
 
@@ -469,6 +470,9 @@ def _finalize(
 
 
 def _check_params_size(params: dict[str, Any]) -> None:
+    where = unstorable_text(params)
+    if where:
+        raise Invalid(f"Text at {where} contains a NUL character or a lone surrogate.")
     try:
         size = len(json.dumps(params, allow_nan=False))
     except (TypeError, ValueError) as exc:

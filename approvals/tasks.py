@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from celery import shared_task
 
 from approvals import callbacks, idempotency
 from approvals.models import CallbackDelivery, DeliveryStatus
+
+logger = logging.getLogger(__name__)
 
 
 def _deliver_and_reschedule(delivery_id: uuid.UUID) -> None:
@@ -43,7 +46,10 @@ def sweep_callbacks() -> int:
     (broker down at commit time, worker killed mid-attempt)."""
     due = callbacks.due_deliveries()
     for delivery_id in due:
-        callbacks.deliver(delivery_id)
+        try:
+            callbacks.deliver(delivery_id)
+        except Exception:  # one bad row must not stop the others' delivery
+            logger.exception("callback delivery %s failed", delivery_id)
     return len(due)
 
 

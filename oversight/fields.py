@@ -32,17 +32,48 @@ class StrictFloatField(serializers.FloatField):
     default_error_messages = {"invalid": "A number is required."}
 
     def to_internal_value(self, data: Any) -> float:
-        if isinstance(data, bool) or not isinstance(data, int | float) or not math.isfinite(data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        if isinstance(data, int) and abs(data) > 2**53:  # math.isfinite would overflow
+            self.fail("invalid")
+        if not math.isfinite(data):
             self.fail("invalid")
         return super().to_internal_value(data)
 
 
+def unstorable_text(value: Any, path: str = "") -> str | None:
+    """Where `value` holds text no database column can store (NUL, lone surrogates), if anywhere."""
+    if isinstance(value, str):
+        if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+            return path or "(value)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = unstorable_text(key, f"{path}.{key!r}") or unstorable_text(
+                item, f"{path}.{key}"
+            )
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = unstorable_text(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
 class JSONObjectField(serializers.JSONField):
-    default_error_messages = {"not_object": "A JSON object is required."}
+    default_error_messages = {
+        "not_object": "A JSON object is required.",
+        "unstorable": "Text at {path} contains a NUL character or a lone surrogate.",
+    }
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.fail("not_object")
+        where = unstorable_text(data)
+        if where:
+            self.fail("unstorable", path=where)
         value = super().to_internal_value(data)
         assert isinstance(value, dict)
         return value

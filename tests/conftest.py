@@ -143,15 +143,13 @@ def web_server(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: 
     server.proc.stop()
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(
-    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any
-) -> Any:
-    """A real Celery worker (as `make worker` starts it) on the test database and Redis."""
+@pytest.fixture
+def celery_worker_process(transactional_db: None, tmp_path: Any) -> Any:
+    """A real Celery worker (as `make worker` starts it) on the test database and Redis, for
+    one test: a worker left running would take tasks that later tests expect to wait in Redis."""
     from tests import live
 
-    with django_db_blocker.unblock():
-        worker = live.start_worker(tmp_path_factory.mktemp("worker"))
+    worker = live.start_worker(tmp_path)
     yield worker
     worker.stop()
 

@@ -27,7 +27,9 @@ json_values = st.recursive(
 )
 plausible = {
     "action": st.text(max_size=250) | json_values,
-    "params": st.dictionaries(st.text(max_size=10), json_values, max_size=5) | json_values,
+    "params": st.dictionaries(st.text(max_size=10), json_values, max_size=5)
+    | st.dictionaries(st.text(max_size=5), st.floats() | st.integers() | st.text(), max_size=3)
+    | json_values,
     "risk_level": st.sampled_from(["low", "medium", "high", "critical", "LOW", ""]) | json_values,
     "urgency": st.sampled_from(["low", "normal", "high", "critical", "soon"]) | json_values,
     "justification": st.text(max_size=50) | json_values,
@@ -37,9 +39,35 @@ plausible = {
     "callback_url": st.sampled_from(["https://example.com/hook", "not a url", "ftp://x", ""])
     | json_values,
 }
+VALID: dict[str, object] = {
+    "action": "deploy_to_production",
+    "params": {"service": "api"},
+    "risk_level": "medium",
+    "justification": "fuzz",
+}
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> dict[str, object]:
+    """A valid body with up to two fields replaced by anything plausible, or one dropped, so
+    most examples get past validation and reach the services and the database."""
+    body: dict[str, object] = dict(VALID)
+    for name in draw(st.lists(st.sampled_from(FIELDS), max_size=2, unique=True)):
+        body[name] = draw(plausible[name])
+    if draw(st.booleans()) and draw(st.integers(0, 9)) == 0:
+        body.pop(draw(st.sampled_from(sorted(body))))
+    return body
+
+
 bodies = (
-    st.fixed_dictionaries({}, optional={name: plausible[name] for name in FIELDS}) | json_values
+    mutated()
+    | st.fixed_dictionaries({}, optional={name: plausible[name] for name in FIELDS})
+    | json_values
 )
+
+
+# Every status the create fuzzing saw; the last test checks it reached the services.
+statuses: set[int] = set()
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +100,7 @@ def test_create_never_answers_500(fuzz_key, body, idempotency):
     )
     assert response.status_code in {200, 201, 400, 403, 409, 413, 422, 429}, response.content
     assert "error" in response.json() or response.status_code in {200, 201}
+    statuses.add(response.status_code)
 
 
 @pytest.mark.django_db
@@ -87,3 +116,8 @@ def test_arbitrary_bytes_never_answer_500(fuzz_key, raw):
         headers={"Authorization": f"Bearer {fuzz_key}"},
     )
     assert response.status_code in {400, 201, 422}, response.content
+
+
+def test_the_fuzzing_reached_the_services():
+    """Guard against a fuzz test that only ever meets the validator."""
+    assert 201 in statuses, statuses

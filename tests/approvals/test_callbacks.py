@@ -123,3 +123,20 @@ def test_a_callback_survives_a_worker_killed_before_it_ran(
     finally:
         restarted.stop()
     assert json.loads(receiver.received[0]["body"])["id"] == str(request.pk)
+
+
+def test_an_unusable_callback_url_is_recorded_and_does_not_stop_the_others(
+    receiver, new_request, approvers
+):
+    bad = new_request(callback_url="http://example.com/hook")
+    good = new_request(callback_url=receiver.url)
+    services.reject_request(request_id=bad.pk, reviewer=approvers["lead"], reason="no")
+    services.reject_request(request_id=good.pk, reviewer=approvers["lead"], reason="no")
+    # As if it had slipped past validation: a host the HTTP client cannot even encode.
+    CallbackDelivery.objects.filter(request=bad).update(url="http://xn--a.com/hook")
+    assert tasks.sweep_callbacks() == 2
+    assert CallbackDelivery.objects.get(request=good).status == DeliveryStatus.DELIVERED
+    poisoned = CallbackDelivery.objects.get(request=bad)
+    assert poisoned.status == DeliveryStatus.PENDING
+    assert poisoned.attempts == 1
+    assert poisoned.attempt_log.get().error

@@ -1,0 +1,84 @@
+"""Inputs found by review that once produced a 500 or a broken argument binding."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents import services as agents
+from approvals import services
+from approvals.binding import params_sha256
+from approvals.models import ApprovalRequest
+
+URL = "/api/v1/approval-requests"
+BODY = {"action": "pay", "params": {"amount": 1}, "risk_level": "low", "justification": "x"}
+
+
+@pytest.fixture
+def client(make_agent, api):
+    return api(make_agent().key)
+
+
+def test_a_huge_integer_confidence_is_400(db, client):
+    response = client.post(URL, {**BODY, "confidence": 10**400})
+    assert response.status_code == 400
+    assert "confidence" in response.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize("params", [{"a": "x\u0000"}, {"a\u0000": 1}, {"a": ["ok", "\ud800"]}])
+def test_unstorable_text_in_params_is_400(db, client, params):
+    for headers in ({}, {"Idempotency-Key": "k1"}):
+        response = client.post(URL, {**BODY, "params": params}, headers=headers)
+        assert response.status_code == 400, response.content
+        assert "params" in response.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize("wait", ["²", "٣", "9" * 5000, "1.5", ""])
+def test_odd_wait_values_are_400(db, client, wait):
+    created = client.post(URL, BODY).json()
+    response = client.get(f"{URL}/{created['id']}?wait={wait}")
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("number", [1e16, -0.0, 1.5e300, 0.1, 1e-7, 123456789012345678901234567890])
+def test_params_come_back_exactly_as_hashed(db, client, approvers, number):
+    created = client.post(URL, {**BODY, "params": {"amount": number}}).json()
+    services.approve_request(request_id=created["id"], reviewer=approvers["lead"])
+    body = client.get(f"{URL}/{created['id']}").json()
+    assert (
+        params_sha256(body["action"], body["params"]) == body["decision"]["approved_params_sha256"]
+    )
+    stored = ApprovalRequest.objects.get(pk=created["id"])
+    assert params_sha256(stored.action, stored.params) == stored.params_sha256
+
+
+def test_an_idempotent_replay_returns_the_same_params(db, client):
+    first = client.post(
+        URL, {**BODY, "params": {"amount": 1e16}}, headers={"Idempotency-Key": "n"}
+    ).json()
+    again = client.post(
+        URL, {**BODY, "params": {"amount": 1e16}}, headers={"Idempotency-Key": "n"}
+    ).json()
+    assert again == first
+
+
+def test_a_paused_agent_may_still_list_its_requests(db, make_agent, api):
+    created = make_agent()
+    api(created.key).post(URL, BODY)
+    agents.set_agent_status(agent=created.agent, status="paused", reason="checking")
+    assert api(created.key).get(URL).status_code == 200
+    assert api(created.key).post(URL, BODY).status_code == 403
+
+
+@pytest.mark.parametrize("url", ["http://xn--a.com/hook", "http://\u2488.com/hook"])
+def test_unusable_callback_urls_are_refused(db, client, url):
+    response = client.post(URL, {**BODY, "callback_url": url})
+    assert response.status_code == 400
+    assert "callback_url" in response.json()["error"]["fields"]
+
+
+def test_unstorable_changed_params_from_a_person_are_refused(db, new_request, approvers):
+    request = new_request()
+    with pytest.raises(services.Invalid, match="NUL"):
+        services.approve_request(
+            request_id=request.pk, reviewer=approvers["lead"], modified_params={"a": "\x00"}
+        )
