@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 
@@ -48,7 +49,9 @@ class Agent(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(status__in=AgentStatus.values), name="agent_status_known"
-            )
+            ),
+            # "Bot" and "bot" would be two names for one thing in every log and page.
+            models.UniqueConstraint(Lower("name"), name="agent_name_unique_any_case"),
         ]
 
     def __str__(self) -> str:

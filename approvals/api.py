@@ -16,6 +16,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection, transaction
+from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -156,7 +157,14 @@ def _list(request: Request) -> Response:
             raise exceptions.ValidationError(
                 {"status": [f"Choose from {', '.join(Status.values)}."]}
             )
-        queryset = queryset.filter(status=wanted)
+        # An overdue pending request reads as expired (SPEC §2), so it is listed as one.
+        overdue = Q(status=Status.PENDING, expires_at__lte=timezone.now())
+        if wanted == Status.PENDING:
+            queryset = queryset.filter(status=wanted).exclude(overdue)
+        elif wanted == Status.EXPIRED:
+            queryset = queryset.filter(Q(status=wanted) | overdue)
+        else:
+            queryset = queryset.filter(status=wanted)
     paginator = NewestFirst()
     page = paginator.paginate_queryset(queryset, request) or []
     votes: dict[uuid.UUID, list[Vote]] = {}

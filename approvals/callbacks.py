@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
+import socket
 import time
 import uuid
 from datetime import timedelta
 
 import httpx
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -52,6 +55,26 @@ def _take_lease(delivery_id: uuid.UUID) -> bool:
     )
 
 
+class RefusedAddress(Exception):
+    """The callback host resolves to an address this deployment does not post to."""
+
+
+def check_destination(url: str) -> None:
+    """Refuse loopback, private, link-local (cloud metadata) and other internal addresses,
+    unless OVERSIGHT_CALLBACK_ALLOW_PRIVATE is on (development, agents on the same network).
+    Checked at send time, on the addresses the name resolves to then."""
+    if settings.OVERSIGHT_CALLBACK_ALLOW_PRIVATE:
+        return
+    parsed = httpx.URL(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    for *_, sockaddr in socket.getaddrinfo(parsed.host, port, proto=socket.IPPROTO_TCP):
+        address = ipaddress.ip_address(sockaddr[0])
+        if not address.is_global:
+            raise RefusedAddress(
+                f"{parsed.host} resolves to {address}, which is not a public address"
+            )
+
+
 def deliver(delivery_id: uuid.UUID) -> str:
     """Attempt one due delivery; returns its status afterwards ('skipped' if not due/leased)."""
     if not _take_lease(delivery_id):
@@ -70,7 +93,14 @@ def deliver(delivery_id: uuid.UUID) -> str:
     status_code: int | None = None
     error = ""
     try:  # network I/O outside any transaction
-        response = httpx.post(delivery.url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
+        check_destination(delivery.url)
+        response = httpx.post(
+            delivery.url,
+            content=body,
+            headers=headers,
+            timeout=TIMEOUT_SECONDS,
+            follow_redirects=False,
+        )
         status_code = response.status_code
         if not 200 <= status_code < 300:
             error = f"HTTP {status_code}"

@@ -22,6 +22,8 @@ class ApproveForm(forms.Form):
     comment = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=5000
     )
+    # The hash of the arguments shown on the page: approving binds to what the person saw.
+    seen_params_sha256 = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
     modified_params = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "mono"}),
         required=False,

@@ -67,6 +67,10 @@ class NotAllowed(ApprovalError):
     status = 403
 
 
+class ArgumentsChanged(ApprovalError):
+    code = "arguments_changed"
+
+
 class Invalid(ApprovalError):
     code = "invalid"
     status = 422
@@ -183,14 +187,21 @@ def approve_request(
     reviewer: User,
     comment: str = "",
     modified_params: dict[str, Any] | None = None,
+    seen_params_sha256: str | None = None,
 ) -> VoteOutcome:
-    """Approve, or approve with changes (`modified_params` replaces the arguments)."""
+    """Approve, or approve with changes (`modified_params` replaces the arguments).
+
+    `seen_params_sha256` is the hash of the arguments the reviewer was shown; if another
+    approver changed them meanwhile, the approval is refused (`ArgumentsChanged`) rather than
+    bound to arguments the reviewer never saw.
+    """
     return _vote(
         request_id=request_id,
         voter=reviewer,
         choice=VoteChoice.APPROVE,
         comment=comment,
         modified_params=modified_params,
+        seen_params_sha256=seen_params_sha256,
     )
 
 
@@ -216,6 +227,7 @@ def _vote(
     choice: str,
     comment: str,
     modified_params: dict[str, Any] | None,
+    seen_params_sha256: str | None = None,
 ) -> VoteOutcome:
     if modified_params is not None:
         if not isinstance(modified_params, dict):
@@ -231,6 +243,11 @@ def _vote(
             )
             outcome: VoteOutcome | None = None
         else:
+            if seen_params_sha256 and seen_params_sha256 != request.current_params_sha256:
+                raise ArgumentsChanged(
+                    "Another approver changed the arguments while you were reviewing them; "
+                    "look at the new ones before you approve."
+                )
             outcome = _cast(request, voter, choice, comment.strip(), modified_params, now)
     if outcome is None:
         # The expiry above is committed; the vote itself is refused (SPEC §2, fail safe).

@@ -61,7 +61,13 @@ def _page(
         "refusal": rules.refusal_to_decide(request.user, approval),
         "already_voted": any(v.voter_id == request.user.pk and v.voided_at is None for v in votes),
         "approve_form": approve_form
-        or ApproveForm(original=original, initial={"modified_params": _pretty(original)}),
+        or ApproveForm(
+            original=original,
+            initial={
+                "modified_params": _pretty(original),
+                "seen_params_sha256": approval.current_params_sha256,
+            },
+        ),
         "reject_form": reject_form or RejectForm(),
         "recent": ApprovalRequest.objects.filter(agent=approval.agent)
         .exclude(pk=approval.pk)
@@ -115,6 +121,7 @@ def approve(request: AuthenticatedHttpRequest, request_id: uuid.UUID) -> HttpRes
             reviewer=request.user,
             comment=form.cleaned_data["comment"],
             modified_params=form.cleaned_data["modified_params"],
+            seen_params_sha256=form.cleaned_data["seen_params_sha256"] or None,
         )
     except services.ApprovalError as exc:
         messages.error(request, exc.message)

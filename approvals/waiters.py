@@ -1,8 +1,10 @@
 """Wake long-polling agents the moment their request changes (SPEC §3 `?wait=N`).
 
 Publishers (any process, after commit) send the request id on one Redis channel. Each web
-process runs one subscriber task that wakes the local waiters of that id, so 500 waiting agents
-cost 500 asyncio futures and one Redis connection, not 500 threads or connections.
+process runs one subscriber task that wakes the local waiters of that id: a waiting agent costs
+an asyncio future, no database connection and no extra Redis connection. (Django's ASGI handler
+still parks one idle OS thread per in-flight request for its per-request sync context; it does
+no work while the agent waits, and 500 waiters were measured not to slow other requests.)
 
 If Redis is unreachable, waiters still wake: they re-read the database every few seconds, so a
 lost message delays an answer by at most that long and never loses it.

@@ -185,6 +185,10 @@ OVERSIGHT_API_RATE_LIMIT_PER_MINUTE = env_int(
     "OVERSIGHT_API_RATE_LIMIT_PER_MINUTE", 1200, minimum=0
 )
 
+# Callbacks go to public addresses only, unless this is on (development, agents on a private
+# network): otherwise an agent could make the server probe internal services.
+OVERSIGHT_CALLBACK_ALLOW_PRIVATE = env_bool("OVERSIGHT_CALLBACK_ALLOW_PRIVATE", default=DEBUG)
+
 # Approvers may not decide their own agents' requests unless an admin allows it (SPEC §2).
 OVERSIGHT_ALLOW_SELF_APPROVAL = env_bool("OVERSIGHT_ALLOW_SELF_APPROVAL", default=False)
 

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import random
 import time
 import uuid
@@ -215,9 +216,8 @@ class Oversight:
         """Long-poll until the request is final; raise ApprovalTimeout after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            remaining = (
-                60 if deadline is None else int(max(0, min(60, deadline - time.monotonic())))
-            )
+            left = 60.0 if deadline is None else deadline - time.monotonic()
+            remaining = max(1, min(60, math.ceil(left)))  # never a busy loop of wait=0 calls
             request = self.get(request_id, wait=remaining)
             if request.is_final:
                 return request
@@ -291,7 +291,9 @@ class Oversight:
             if response.status_code < 400:
                 return response.json()
             error = _error(response)
-            retryable = response.status_code in {429, 502, 503, 504} or (
+            # Safe to retry: creates carry an Idempotency-Key, everything else is a read or
+            # a cancel, which answers 409 if it already happened.
+            retryable = response.status_code in {429, 500, 502, 503, 504} or (
                 response.status_code == 409 and error.code == "idempotency_in_flight"
             )
             if not retryable or attempt == self.max_retries:

@@ -31,6 +31,8 @@ def main(pytest_args: list[str]) -> int:
     env.setdefault("DEBUG", "false")
     env.setdefault("SECRET_KEY", "test-only-" + "x" * 50)
     env.setdefault("OVERSIGHT_HTTPS", "false")
+    # The tests' callback receivers listen on loopback.
+    env.setdefault("OVERSIGHT_CALLBACK_ALLOW_PRIVATE", "true")
     with contextlib.ExitStack() as stack:
         # WhiteNoise wants STATIC_ROOT to exist; tests never collect into it.
         env.setdefault("OVERSIGHT_STATIC_ROOT", stack.enter_context(tempfile.TemporaryDirectory()))

@@ -82,3 +82,66 @@ def test_unstorable_changed_params_from_a_person_are_refused(db, new_request, ap
         services.approve_request(
             request_id=request.pk, reviewer=approvers["lead"], modified_params={"a": "\x00"}
         )
+
+
+def test_an_approval_is_refused_when_the_arguments_changed_after_the_reviewer_saw_them(
+    db, new_request, approvers
+):
+    request = new_request(risk_level="critical")
+    seen = request.current_params_sha256
+    services.approve_request(
+        request_id=request.pk, reviewer=approvers["director"], modified_params={"service": "db"}
+    )
+    with pytest.raises(services.ArgumentsChanged):
+        services.approve_request(
+            request_id=request.pk, reviewer=approvers["vp"], seen_params_sha256=seen
+        )
+    request.refresh_from_db()
+    assert request.status == "pending"
+    fresh = request.current_params_sha256
+    assert services.approve_request(
+        request_id=request.pk, reviewer=approvers["vp"], seen_params_sha256=fresh
+    ).decided
+
+
+def test_the_status_filter_counts_overdue_requests_as_expired(db, client):
+    from tests.conftest import shift_into_past
+
+    overdue = client.post(URL, BODY).json()
+    fresh = client.post(URL, BODY).json()
+    shift_into_past(overdue["id"], 5 * 3600)
+    pending = [r["id"] for r in client.get(f"{URL}?status=pending").json()["results"]]
+    expired = [r["id"] for r in client.get(f"{URL}?status=expired").json()["results"]]
+    assert pending == [fresh["id"]]
+    assert expired == [overdue["id"]]
+
+
+def test_agent_names_are_unique_whatever_their_case(db, make_agent):
+    from django.db import IntegrityError, transaction
+
+    from agents.models import Agent
+
+    make_agent("Builder")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Agent.objects.create(name="builder")
+
+
+def test_callbacks_to_internal_addresses_are_refused_when_not_allowed(
+    db, settings, new_request, approvers
+):
+    from approvals import tasks
+    from approvals.models import CallbackDelivery
+
+    settings.OVERSIGHT_CALLBACK_ALLOW_PRIVATE = False
+    for url in (
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.8/x",
+    ):
+        request = new_request(callback_url=url)
+        services.reject_request(request_id=request.pk, reviewer=approvers["lead"], reason="no")
+    assert tasks.sweep_callbacks() == 3
+    for delivery in CallbackDelivery.objects.all():
+        attempt = delivery.attempt_log.get()
+        assert attempt.status_code is None
+        assert "not a public address" in attempt.error
