@@ -24,15 +24,18 @@ FINISHED = "finished"
 def on_commit(request: ApprovalRequest, kind: str) -> None:
     request_id = str(request.pk)
     has_callback = bool(request.callback_url)
+    rank = request.first_tier_rank
     transaction.on_commit(
-        lambda: dispatch(request_id, kind, has_callback=has_callback), robust=True
+        lambda: dispatch(request_id, kind, has_callback=has_callback, first_tier_rank=rank),
+        robust=True,
     )
 
 
-def dispatch(request_id: str, kind: str, *, has_callback: bool) -> None:
-    from approvals import waiters
+def dispatch(request_id: str, kind: str, *, has_callback: bool, first_tier_rank: int) -> None:
+    from approvals import live, waiters
 
     waiters.publish(request_id, kind)
+    live.announce_request(request_id, first_tier_rank)
     if kind == FINISHED and has_callback:
         from approvals.tasks import deliver_callbacks
 

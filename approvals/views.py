@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import role_required
-from accounts.models import Role
+from accounts.models import Role, User
 from accounts.types import AuthenticatedHttpRequest
 from approvals import rules, selectors, services
 from approvals.forms import ApproveForm, RejectForm
@@ -27,17 +27,21 @@ from approvals.models import ApprovalRequest, Status
 INBOX_LIMIT = 200
 
 
-@role_required(Role.APPROVER)
-def inbox(request: AuthenticatedHttpRequest) -> HttpResponse:
-    pending = list(selectors.decidable_by(request.user)[:INBOX_LIMIT])
+def inbox_context(user: User) -> dict[str, Any]:
+    """The rows of a person's inbox (the page, its refresh, and the live push share it)."""
+    pending = list(selectors.decidable_by(user)[:INBOX_LIMIT])
     voted = set(
-        request.user.votes.filter(request__in=pending, voided_at__isnull=True).values_list(
+        user.votes.filter(request__in=pending, voided_at__isnull=True).values_list(
             "request_id", flat=True
         )
     )
-    return render(
-        request, "approvals/inbox.html", {"pending": pending, "voted": voted, "limit": INBOX_LIMIT}
-    )
+    return {"pending": pending, "voted": voted, "limit": INBOX_LIMIT}
+
+
+@role_required(Role.APPROVER)
+def inbox(request: AuthenticatedHttpRequest) -> HttpResponse:
+    template = "approvals/inbox.html#rows" if request.htmx else "approvals/inbox.html"
+    return render(request, template, inbox_context(request.user))
 
 
 def _page(

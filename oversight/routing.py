@@ -1,7 +1,11 @@
-"""WebSocket URL routes. The live-update consumer joins here (SPEC §4, §8)."""
+"""WebSocket URL routes (SPEC §4, §8)."""
 
 from __future__ import annotations
 
-from typing import Any
+from django.urls import path
 
-websocket_urlpatterns: list[Any] = []
+from approvals.consumers import LiveConsumer
+
+websocket_urlpatterns = [
+    path("ws/live/", LiveConsumer.as_asgi()),
+]
