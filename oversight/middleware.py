@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from whitenoise.middleware import WhiteNoiseMiddleware  # type: ignore[import-untyped]
 
 
@@ -32,13 +32,25 @@ class AsyncWhiteNoiseMiddleware(WhiteNoiseMiddleware):
     def _lookup(self, path: str) -> Any:
         return self.find_file(path) if self.autorefresh else self.files.get(path)
 
+    def _serve_whole(self, static_file: Any, request: HttpRequest) -> HttpResponseBase:
+        """WhiteNoise streams files from a synchronous iterator, which Django's ASGI handler
+        warns about; our static files are small, so send them as one body instead."""
+        response: HttpResponseBase = self.serve(static_file, request)
+        if not response.streaming:
+            return response
+        whole = HttpResponse(b"".join(response.streaming_content), status=response.status_code)  # type: ignore[attr-defined]
+        for header, value in response.items():
+            whole[header] = value
+        response.close()
+        return whole
+
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         if request.path_info.startswith(self.static_prefix):
             static_file = await sync_to_async(self._lookup, thread_sensitive=False)(
                 request.path_info
             )
             if static_file is not None:
-                serve = sync_to_async(self.serve, thread_sensitive=False)
+                serve = sync_to_async(self._serve_whole, thread_sensitive=False)
                 return await serve(static_file, request)
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
         return await get_response(request)
