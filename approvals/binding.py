@@ -10,14 +10,14 @@ ensure_ascii=False).encode()).hexdigest()`.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
+
+from oversight.db_fields import canonical_text
 
 
 def canonical_json(value: Any) -> bytes:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    # One definition of the canonical form: the exact-JSON column stores the same text.
+    return canonical_text(value).encode("utf-8")
 
 
 def params_sha256(action: str, params: dict[str, Any]) -> str:
