@@ -131,13 +131,12 @@ def _create(request: Request) -> Response:
                 idempotency.complete(
                     claim, request=created, status_code=status.HTTP_201_CREATED, body=body
                 )
-    except services.ApprovalError as exc:
+    except BaseException as exc:
+        # A failed create gives its key back, so the agent can retry it with a fixed body.
         if claim is not None:
             idempotency.release(claim)
-        raise _api_error(exc) from exc
-    except BaseException:
-        if claim is not None:
-            idempotency.release(claim)
+        if isinstance(exc, services.ApprovalError):
+            raise _api_error(exc) from exc
         raise
     if claim is None:
         body = represent(created, votes=[])

@@ -61,6 +61,9 @@ class Status(models.TextChoices):
         return [cls.APPROVED, cls.REJECTED, cls.EXPIRED, cls.CANCELLED]
 
 
+# The reason recorded (and shown to the agent) when a request runs out of time.
+EXPIRED_REASON = "Nobody decided before the time limit."
+
 DEFAULT_ROUTES: dict[str, list[str]] = {
     RiskLevel.LOW: [Tier.TEAM_LEAD],
     RiskLevel.MEDIUM: [Tier.TEAM_LEAD, Tier.ENGINEERING_MANAGER],

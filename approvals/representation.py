@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.urls import reverse
 
-from approvals.models import ApprovalRequest, Status, Vote
+from approvals.models import EXPIRED_REASON, ApprovalRequest, Status, Vote
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -44,7 +44,7 @@ def represent(request: ApprovalRequest, *, votes: list[Vote] | None = None) -> d
             if request.decided_by_id and request.decided_by
             else None,
             "reason": request.decision_reason
-            or ("Nobody decided before the time limit." if status == Status.EXPIRED else ""),
+            or (EXPIRED_REASON if status == Status.EXPIRED else ""),
             "modified_params": request.modified_params if status == Status.APPROVED else None,
             "approved_params_sha256": request.approved_params_sha256 or None,
         }

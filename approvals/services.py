@@ -23,6 +23,7 @@ from agents.models import Agent, AgentStatus
 from approvals import notify, rules
 from approvals.binding import canonical_json, params_sha256
 from approvals.models import (
+    EXPIRED_REASON,
     ApprovalRequest,
     CallbackDelivery,
     RiskLevel,
@@ -238,9 +239,7 @@ def _vote(
         _ensure_pending(request)
         now = timezone.now()
         if request.is_overdue(now):
-            _finalize(
-                request, Status.EXPIRED, now=now, reason="Nobody decided before the time limit."
-            )
+            _finalize(request, Status.EXPIRED, now=now, reason=EXPIRED_REASON)
             outcome: VoteOutcome | None = None
         else:
             if seen_params_sha256 and seen_params_sha256 != request.current_params_sha256:
@@ -355,9 +354,7 @@ def cancel_request(*, request_id: uuid.UUID, agent: Agent) -> ApprovalRequest:
         now = timezone.now()
         expired = request.is_overdue(now)
         if expired:
-            _finalize(
-                request, Status.EXPIRED, now=now, reason="Nobody decided before the time limit."
-            )
+            _finalize(request, Status.EXPIRED, now=now, reason=EXPIRED_REASON)
         else:
             _finalize(
                 request, Status.CANCELLED, now=now, reason="Withdrawn by the agent.", actor=agent
@@ -374,7 +371,7 @@ def expire_request(*, request_id: uuid.UUID) -> bool:
         now = timezone.now()
         if request is None or not request.is_overdue(now):
             return False
-        _finalize(request, Status.EXPIRED, now=now, reason="Nobody decided before the time limit.")
+        _finalize(request, Status.EXPIRED, now=now, reason=EXPIRED_REASON)
     return True
 
 

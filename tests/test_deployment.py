@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from oversight.dev.services import free_port
+from tests import live
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -86,13 +84,10 @@ def fetch(url: str) -> tuple[int, str]:
 
 @pytest.mark.slow
 def test_the_web_process_serves_the_login_page_and_readyz(tmp_path):
-    port = free_port()
     env = production_env(
         DATABASE_URL=f"sqlite:///{tmp_path / 'web.sqlite3'}",
         OVERSIGHT_STATIC_ROOT=str(tmp_path / "static"),
         OVERSIGHT_HTTPS="false",  # plain HTTP on loopback; TLS is the proxy's job
-        PORT=str(port),
-        HOST="127.0.0.1",
     )
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
@@ -101,32 +96,16 @@ def test_the_web_process_serves_the_login_page_and_readyz(tmp_path):
         check=True,
         timeout=120,
     )
-    web = subprocess.Popen(
-        [sys.executable, "-m", "oversight.processes", "web"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    # Started exactly as `make web` starts it, with the production settings above.
+    server = live.start_web(tmp_path, **env)
     try:
-        deadline = time.monotonic() + 60
-        status = 0
-        while time.monotonic() < deadline and web.poll() is None:
-            try:
-                status, _ = fetch(f"http://127.0.0.1:{port}/healthz")
-                break
-            except OSError:
-                time.sleep(0.2)
-        assert status == 200, "the web process did not come up"
-        status, html = fetch(f"http://127.0.0.1:{port}/login/")
+        status, html = fetch(f"{server.url}/login/")
         assert status == 200
         assert 'name="password"' in html
         # Static files are served by the web process itself (WhiteNoise, hashed names).
         css = html.split('href="/static/css/')[1].split('"')[0]
-        assert fetch(f"http://127.0.0.1:{port}/static/css/{css}")[0] == 200
-        status, body = fetch(f"http://127.0.0.1:{port}/readyz")
+        assert fetch(f"{server.url}/static/css/{css}")[0] == 200
+        status, body = fetch(f"{server.url}/readyz")
         assert status == 200, body
     finally:
-        os.killpg(web.pid, signal.SIGTERM)
-        web.wait(timeout=20)
+        server.proc.stop()
