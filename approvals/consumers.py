@@ -31,7 +31,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close(code=FORBIDDEN)
             return
         self.user_id = user.pk
-        self.groups_joined = [live.tier_group(user.tier), live.person_group(user.pk)]
+        self.groups_joined = live.groups_of(user)
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()

@@ -1,19 +1,30 @@
 """Live updates for people's pages (SPEC §4, §8): the one place that names groups and events.
 
-Every approver's socket joins the group of their tier and their own person group; the server
-chooses the groups from the person's own record, so a client cannot subscribe to anything else.
-A change to a request is announced to the tiers that may see it; each consumer then decides,
-for its own person, whether to insert, update or drop the row (it re-checks the permission).
+A tier's group is the audience of the requests routed to that tier first: its own people and
+everyone ranked above (they may decide those requests too, SPEC §2). So an approver's socket
+joins the groups of their tier and of every tier below it, plus their own person group; the
+server chooses the groups from the person's own record, so a client cannot subscribe to anything
+else. A change to a request is announced once, to its first tier's group; each consumer then
+decides, for its own person, whether to insert, update or drop the row (it re-checks the
+permission).
+
+Announcing never blocks the change that triggered it: on a web server's request thread the send
+is handed to the server's event loop and the thread moves on; elsewhere (Celery, commands) it is
+sent before returning.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+from collections.abc import Coroutine
+from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 
-from accounts.models import Tier
+from accounts.models import Tier, User
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +40,16 @@ def person_group(user_id: int) -> str:
     return f"person.{user_id}"
 
 
+def groups_of(user: User) -> list[str]:
+    """The groups an approver's socket joins: the tiers up to their own, and their person."""
+    tiers = list(Tier.values)[: Tier.rank(user.tier) + 1] if user.tier else []
+    return [*(tier_group(tier) for tier in tiers), person_group(user.pk)]
+
+
 def announce_request(request_id: str, first_tier_rank: int) -> None:
-    """Tell every tier that may decide the request that it changed (after commit)."""
-    _send(
-        [tier_group(tier) for tier in list(Tier.values)[first_tier_rank:]],
-        {"type": REQUEST_CHANGED, "id": request_id},
-    )
+    """Tell everyone who may decide the request that it changed (after commit)."""
+    first_tier = list(Tier.values)[first_tier_rank]
+    _send([tier_group(first_tier)], {"type": REQUEST_CHANGED, "id": request_id})
 
 
 def end_session(user_id: int) -> None:
@@ -46,8 +61,42 @@ def _send(groups: list[str], message: dict[str, object]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    try:
-        for group in groups:
-            async_to_sync(layer.group_send)(group, message)
-    except Exception:  # Redis down: pages fall back to their periodic refresh
-        logger.warning("live update %s not sent; pages will catch up on refresh", message["type"])
+
+    async def send() -> None:
+        try:
+            for group in groups:
+                await layer.group_send(group, message)
+        except Exception:  # Redis down: pages fall back to their periodic refresh
+            kind = message["type"]
+            logger.warning("live update %s not sent; pages will catch up on refresh", kind)
+
+    loop = _server_loop()
+    if loop is None:
+        async_to_sync(send)()
+    else:
+        _spawn(loop, send())
+
+
+def _server_loop() -> asyncio.AbstractEventLoop | None:
+    """The ASGI server's event loop when called on one of its request threads, else None.
+
+    asgiref records the loop on the threads it runs sync code in (that is how `async_to_sync`
+    finds its way back); a stale record from another process or a stopped loop does not count.
+    """
+    local = SyncToAsync.threadlocal
+    loop: asyncio.AbstractEventLoop | None = getattr(local, "main_event_loop", None)
+    if loop is None or getattr(local, "main_event_loop_pid", None) != os.getpid():
+        return None
+    return loop if loop.is_running() and not loop.is_closed() else None
+
+
+_pending: set[asyncio.Task[None]] = set()
+
+
+def _spawn(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, None]) -> None:
+    def start() -> None:
+        task = loop.create_task(coroutine)
+        _pending.add(task)  # a task nobody references may be collected before it runs
+        task.add_done_callback(_pending.discard)
+
+    loop.call_soon_threadsafe(start)

@@ -142,6 +142,41 @@ def canonical_bytes(
     return text.encode("ascii")
 
 
+_AT, _SEQUENCE = "\x00occurred_at\x00", "\x00sequence\x00"
+
+
+def canonical_parts(
+    event_type: str,
+    actor_type: str,
+    actor_id: str,
+    actor_name: str,
+    subject_type: str,
+    subject_id: str,
+    payload: dict[str, Any],
+) -> tuple[str, str, str]:
+    """The canonical event's text around its two head-dependent fields, `(before, middle,
+    after)`, so that the canonical text is `before + occurred_at + middle + sequence + after`.
+
+    For PostgreSQL's `audit_append` (migration 0003), which fills in what only the holder of
+    the append lock knows. Cut from the one template, with markers no quoted value can contain
+    (`_quote` escapes NUL).
+    """
+    text = _EVENT_TEMPLATE % (
+        _quote(actor_id),
+        _quote(actor_name),
+        _quote(actor_type),
+        _quote(event_type),
+        _AT,
+        _encode(payload),
+        _SEQUENCE,
+        _quote(subject_id),
+        _quote(subject_type),
+    )
+    before, rest = text.split(_AT)
+    middle, after = rest.split(_SEQUENCE)
+    return before, middle, after
+
+
 def chain_hash(prev_hash: str, canonical: bytes) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + canonical).hexdigest()
 

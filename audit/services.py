@@ -17,7 +17,13 @@ from django.utils import timezone
 
 from accounts.models import User
 from agents.models import Agent
-from audit.chain import GENESIS_HASH, compute_hash, normalize_payload
+from audit.chain import (
+    GENESIS_HASH,
+    canonical_json,
+    canonical_parts,
+    compute_hash,
+    normalize_payload,
+)
 from audit.events import ActorType, EventType
 from audit.integrity import verify_chain
 from audit.models import AuditEvent, ChainVerification
@@ -55,6 +61,11 @@ def record_event(
 
     # savepoint=False: inside an outer transaction a failure here must doom that transaction
     # (a change without its audit event may not commit), and it saves two round trips.
+    if connection.vendor == "postgresql":
+        with transaction.atomic(savepoint=False):
+            return _append_in_database(
+                event_type, actor_type, actor_id, actor_name, subject_type, subject_id, body
+            )
     with transaction.atomic(savepoint=False):
         head_sequence, head_hash, head_time, now = _lock_and_read_head()
         # Monotonic even if the clock steps back (NTP) between two appends.
@@ -75,46 +86,68 @@ def record_event(
     return event
 
 
+def _append_in_database(
+    event_type: str,
+    actor_type: str,
+    actor_id: str,
+    actor_name: str,
+    subject_type: str,
+    subject_id: str,
+    payload: dict[str, Any],
+) -> AuditEvent:
+    """PostgreSQL: take the append lock (APPEND_LOCK_KEY), read the head, hash and insert, in
+    one round trip (`audit_append`, migration 0003): the same steps as the SQLite path, with
+    the lock held for less time. The database's clock is read under the lock: one clock for
+    every web and worker host, and later events never get earlier times."""
+    fields = [str(event_type), actor_type, actor_id, actor_name, subject_type, subject_id]
+    parts = canonical_parts(
+        fields[0], actor_type, actor_id, actor_name, subject_type, subject_id, payload
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT * FROM audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [*fields, canonical_json(payload), *parts],
+        )
+        sequence, occurred_at, prev_hash, hash_ = cursor.fetchone()
+    event = AuditEvent(
+        sequence=sequence,
+        occurred_at=occurred_at,
+        event_type=fields[0],
+        actor_type=actor_type,
+        actor_id=actor_id,
+        actor_name=actor_name,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        payload=payload,
+        prev_hash=prev_hash,
+        hash=hash_,
+    )
+    event._state.adding = False
+    event._state.db = connection.alias
+    return event
+
+
 def _lock_and_read_head() -> tuple[int, str, dt.datetime | None, dt.datetime]:
-    """Take the append lock, then read the last event and the clock under it.
+    """SQLite: take the append lock, then read the last event and the clock under it.
 
     Returns (last sequence, last hash, last occurred_at, now); (0, GENESIS_HASH, None, now) on
-    an empty table. The lock is what keeps two writers from both extending the same head, the
-    very first one included, so it is taken before the head is read, in its own statement
-    (under READ COMMITTED each statement sees what was committed before it started).
+    an empty table. SQLite has one writer at a time. The project opens every transaction with
+    BEGIN IMMEDIATE (settings: transaction_mode), which takes the write lock before the first
+    read, so the head read below cannot be overtaken. audit.checks insists on it.
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APPEND_LOCK_KEY])
-            # The database's clock, read after the lock: one clock for every web and worker
-            # host, and later events never get earlier times.
-            cursor.execute(
-                "SELECT head.sequence, head.hash, head.occurred_at, clock_timestamp() "
-                "FROM (SELECT 1) AS one LEFT JOIN ("
-                "  SELECT sequence, hash, occurred_at FROM audit_auditevent"
-                "  ORDER BY sequence DESC LIMIT 1"
-                ") AS head ON TRUE"
-            )
-            sequence, head_hash, head_time, now = cursor.fetchone()
-        if sequence is None:
-            return 0, GENESIS_HASH, None, now
-        return sequence, head_hash, head_time, now
-    if connection.vendor == "sqlite":
-        # SQLite has one writer at a time. The project opens every transaction with
-        # BEGIN IMMEDIATE (settings: transaction_mode), which takes the write lock before the
-        # first read, so the head read below cannot be overtaken. audit.checks insists on it.
-        if connection.settings_dict.get("OPTIONS", {}).get("transaction_mode") != "IMMEDIATE":
-            raise ImproperlyConfigured("The audit trail needs SQLite's transaction_mode IMMEDIATE.")
-        head = (
-            AuditEvent.objects.order_by("-sequence")
-            .values_list("sequence", "hash", "occurred_at")
-            .first()
-        )
-        now = timezone.now()
-        if head is None:
-            return 0, GENESIS_HASH, None, now
-        return head[0], head[1], head[2], now
-    raise ImproperlyConfigured(f"The audit trail has no append lock for {connection.vendor}.")
+    if connection.vendor != "sqlite":
+        raise ImproperlyConfigured(f"The audit trail has no append lock for {connection.vendor}.")
+    if connection.settings_dict.get("OPTIONS", {}).get("transaction_mode") != "IMMEDIATE":
+        raise ImproperlyConfigured("The audit trail needs SQLite's transaction_mode IMMEDIATE.")
+    head = (
+        AuditEvent.objects.order_by("-sequence")
+        .values_list("sequence", "hash", "occurred_at")
+        .first()
+    )
+    now = timezone.now()
+    if head is None:
+        return 0, GENESIS_HASH, None, now
+    return head[0], head[1], head[2], now
 
 
 def _describe_actor(actor: object) -> tuple[str, str, str]:

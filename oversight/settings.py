@@ -103,7 +103,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-elif env_bool("OVERSIGHT_DB_POOL", default=True):
+else:
+    # Server-side binding: parameters travel separately from the SQL, so psycopg prepares the
+    # statements a connection repeats (the agent API's hot path) and PostgreSQL plans them once.
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" and env_bool(
+    "OVERSIGHT_DB_POOL", default=True
+):
     # Under ASGI each request runs on a thread of its own, so per-thread persistent
     # connections do not help; a process-wide pool (psycopg_pool) hands connections out per
     # request and takes them back when Django closes them.

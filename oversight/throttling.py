@@ -46,7 +46,9 @@ def rate_counter(key: str, ttl: int) -> int:
         _rate_client = redis.Redis.from_url(
             settings.REDIS_URL, socket_connect_timeout=0.3, socket_timeout=0.3
         )
-    pipe = _rate_client.pipeline()
+    # One round trip, no MULTI/EXEC: the two commands need not be atomic (a lost EXPIRE only
+    # leaves a key that the next window no longer reads).
+    pipe = _rate_client.pipeline(transaction=False)
     pipe.incr(key)
     pipe.expire(key, ttl + 1)
     count, _ = pipe.execute()

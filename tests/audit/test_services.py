@@ -103,6 +103,27 @@ def test_the_stored_payload_is_the_normalised_one_and_still_verifies():
     assert verify_chain().intact
 
 
+def test_the_database_computes_the_same_hash_as_python_for_any_text(make_user):
+    """On PostgreSQL `audit_append` hashes in SQL; on SQLite Python does. Both must produce the
+    canonical bytes that verification recomputes: escapes, non-ASCII, nesting, the clock."""
+    person = make_user("zoe")
+    person.first_name, person.last_name = 'Zoë "Z" \\', "Ŵ✓ 𝄞"
+    payload = {
+        "text": 'line\nbreak\t"quoted" \\ é ✓ 𝄞 \u2028',
+        "nested": {"b": [1, 2.5, None, True, {"z": "ü"}], "a": ""},
+        "%s": "%(x)s {} $1 '",
+    }
+    events = [
+        record_event(event_type=EventType.LOGIN_SUCCEEDED, actor=person, payload=payload)
+        for _ in range(3)
+    ]
+    for event in events:
+        stored = AuditEvent.objects.get(sequence=event.sequence)
+        assert stored.hash == event.hash == compute_hash(stored.prev_hash, stored.__dict__)
+        assert stored.occurred_at == event.occurred_at
+    assert verify_chain().intact
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
