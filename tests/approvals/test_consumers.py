@@ -86,3 +86,29 @@ def test_an_approver_gets_only_their_tiers_events_and_logout_closes_the_socket(
         assert closed["code"] == 4403
 
     async_to_sync(scenario)()
+
+
+def test_a_higher_tier_hears_of_requests_routed_to_the_tiers_below(approvers, new_request):
+    director = approvers["director"]
+    assert live.groups_of(director) == [
+        "tier.team_lead",
+        "tier.engineering_manager",
+        "tier.director",
+        f"person.{director.pk}",
+    ]
+    cookie = session_cookie(director)
+
+    async def scenario():
+        communicator, connected, _ = await connect(cookie)
+        assert connected
+        # Low risk is routed to team leads first; a director may decide it too (SPEC §2).
+        low = await sync_to_async(new_request)(risk_level="low")
+        pushed = await communicator.receive_from(timeout=5)
+        assert f'id="request-{low.pk}"' in pushed
+        # Critical starts at the director tier: still theirs.
+        critical = await sync_to_async(new_request)(risk_level="critical")
+        pushed = await communicator.receive_from(timeout=5)
+        assert f'id="request-{critical.pk}"' in pushed
+        await communicator.disconnect()
+
+    async_to_sync(scenario)()
