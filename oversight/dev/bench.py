@@ -202,7 +202,7 @@ def main() -> int:
     port = free_port()
     env.update(
         DATABASE_URL=_scratch_database(database),
-        REDIS_URL=redis_url.rsplit("/", 1)[0] + "/13",
+        REDIS_URL=redis_url.rsplit("/", 1)[0] + "/10",
         DEBUG="false",
         SECRET_KEY=secrets.token_urlsafe(50),
         OVERSIGHT_HTTPS="false",
@@ -245,8 +245,16 @@ def main() -> int:
     return 0
 
 
+ROUNDS = 3
+
+
 def hot_path(port: int, keys: list[str], warmup: float, duration: float) -> None:
-    """SPEC §10.1: the agent hot path against a bare Django JSON endpoint (the floor)."""
+    """SPEC §10.1: the agent hot path against a bare Django JSON endpoint (the floor).
+
+    The two alternate in ROUNDS rounds (floor, create, floor, create, ...), each a third of
+    the duration, so that a burst of other work on the machine weighs on both alike; the ratio
+    is the median of the rounds' ratios, and the lines show every measured call.
+    """
     counter = iter(range(10**9))
 
     def create_body() -> dict[str, object]:
@@ -259,28 +267,39 @@ def hot_path(port: int, keys: list[str], warmup: float, duration: float) -> None
         }
 
     print("\n§10.1 agent hot path")
-    floor = measure(
-        "floor: GET /healthz (bare JSON view)",
-        port,
-        [get("/healthz")] * CONCURRENCY,
-        warmup=warmup,
-        duration=duration,
-    )
+    creates = [post_json("/api/v1/approval-requests", key, create_body) for key in keys]
+    floors: list[Result] = []
+    created: list[Result] = []
+    for _ in range(ROUNDS):
+        floors.append(
+            measure("floor", port, [get("/healthz")] * CONCURRENCY,
+                    warmup=warmup, duration=duration / ROUNDS)
+        )  # fmt: skip
+        created.append(measure("create", port, creates, warmup=warmup, duration=duration / ROUNDS))
+    floor = _combined("floor: GET /healthz (bare JSON view)", floors)
+    create = _combined("POST /api/v1/approval-requests", created)
     print(floor.line())
-    create = measure(
-        "POST /api/v1/approval-requests", port,
-        [post_json("/api/v1/approval-requests", key, create_body) for key in keys],
-        warmup=warmup, duration=duration,
-    )  # fmt: skip
     print(create.line())
-    ratio = create.throughput / floor.throughput
+    ratios = [c.throughput / f.throughput for f, c in zip(floors, created, strict=True)]
+    ratio = statistics.median(ratios)
     p99_ratio = floor.percentile(0.99) / create.percentile(0.99)
     verdict = "meets" if ratio >= 0.4 else "BELOW"
+    rounds = ", ".join(f"{r:.2f}" for r in ratios)
     print(
-        f"  ratio create/floor: throughput {ratio:.2f} ({verdict} the 0.4 target), "
-        f"p99 {p99_ratio:.2f} (floor p99 / create p99)"
+        f"  ratio create/floor: throughput {ratio:.2f} ({verdict} the 0.4 target; "
+        f"median of rounds {rounds}), p99 {p99_ratio:.2f} (floor p99 / create p99)"
     )
     print(f"  (median of the floor {statistics.median(floor.latencies) * 1000:.1f} ms)")
+
+
+def _combined(name: str, results: list[Result]) -> Result:
+    return Result(
+        name,
+        [latency for result in results for latency in result.latencies],
+        sum(result.errors for result in results),
+        sum(result.seconds for result in results),
+        sum(result.client_cpu for result in results),
+    )
 
 
 PUSH_SAMPLES = 60
