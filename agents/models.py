@@ -37,6 +37,13 @@ class Agent(models.Model):
     )
     status_reason = models.TextField(blank=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
+    # Re-enabling a disabled agent takes two people (SPEC §6): the first one's request waits
+    # here until a different person confirms it.
+    reenable_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reenable_requested_at = models.DateTimeField(null=True, blank=True)
+    reenable_reason = models.TextField(blank=True)
     webhook_secret = models.CharField(
         max_length=64,
         default=_webhook_secret,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -73,21 +75,41 @@ def revoke_api_key(*, api_key: ApiKey, revoked_by: User | None = None) -> bool:
     return updated == 1
 
 
+# Any status change ends a pending re-enable request: it was for the agent as it was.
+_NO_REENABLE_REQUEST: dict[str, Any] = {
+    "reenable_requested_by": None,
+    "reenable_requested_at": None,
+    "reenable_reason": "",
+}
+
+
 @transaction.atomic
 def set_agent_status(
     *, agent: Agent, status: str, reason: str = "", actor: User | None = None
 ) -> bool:
-    """Pause, resume or disable an agent. False when it already had that status."""
+    """Pause, resume or disable (kill switch) an agent. False when it already had that status.
+
+    A disabled agent is not re-enabled here: that takes two people (`request_reenable`, then
+    `confirm_reenable` by someone else)."""
     if status not in AgentStatus.values:
         raise ValidationError({"status": [f"Unknown status {status!r}."]})
     if status != AgentStatus.ACTIVE and not reason.strip():
         raise ValidationError({"reason": ["Say why the agent is being stopped."]})
     # Locked, so that the status recorded as "from" is the one this change replaced.
     previous = Agent.objects.select_for_update().values_list("status", flat=True).get(pk=agent.pk)
+    if previous == AgentStatus.DISABLED and status != AgentStatus.DISABLED:
+        raise ValidationError(
+            {"status": ["A disabled agent runs again only when a second person confirms."]}
+        )
     updated = (
         Agent.objects.filter(pk=agent.pk)
         .exclude(status=status)
-        .update(status=status, status_reason=reason.strip(), status_changed_at=timezone.now())
+        .update(
+            status=status,
+            status_reason=reason.strip(),
+            status_changed_at=timezone.now(),
+            **_NO_REENABLE_REQUEST,
+        )
     )
     agent.refresh_from_db()
     if updated:
@@ -98,3 +120,69 @@ def set_agent_status(
             payload={"from": previous, "to": status, "reason": agent.status_reason},
         )
     return updated == 1
+
+
+@transaction.atomic
+def request_reenable(*, agent: Agent, actor: User, reason: str) -> Agent:
+    """First of the two people who re-enable a disabled agent (SPEC §6): ask, with a reason.
+    Nothing changes for the agent until a different person confirms."""
+    if not reason.strip():
+        raise ValidationError({"reason": ["Say why the agent is safe to run again."]})
+    locked = (
+        Agent.objects.select_for_update().select_related("reenable_requested_by").get(pk=agent.pk)
+    )
+    if locked.status != AgentStatus.DISABLED:
+        raise ValidationError({"status": [f"{locked.name} is not disabled."]})
+    if locked.reenable_requested_by is not None:
+        who = locked.reenable_requested_by.display_name
+        raise ValidationError(
+            {"status": [f"{who} has already asked; someone else must confirm or leave it."]}
+        )
+    Agent.objects.filter(pk=agent.pk).update(
+        reenable_requested_by=actor, reenable_requested_at=timezone.now(), reenable_reason=reason
+    )
+    record_event(
+        event_type=EventType.AGENT_REENABLE_REQUESTED,
+        actor=actor,
+        subject=locked,
+        payload={"reason": reason.strip()},
+    )
+    agent.refresh_from_db()
+    return agent
+
+
+@transaction.atomic
+def confirm_reenable(*, agent: Agent, actor: User) -> Agent:
+    """Second person: re-enable a disabled agent that someone else asked to re-enable."""
+    locked = (
+        Agent.objects.select_for_update().select_related("reenable_requested_by").get(pk=agent.pk)
+    )
+    requester = locked.reenable_requested_by
+    if locked.status != AgentStatus.DISABLED:
+        raise ValidationError({"status": [f"{locked.name} is not disabled."]})
+    if requester is None:
+        raise ValidationError({"status": ["Nobody has asked to re-enable this agent yet."]})
+    if requester.pk == actor.pk:
+        raise ValidationError(
+            {"status": ["You asked to re-enable it; a second person must confirm."]}
+        )
+    reason = locked.reenable_reason.strip()
+    Agent.objects.filter(pk=agent.pk).update(
+        status=AgentStatus.ACTIVE,
+        status_reason="",
+        status_changed_at=timezone.now(),
+        **_NO_REENABLE_REQUEST,
+    )
+    record_event(
+        event_type=EventType.AGENT_STATUS_CHANGED,
+        actor=actor,
+        subject=locked,
+        payload={
+            "from": AgentStatus.DISABLED,
+            "to": AgentStatus.ACTIVE,
+            "reason": reason,
+            "requested_by": requester.username,
+        },
+    )
+    agent.refresh_from_db()
+    return agent

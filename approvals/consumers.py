@@ -12,6 +12,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.http import QueryDict
 from django.template.loader import render_to_string
 
 from accounts.models import Role, User
@@ -23,6 +24,7 @@ FORBIDDEN = 4403
 
 class LiveConsumer(AsyncWebsocketConsumer):
     groups_joined: list[str]
+    filters: QueryDict
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -31,6 +33,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close(code=FORBIDDEN)
             return
         self.user_id = user.pk
+        # The page's filters travel in the socket's query string, so pushed rows keep them.
+        self.filters = QueryDict(self.scope.get("query_string", b"").decode(errors="replace"))
         self.groups_joined = live.groups_of(user)
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
@@ -47,7 +51,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if not await _may_watch(self.user_id):
             await self.close(code=FORBIDDEN)
             return
-        await self.send(text_data=await _fragment(self.user_id, event["id"]))
+        await self.send(text_data=await _fragment(self.user_id, self.filters))
 
     async def session_ended(self, event: dict[str, Any]) -> None:
         await self.close(code=FORBIDDEN)
@@ -60,7 +64,7 @@ def _may_watch(user_id: int) -> bool:
 
 
 @database_sync_to_async
-def _fragment(user_id: int, request_id: str) -> str:
+def _fragment(user_id: int, filters: QueryDict) -> str:
     """This person's inbox rows, most urgent first, as an out-of-band swap.
 
     The whole rows body rather than one row: a new request lands in its place by urgency, a
@@ -69,6 +73,6 @@ def _fragment(user_id: int, request_id: str) -> str:
     bare `<tbody>` survives.)
     """
     user = User.objects.get(pk=user_id)
-    context = inbox_context(user)
+    context = inbox_context(user, filters)
     context["oob"] = True
     return render_to_string("approvals/inbox.html#rows", context)

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 
+from approvals.models import RiskLevel, Urgency
 from approvals.services import MAX_PARAMS_BYTES
 
 
@@ -33,6 +34,8 @@ class ApproveForm(forms.Form):
     def __init__(self, *args: Any, original: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.original = original
+        # The page's script diffs the edited JSON against this as the person types.
+        self.fields["modified_params"].widget.attrs["data-original"] = json.dumps(original)
 
     def clean_modified_params(self) -> dict[str, Any] | None:
         raw = self.cleaned_data["modified_params"].strip()
@@ -51,3 +54,26 @@ class ApproveForm(forms.Form):
 
 def _refuse(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
+
+
+class InboxFilterForm(forms.Form):
+    """The inbox's filters, from the page's query string (and the live socket's, so pushed rows
+    keep the same filters)."""
+
+    risk = forms.ChoiceField(
+        choices=[("", "Any risk"), *RiskLevel.choices], required=False, label="Risk"
+    )
+    urgency = forms.ChoiceField(
+        choices=[("", "Any urgency"), *Urgency.choices], required=False, label="Urgency"
+    )
+    q = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Agent or action",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "e.g. deploy"}),
+    )
+
+    def filters(self) -> dict[str, str]:
+        """The valid filters that are set; invalid ones are ignored (a stale link still works)."""
+        self.is_valid()
+        return {name: value.strip() for name, value in self.cleaned_data.items() if value.strip()}

@@ -155,6 +155,10 @@ class ApprovalRequest(models.Model):
                 condition=Q(status="pending", escalated_at__isnull=True),
                 name="request_pending_escalation",
             ),
+            # Decision figures look back a window (escalations page); history grows for years.
+            models.Index(
+                fields=["decided_at"], condition=Q(decided_at__isnull=False), name="request_decided"
+            ),
         ]
         constraints = [
             models.CheckConstraint(

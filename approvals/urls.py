@@ -10,4 +10,5 @@ urlpatterns = [
     path("requests/<uuid:request_id>/", views.detail, name="detail"),
     path("requests/<uuid:request_id>/approve", views.approve, name="approve"),
     path("requests/<uuid:request_id>/reject", views.reject, name="reject"),
+    path("escalations/", views.escalations, name="escalations"),
 ]

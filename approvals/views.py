@@ -10,38 +10,51 @@ from __future__ import annotations
 import json
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import role_required
 from accounts.models import Role, User
 from accounts.types import AuthenticatedHttpRequest
 from approvals import rules, selectors, services
-from approvals.forms import ApproveForm, RejectForm
-from approvals.models import ApprovalRequest, Status
+from approvals.forms import ApproveForm, InboxFilterForm, RejectForm
+from approvals.models import ApprovalRequest, Status, VoteChoice
 
 INBOX_LIMIT = 200
 
 
-def inbox_context(user: User) -> dict[str, Any]:
-    """The rows of a person's inbox (the page, its refresh, and the live push share it)."""
-    pending = list(selectors.decidable_by(user)[:INBOX_LIMIT])
+def inbox_context(user: User, query: QueryDict | None = None) -> dict[str, Any]:
+    """The rows of a person's inbox (the page, its refresh, and the live push share it),
+    filtered by `query` (the page's query string)."""
+    form = InboxFilterForm(query or QueryDict())
+    filters = form.filters()
+    pending = list(selectors.decidable_by(user, **filters)[:INBOX_LIMIT])
     voted = set(
         user.votes.filter(request__in=pending, voided_at__isnull=True).values_list(
             "request_id", flat=True
         )
     )
-    return {"pending": pending, "voted": voted, "limit": INBOX_LIMIT}
+    return {
+        "pending": pending,
+        "voted": voted,
+        "limit": INBOX_LIMIT,
+        "filter_form": form,
+        "filtered": bool(filters),
+        # Canonical query string of the filters in force: the refresh and the socket keep them.
+        "filter_query": urlencode(filters),
+    }
 
 
 @role_required(Role.APPROVER)
 def inbox(request: AuthenticatedHttpRequest) -> HttpResponse:
     template = "approvals/inbox.html#rows" if request.htmx else "approvals/inbox.html"
-    return render(request, template, inbox_context(request.user))
+    return render(request, template, inbox_context(request.user, request.GET))
 
 
 def _page(
@@ -63,6 +76,10 @@ def _page(
         if approval.modified_params is not None
         else "",
         "refusal": rules.refusal_to_decide(request.user, approval),
+        "live_approvals": sum(1 for v in votes if v.vote == VoteChoice.APPROVE and not v.voided_at),
+        "estimated_cost": f"${approval.estimated_cost_cents / 100:,.2f}"
+        if approval.estimated_cost_cents is not None
+        else "",
         "already_voted": any(v.voter_id == request.user.pk and v.voided_at is None for v in votes),
         "approve_form": approve_form
         or ApproveForm(
@@ -75,6 +92,7 @@ def _page(
         "reject_form": reject_form or RejectForm(),
         "recent": ApprovalRequest.objects.filter(agent=approval.agent)
         .exclude(pk=approval.pk)
+        .only("pk", "action", "status", "created_at")
         .order_by("-created_at")[:5],
     }
     return render(request, "approvals/detail.html", context, status=status)
@@ -148,3 +166,35 @@ def reject(request: AuthenticatedHttpRequest, request_id: uuid.UUID) -> HttpResp
         messages.error(request, exc.message)
         return HttpResponseRedirect(reverse("approvals:detail", args=[approval.pk]))
     return _decided(request, approval, outcome)
+
+
+@role_required(Role.MANAGER)
+def escalations(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """Escalated and soon-to-expire requests across tiers, and how decisions are keeping up."""
+    now = timezone.now()
+    context = {
+        "queue": list(selectors.escalation_queue(now)[: selectors.QUEUE_LIMIT]),
+        "limit": selectors.QUEUE_LIMIT,
+        "soon_minutes": int(selectors.EXPIRING_SOON.total_seconds() // 60),
+        "window_days": selectors.STATS_WINDOW.days,
+    }
+    if request.htmx:  # the periodic refresh re-reads the queue only
+        return render(request, "approvals/escalations.html#queue", context)
+    tiers = selectors.tier_load(now)
+    stats = selectors.decision_stats(now)
+    context.update(
+        tiers=tiers,
+        stats=stats,
+        people=selectors.votes_per_person(now),
+        totals={
+            "pending": sum(t.pending for t in tiers),
+            "escalated": sum(t.escalated for t in tiers),
+            "expiring_soon": sum(t.expiring_soon for t in tiers),
+            "expiry_rate": _rate(sum(s.expired for s in stats), sum(s.decided for s in stats)),
+        },
+    )
+    return render(request, "approvals/escalations.html", context)
+
+
+def _rate(expired: int, decided: int) -> float | None:
+    return expired / (expired + decided) if expired + decided else None

@@ -19,6 +19,7 @@ class EventType(models.TextChoices):
     # Agents and their keys
     AGENT_CREATED = "agent.created", "Agent created"
     AGENT_STATUS_CHANGED = "agent.status_changed", "Agent status changed"
+    AGENT_REENABLE_REQUESTED = "agent.reenable_requested", "Agent re-enable requested"
     API_KEY_CREATED = "api_key.created", "API key created"
     API_KEY_REVOKED = "api_key.revoked", "API key revoked"
 

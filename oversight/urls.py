@@ -25,6 +25,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
+    path("agents/", include("agents.urls")),
     path("", include("accounts.urls")),
     path("", include("approvals.urls")),
 ]

@@ -22,3 +22,208 @@
     if (el) { el.textContent = "Live updates paused; refreshing every 30 s."; el.classList.add("offline"); }
   });
 })();
+
+(function () {
+  // Countdowns: <time class="countdown" data-deadline="<epoch seconds>" data-done="expired">.
+  // Rows pushed over the socket are picked up on the next tick, since each tick queries anew.
+  function format(seconds) {
+    if (seconds >= 86400) { return Math.floor(seconds / 86400) + "d " + Math.floor((seconds % 86400) / 3600) + "h"; }
+    if (seconds >= 3600) { return Math.floor(seconds / 3600) + "h " + String(Math.floor((seconds % 3600) / 60)).padStart(2, "0") + "m"; }
+    if (seconds >= 60) { return Math.floor(seconds / 60) + "m " + String(seconds % 60).padStart(2, "0") + "s"; }
+    return seconds + "s";
+  }
+  function tick() {
+    const now = Date.now() / 1000;
+    document.querySelectorAll("time.countdown[data-deadline]").forEach(function (el) {
+      const left = Math.floor(Number(el.dataset.deadline) - now);
+      if (left <= 0) {
+        el.textContent = el.dataset.done || "now";
+        el.classList.add("is-done");
+        el.classList.remove("is-soon");
+        const row = el.closest("tr");
+        if (row && el.dataset.done === "expired") { row.classList.add("is-expired"); }
+      } else {
+        el.textContent = format(left);
+        el.classList.toggle("is-soon", left < 300);
+      }
+    });
+  }
+  tick();
+  window.setInterval(tick, 1000);
+})();
+
+(function () {
+  // Inbox keyboard: j/k move the selection, Enter opens, a/r open the selected request with
+  // the approve button / the reject reason focused. Nothing is decided without the request page
+  // in front of the person: a key press never approves a row they have not opened.
+  const table = document.querySelector("[data-keyboard-rows]");
+  if (!table) { return; }
+  let selectedId = null;
+  let selectedIndex = -1;
+  function rows() { return Array.from(table.querySelectorAll("tbody tr[data-href]")); }
+  function select(row) {
+    rows().forEach(function (r) { r.classList.remove("is-selected"); r.removeAttribute("aria-current"); });
+    if (!row) { selectedId = null; return; }
+    row.classList.add("is-selected");
+    row.setAttribute("aria-current", "true");
+    selectedId = row.id;
+    selectedIndex = rows().indexOf(row);
+    row.focus();
+  }
+  function selected() { return selectedId ? document.getElementById(selectedId) : null; }
+  // A live push replaces the rows: keep the same request selected, or the one now in its place.
+  document.body.addEventListener("htmx:afterSettle", function () {
+    if (selectedIndex < 0) { return; }
+    const all = rows();
+    const row = selected() || all[Math.min(selectedIndex, all.length - 1)] || null;
+    if (row) { row.classList.add("is-selected"); row.setAttribute("aria-current", "true"); selectedId = row.id; selectedIndex = all.indexOf(row); }
+    else { selectedId = null; selectedIndex = -1; }
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented) { return; }
+    const target = event.target;
+    if (target.closest("input, textarea, select, [contenteditable]")) { return; }
+    const all = rows();
+    const current = selected();
+    const index = current ? all.indexOf(current) : -1;
+    if (event.key === "j" || event.key === "k") {
+      if (!all.length) { return; }
+      const next = event.key === "j" ? Math.min(index + 1, all.length - 1) : Math.max(index - 1, 0);
+      select(all[index < 0 ? 0 : next]);
+      event.preventDefault();
+    } else if (current && (event.key === "Enter" || event.key === "o") && target.tagName !== "A") {
+      window.location.assign(current.dataset.href);
+      event.preventDefault();
+    } else if (current && (event.key === "a" || event.key === "r")) {
+      window.location.assign(current.dataset.href + (event.key === "a" ? "#approve" : "#reject"));
+      event.preventDefault();
+    }
+  });
+})();
+
+(function () {
+  // Request page: #approve / #reject (from the inbox keys) focus that decision; a form returned
+  // with an error focuses its first invalid field.
+  const invalid = document.querySelector("[aria-invalid=true]");
+  if (invalid) { invalid.focus(); return; }
+  if (window.location.hash === "#approve") {
+    const button = document.getElementById("approve-button");
+    if (button) { button.focus(); }
+  } else if (window.location.hash === "#reject") {
+    const reason = document.querySelector("#reject textarea");
+    if (reason) { reason.focus(); }
+  }
+})();
+
+(function () {
+  // Approve with changes: validate the edited JSON as the person types and show a line diff
+  // against the original. Both sides are normalised the same way (sorted keys, 2-space
+  // indent), so only real changes show. The server validates again; this is a preview.
+  const editor = document.querySelector("textarea[data-original]");
+  if (!editor) { return; }
+  const output = document.getElementById("params-diff");
+  const status = document.getElementById("params-status");
+  const button = document.getElementById("approve-button");
+  const original = normalise(JSON.parse(editor.dataset.original));
+
+  function sortKeys(value) {
+    if (Array.isArray(value)) { return value.map(sortKeys); }
+    if (value && typeof value === "object") {
+      const sorted = {};
+      Object.keys(value).sort().forEach(function (key) { sorted[key] = sortKeys(value[key]); });
+      return sorted;
+    }
+    return value;
+  }
+  function normalise(value) { return JSON.stringify(sortKeys(value), null, 2).split("\n"); }
+
+  // Longest common subsequence of lines, then walk it: "-" removed, "+" added, " " kept.
+  function diff(a, b) {
+    const n = a.length, m = b.length;
+    if (n * m > 4000000) { return null; }
+    const lcs = Array.from({ length: n + 1 }, function () { return new Uint32Array(m + 1); });
+    for (let i = n - 1; i >= 0; i--) {
+      for (let j = m - 1; j >= 0; j--) {
+        lcs[i][j] = a[i] === b[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+      }
+    }
+    const out = [];
+    let i = 0, j = 0;
+    while (i < n && j < m) {
+      if (a[i] === b[j]) { out.push([" ", a[i]]); i++; j++; }
+      else if (lcs[i + 1][j] >= lcs[i][j + 1]) { out.push(["-", a[i]]); i++; }
+      else { out.push(["+", b[j]]); j++; }
+    }
+    while (i < n) { out.push(["-", a[i++]]); }
+    while (j < m) { out.push(["+", b[j++]]); }
+    return out;
+  }
+
+  function show(message, kind) {
+    status.textContent = message;
+    status.className = "json-status " + kind;
+  }
+  function update() {
+    output.replaceChildren();
+    const raw = editor.value.trim();
+    let edited;
+    if (raw === "") {
+      show("Empty: the agent's original arguments will be approved.", "ok");
+      button.textContent = "Approve"; button.disabled = false;
+      output.hidden = true;
+      return;
+    }
+    try { edited = JSON.parse(raw); } catch (error) {
+      show("Not valid JSON yet: " + error.message, "error");
+      button.disabled = true;
+      output.hidden = true;
+      return;
+    }
+    if (!edited || typeof edited !== "object" || Array.isArray(edited)) {
+      show("The arguments must be a JSON object, like the original.", "error");
+      button.disabled = true;
+      output.hidden = true;
+      return;
+    }
+    button.disabled = false;
+    const lines = diff(original, normalise(edited));
+    const changed = lines === null || lines.some(function (line) { return line[0] !== " "; });
+    button.textContent = changed ? "Approve with changes" : "Approve";
+    if (!changed) {
+      show("Unchanged: you approve the arguments the agent sent.", "ok");
+      output.hidden = true;
+      return;
+    }
+    if (lines === null) {
+      show("Changed (too large to show a line diff). The agent must use your arguments.", "warn");
+      output.hidden = true;
+      return;
+    }
+    const added = lines.filter(function (l) { return l[0] === "+"; }).length;
+    const removed = lines.filter(function (l) { return l[0] === "-"; }).length;
+    show("Changed: " + added + " line" + (added === 1 ? "" : "s") + " added, " + removed + " removed. The agent must use your arguments.", "warn");
+    lines.forEach(function (line) {
+      const span = document.createElement("span");
+      span.className = line[0] === "+" ? "add" : line[0] === "-" ? "del" : "same";
+      span.textContent = line[0] + " " + line[1] + "\n";
+      output.appendChild(span);
+    });
+    output.hidden = false;
+  }
+  editor.addEventListener("input", update);
+  update();
+})();
+
+(function () {
+  // A new API key: select it on focus, copy it with the button.
+  document.querySelectorAll("[data-select-on-focus]").forEach(function (input) {
+    input.addEventListener("focus", function () { input.select(); });
+  });
+  document.querySelectorAll("[data-copy]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      const source = document.getElementById(button.dataset.copy);
+      if (!source || !navigator.clipboard) { source.select(); return; }
+      navigator.clipboard.writeText(source.value).then(function () { button.textContent = "Copied"; }, function () { source.select(); });
+    });
+  });
+})();

@@ -1,0 +1,25 @@
+"""Forms on the agents pages: the reason behind a status change, the label of a new key."""
+
+from __future__ import annotations
+
+from django import forms
+
+
+class NewKeyForm(forms.Form):
+    label = forms.CharField(
+        max_length=100,
+        required=False,
+        label="Label (optional)",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. production runner"}),
+    )
+
+
+class StatusForm(forms.Form):
+    """One form for every control; `action` names the button pressed."""
+
+    ACTIONS = ("pause", "resume", "disable", "request_reenable", "confirm_reenable")
+
+    action = forms.ChoiceField(choices=[(a, a) for a in ACTIONS])
+    reason = forms.CharField(
+        max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )

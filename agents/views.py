@@ -1,0 +1,139 @@
+"""Agent pages for managers: status, owner, team, activity; pause / resume / kill switch with
+two-person re-enable; API keys created (shown once) and revoked.
+
+Every change goes through `agents.services`; a refused change comes back as a message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_POST
+
+from accounts.decorators import role_required
+from accounts.models import Role
+from accounts.types import AuthenticatedHttpRequest
+from agents import selectors, services
+from agents.forms import NewKeyForm, StatusForm
+from agents.models import Agent, AgentStatus, ApiKey
+from approvals.models import ApprovalRequest
+
+MANAGERS = (Role.MANAGER, Role.ADMIN)
+
+
+@role_required(*MANAGERS)
+def agent_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    agents = list(selectors.with_activity())
+    for agent in agents:
+        agent.last_activity = selectors.last_activity(agent)  # type: ignore[attr-defined]
+    counts = {status: 0 for status in AgentStatus.values}
+    for agent in agents:
+        counts[agent.status] += 1
+    return render(request, "agents/list.html", {"agents": agents, "counts": counts})
+
+
+def _load(name: str) -> Agent:
+    return get_object_or_404(selectors.with_activity(), name=name)
+
+
+def _detail(
+    request: AuthenticatedHttpRequest,
+    agent: Agent,
+    *,
+    new_key: str = "",
+    key_form: NewKeyForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    context: dict[str, Any] = {
+        "agent": agent,
+        "last_activity": selectors.last_activity(agent),
+        "keys": agent.api_keys.select_related("created_by", "revoked_by"),
+        "recent": ApprovalRequest.objects.filter(agent=agent)
+        .only("pk", "action", "status", "risk_level", "created_at")
+        .order_by("-created_at")[:8],
+        "key_form": key_form or NewKeyForm(),
+        "new_key": new_key,
+        "reenable_mine": agent.reenable_requested_by_id == request.user.pk,
+    }
+    response = render(request, "agents/detail.html", context, status=status)
+    if new_key:
+        # The secret is in this response only: no cache may keep a copy.
+        add_never_cache_headers(response)
+    return response
+
+
+@role_required(*MANAGERS)
+def agent_detail(request: AuthenticatedHttpRequest, name: str) -> HttpResponse:
+    return _detail(request, _load(name))
+
+
+@require_POST
+@role_required(*MANAGERS)
+def create_key(request: AuthenticatedHttpRequest, name: str) -> HttpResponse:
+    """Issue a key and show its secret in this response, the only time it is ever shown."""
+    agent = _load(name)
+    form = NewKeyForm(request.POST)
+    if not form.is_valid():
+        return _detail(request, agent, key_form=form, status=422)
+    _, plaintext = services.issue_api_key(
+        agent=agent, created_by=request.user, label=form.cleaned_data["label"].strip()
+    )
+    return _detail(request, _load(name), new_key=plaintext)
+
+
+@require_POST
+@role_required(*MANAGERS)
+def revoke_key(request: AuthenticatedHttpRequest, name: str, key_id: int) -> HttpResponse:
+    agent = get_object_or_404(Agent, name=name)
+    api_key = get_object_or_404(ApiKey, pk=key_id, agent=agent)
+    if services.revoke_api_key(api_key=api_key, revoked_by=request.user):
+        messages.success(request, f"Key {api_key} is revoked; the agent's next call with it fails.")
+    else:
+        messages.info(request, f"Key {api_key} was already revoked.")
+    return redirect("agents:detail", name=agent.name)
+
+
+_STATUS_FOR = {
+    "pause": AgentStatus.PAUSED,
+    "resume": AgentStatus.ACTIVE,
+    "disable": AgentStatus.DISABLED,
+}
+_DONE = {
+    "pause": "{name} is paused: its calls get 403 until someone resumes it.",
+    "resume": "{name} is active again.",
+    "disable": "{name} is disabled (kill switch). Running it again takes two people.",
+    "request_reenable": "Asked to re-enable {name}; a second person must confirm.",
+    "confirm_reenable": "{name} is re-enabled.",
+}
+
+
+@require_POST
+@role_required(*MANAGERS)
+def change_status(request: AuthenticatedHttpRequest, name: str) -> HttpResponseRedirect:
+    agent = get_object_or_404(Agent, name=name)
+    form = StatusForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose pause, resume, disable or re-enable.")
+        return redirect("agents:detail", name=agent.name)
+    action, reason = form.cleaned_data["action"], form.cleaned_data["reason"]
+    try:
+        if action == "request_reenable":
+            services.request_reenable(agent=agent, actor=request.user, reason=reason)
+        elif action == "confirm_reenable":
+            services.confirm_reenable(agent=agent, actor=request.user)
+        elif not services.set_agent_status(
+            agent=agent, status=_STATUS_FOR[action], reason=reason, actor=request.user
+        ):
+            messages.info(request, f"{agent.name} was {agent.status} already.")
+            return redirect("agents:detail", name=agent.name)
+    except ValidationError as exc:
+        for message in exc.messages:
+            messages.error(request, message)
+        return redirect("agents:detail", name=agent.name)
+    messages.success(request, _DONE[action].format(name=agent.name))
+    return redirect("agents:detail", name=agent.name)
