@@ -129,7 +129,9 @@ def request_reenable(*, agent: Agent, actor: User, reason: str) -> Agent:
     if not reason.strip():
         raise ValidationError({"reason": ["Say why the agent is safe to run again."]})
     locked = (
-        Agent.objects.select_for_update().select_related("reenable_requested_by").get(pk=agent.pk)
+        Agent.objects.select_for_update(of=("self",))
+        .select_related("reenable_requested_by")
+        .get(pk=agent.pk)
     )
     if locked.status != AgentStatus.DISABLED:
         raise ValidationError({"status": [f"{locked.name} is not disabled."]})
@@ -155,7 +157,9 @@ def request_reenable(*, agent: Agent, actor: User, reason: str) -> Agent:
 def confirm_reenable(*, agent: Agent, actor: User) -> Agent:
     """Second person: re-enable a disabled agent that someone else asked to re-enable."""
     locked = (
-        Agent.objects.select_for_update().select_related("reenable_requested_by").get(pk=agent.pk)
+        Agent.objects.select_for_update(of=("self",))
+        .select_related("reenable_requested_by")
+        .get(pk=agent.pk)
     )
     requester = locked.reenable_requested_by
     if locked.status != AgentStatus.DISABLED:

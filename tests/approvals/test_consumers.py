@@ -24,11 +24,13 @@ def session_cookie(user) -> str:
     return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
 
 
-async def connect(cookie: str | None = None, origin: str = "http://127.0.0.1"):
+async def connect(
+    cookie: str | None = None, origin: str = "http://127.0.0.1", path: str = "/ws/live/"
+):
     headers = [(b"origin", origin.encode()), (b"host", b"127.0.0.1")]
     if cookie:
         headers.append((b"cookie", cookie.encode()))
-    communicator = WebsocketCommunicator(application, "/ws/live/", headers=headers)
+    communicator = WebsocketCommunicator(application, path, headers=headers)
     connected, code = await communicator.connect(timeout=5)
     return communicator, connected, code
 
@@ -109,6 +111,25 @@ def test_a_higher_tier_hears_of_requests_routed_to_the_tiers_below(approvers, ne
         critical = await sync_to_async(new_request)(risk_level="critical")
         pushed = await communicator.receive_from(timeout=5)
         assert f'id="request-{critical.pk}"' in pushed
+        await communicator.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_pushed_rows_keep_the_filters_of_the_page(approvers, new_request):
+    cookie = session_cookie(approvers["director"])
+
+    async def scenario():
+        communicator, connected, _ = await connect(cookie, path="/ws/live/?risk=high")
+        assert connected
+        medium = await sync_to_async(new_request)(risk_level="medium")
+        pushed = await communicator.receive_from(timeout=5)
+        assert f'id="request-{medium.pk}"' not in pushed
+        high = await sync_to_async(new_request)(risk_level="high")
+        pushed = await communicator.receive_from(timeout=5)
+        assert f'id="request-{high.pk}"' in pushed
+        assert f'id="request-{medium.pk}"' not in pushed
+        assert "?risk=high" in pushed, "the periodic refresh keeps the filter too"
         await communicator.disconnect()
 
     async_to_sync(scenario)()

@@ -41,6 +41,40 @@ def test_the_inbox_leaves_out_the_owners_own_agents_and_finished_requests(
         assert f"request-{hidden.pk}" not in html
 
 
+def test_the_inbox_filters_by_risk_urgency_and_agent_or_action(
+    db, new_request, make_agent, approvers
+):
+    deploy = new_request(risk_level="high", action="deploy_to_production")
+    urgent = new_request(risk_level="medium", urgency="high", action="run_command")
+    billing = new_request(agent=make_agent("billing-bot").agent, action="read_file")
+    client = client_for(approvers["director"])
+
+    def shown(query: str) -> set:
+        html = client.get(f"/?{query}").content.decode()
+        return {r for r in (deploy, urgent, billing) if f"request-{r.pk}" in html}
+
+    assert shown("") == {deploy, urgent, billing}
+    assert shown("risk=high") == {deploy}
+    assert shown("urgency=high") == {urgent}
+    assert shown("q=BILLING") == {billing}, "agent names match, in any case"
+    assert shown("q=deploy&risk=high") == {deploy}
+    assert shown("risk=bogus") == {deploy, urgent, billing}, "a bad filter is ignored"
+    page = client.get("/?risk=high&q=deploy").content.decode()
+    # The periodic refresh and the live socket keep the filters.
+    assert 'hx-get="/?risk=high&amp;q=deploy"' in page
+    assert 'ws-connect="/ws/live/?risk=high&amp;q=deploy"' in page
+    assert "No pending request matches these filters" in page
+
+
+def test_inbox_rows_carry_their_deadlines_for_the_countdown(db, new_request, approvers):
+    request = new_request()
+    html = client_for(approvers["lead"]).get("/").content.decode()
+    assert f'data-deadline="{int(request.expires_at.timestamp())}"' in html
+    assert f'data-deadline="{int(request.escalates_at.timestamp())}"' in html
+    assert 'data-href="/requests/' in html  # what the keyboard opens
+    assert "<kbd>j</kbd>" in html
+
+
 def test_an_empty_inbox_says_so(db, approvers):
     assert b"Nothing waits for you" in client_for(approvers["vp"]).get("/").content
 
@@ -129,6 +163,31 @@ def test_the_agents_owner_cannot_approve_its_request(db, new_request, make_agent
     assert 'action="/requests/' not in page, "no decision form is offered"
     client_for(approvers["lead"]).post(f"/requests/{request.pk}/approve", {})
     assert ApprovalRequest.objects.get(pk=request.pk).status == Status.PENDING
+
+
+def test_the_request_page_shows_what_an_approver_needs(db, new_request, approvers):
+    from approvals import services
+
+    request = new_request(
+        risk_level="medium", confidence=0.42, estimated_cost_cents=1234, params={"b": 1, "a": [2]}
+    )
+    older = new_request(agent=request.agent, action="read_file")
+    services.reject_request(request_id=older.pk, reviewer=approvers["em"], reason="no")
+    html = client_for(approvers["lead"]).get(f"/requests/{request.pk}/").content.decode()
+    for expected in (
+        "Ship the fix for the login outage.",  # justification
+        "42 %",  # confidence
+        "$12.34",  # estimated cost
+        "set by the agent&#x27;s claim",  # what set the effective risk
+        request.current_params_sha256,
+        "read_file",  # the agent's recent requests
+        "No votes yet.",
+        "data-original=",  # the agent's arguments, for the live diff
+        'id="params-diff"',
+    ):
+        assert expected in html, expected
+    pretty = html[html.index('<pre class="json">') :]
+    assert pretty.index("&quot;a&quot;: [") < pretty.index("&quot;b&quot;: 1"), "sorted, indented"
 
 
 def test_people_without_a_role_get_403_and_anonymous_visitors_log_in(db, new_request, make_user):
