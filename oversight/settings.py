@@ -128,7 +128,12 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "oversight:ws"},
+        "CONFIG": {
+            # A consumer waits on Redis in 5 s polls (BZPOPMIN); redis-py's default 5 s socket
+            # timeout would cut each idle wait short and close every quiet WebSocket.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2}],
+            "prefix": "oversight:ws",
+        },
     }
 }
 

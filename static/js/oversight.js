@@ -50,6 +50,9 @@
   }
   tick();
   window.setInterval(tick, 1000);
+  // Pushed or refreshed rows show their countdown at once, not the server's rounded text.
+  document.body.addEventListener("htmx:afterSettle", tick);
+  document.body.addEventListener("htmx:wsAfterMessage", tick);
 })();
 
 (function () {
@@ -72,13 +75,15 @@
   }
   function selected() { return selectedId ? document.getElementById(selectedId) : null; }
   // A live push replaces the rows: keep the same request selected, or the one now in its place.
-  document.body.addEventListener("htmx:afterSettle", function () {
+  function reselect() {
     if (selectedIndex < 0) { return; }
     const all = rows();
     const row = selected() || all[Math.min(selectedIndex, all.length - 1)] || null;
     if (row) { row.classList.add("is-selected"); row.setAttribute("aria-current", "true"); selectedId = row.id; selectedIndex = all.indexOf(row); }
     else { selectedId = null; selectedIndex = -1; }
-  });
+  }
+  document.body.addEventListener("htmx:afterSettle", reselect);
+  document.body.addEventListener("htmx:wsAfterMessage", reselect);
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented) { return; }
     const target = event.target;
@@ -103,14 +108,15 @@
 
 (function () {
   // Request page: #approve / #reject (from the inbox keys) focus that decision; a form returned
-  // with an error focuses its first invalid field.
+  // with an error focuses its first invalid field. (No element has those ids on purpose: the
+  // browser would move focus to a fragment's target after this runs.)
   const invalid = document.querySelector("[aria-invalid=true]");
   if (invalid) { invalid.focus(); return; }
   if (window.location.hash === "#approve") {
     const button = document.getElementById("approve-button");
     if (button) { button.focus(); }
   } else if (window.location.hash === "#reject") {
-    const reason = document.querySelector("#reject textarea");
+    const reason = document.querySelector("#reject-form textarea");
     if (reason) { reason.focus(); }
   }
 })();

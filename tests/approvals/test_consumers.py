@@ -133,3 +133,20 @@ def test_pushed_rows_keep_the_filters_of_the_page(approvers, new_request):
         await communicator.disconnect()
 
     async_to_sync(scenario)()
+
+
+@pytest.mark.slow
+def test_an_idle_socket_stays_open_past_the_channel_layers_poll(approvers, new_request):
+    """The layer waits on Redis in 5 s polls; an idle socket must outlive several of them."""
+    cookie = session_cookie(approvers["lead"])
+
+    async def scenario():
+        communicator, connected, _ = await connect(cookie)
+        assert connected
+        assert await communicator.receive_nothing(timeout=7, interval=0.5)
+        request = await sync_to_async(new_request)()
+        pushed = await communicator.receive_from(timeout=5)
+        assert f'id="request-{request.pk}"' in pushed
+        await communicator.disconnect()
+
+    async_to_sync(scenario)()
