@@ -68,7 +68,9 @@ def test_a_new_key_is_shown_once_and_works(db, make_agent, managers, api):
     response = client.post("/agents/key-bot/keys", {"label": "runner"})
     assert response.status_code == 200
     assert "no-store" in response.headers["Cache-Control"]
-    key = re.search(r'value="(ovs_[a-z0-9]+_[A-Za-z0-9]+)"', response.content.decode())[1]
+    found = re.search(r'value="(ovs_[a-z0-9]+_[A-Za-z0-9]+)"', response.content.decode())
+    assert found, "the new key is on the page"
+    key = found[1]
     assert api(key).get(ME).status_code == 200
     again = client.get("/agents/key-bot/").content.decode()
     assert key not in again
@@ -129,7 +131,7 @@ def test_re_enabling_a_disabled_agent_takes_two_different_people(db, make_agent,
         ("agent.reenable_requested", "mgr-one"),
         ("agent.status_changed", "mgr-two"),
     ]
-    assert events.last().payload["requested_by"] == "mgr-one"
+    assert events.reverse()[0].payload["requested_by"] == "mgr-one"
 
 
 def test_the_list_query_count_does_not_grow_with_agents(

@@ -174,7 +174,7 @@ def test_the_countdown_ticks_to_expired_without_a_reload(web_server, log_in, mak
     created = create(web_server, agent, timeout_seconds=3)
     countdown = page.locator(f"#request-{created['id']} time.countdown").first
     countdown.wait_for(timeout=5_000)
-    seen = []
+    seen: list[str | None] = []
     deadline = time.monotonic() + 8
     while not seen or seen[-1] != "expired":
         assert time.monotonic() < deadline, seen
