@@ -52,6 +52,7 @@ def _detail(
     context: dict[str, Any] = {
         "agent": agent,
         "last_activity": selectors.last_activity(agent),
+        "pending_requests": selectors.pending_requests(agent),
         "keys": agent.api_keys.select_related("created_by", "revoked_by"),
         "recent": ApprovalRequest.objects.filter(agent=agent)
         .only("pk", "action", "status", "risk_level", "created_at")
