@@ -161,7 +161,7 @@ def test_services_refuse_a_one_person_re_enable(db, make_agent, managers):
     services.request_reenable(agent=agent, actor=managers[0], reason="fixed")
     with pytest.raises(Exception, match="already asked"):
         services.request_reenable(agent=agent, actor=managers[1], reason="me too")
-    # Disabling again (or any status change) drops the pending request.
+    # Disabling a disabled agent changes nothing: the request stands for a second person.
     assert not services.set_agent_status(agent=agent, status=AgentStatus.DISABLED, reason="again")
     services.confirm_reenable(agent=agent, actor=managers[1])
     assert agent.status == AgentStatus.ACTIVE
