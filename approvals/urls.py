@@ -11,4 +11,5 @@ urlpatterns = [
     path("requests/<uuid:request_id>/approve", views.approve, name="approve"),
     path("requests/<uuid:request_id>/reject", views.reject, name="reject"),
     path("escalations/", views.escalations, name="escalations"),
+    path("escalations/figures/", views.escalation_figures, name="escalation_figures"),
 ]

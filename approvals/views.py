@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.core.cache import cache
 from django.http import HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -170,7 +171,10 @@ def reject(request: AuthenticatedHttpRequest, request_id: uuid.UUID) -> HttpResp
 
 @role_required(Role.MANAGER)
 def escalations(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """Escalated and soon-to-expire requests across tiers, and how decisions are keeping up."""
+    """Escalated and soon-to-expire requests across tiers, and how decisions are keeping up.
+
+    The queue and the load per tier are read now; the 30-day figures, which scan every decision
+    of the window, come in a second request (`escalation_figures`) so the queue never waits."""
     now = timezone.now()
     context = {
         "queue": list(selectors.escalation_queue(now)[: selectors.QUEUE_LIMIT]),
@@ -181,19 +185,42 @@ def escalations(request: AuthenticatedHttpRequest) -> HttpResponse:
     if request.htmx:  # the periodic refresh re-reads the queue only
         return render(request, "approvals/escalations.html#queue", context)
     tiers = selectors.tier_load(now)
-    stats = selectors.decision_stats(now)
     context.update(
         tiers=tiers,
-        stats=stats,
-        people=selectors.votes_per_person(now),
         totals={
             "pending": sum(t.pending for t in tiers),
             "escalated": sum(t.escalated for t in tiers),
             "expiring_soon": sum(t.expiring_soon for t in tiers),
-            "expiry_rate": _rate(sum(s.expired for s in stats), sum(s.decided for s in stats)),
         },
     )
     return render(request, "approvals/escalations.html", context)
+
+
+FIGURES_CACHE_KEY = "approvals:escalation-figures"
+FIGURES_MAX_AGE_SECONDS = 60
+
+
+@role_required(Role.MANAGER)
+def escalation_figures(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """The 30-day figures of the escalations page, computed at most once a minute per process:
+    every manager sees the same numbers, and the scan grows with the decisions in the window."""
+    figures = cache.get(FIGURES_CACHE_KEY)
+    if figures is None:
+        now = timezone.now()
+        stats = selectors.decision_stats(now)
+        figures = {
+            "stats": stats,
+            "people": selectors.votes_per_person(now),
+            "expiry_rate": _rate(sum(s.expired for s in stats), sum(s.decided for s in stats)),
+            "as_of": now,
+        }
+        cache.set(FIGURES_CACHE_KEY, figures, FIGURES_MAX_AGE_SECONDS)
+    context = {
+        **figures,
+        "window_days": selectors.STATS_WINDOW.days,
+        "max_age_seconds": FIGURES_MAX_AGE_SECONDS,
+    }
+    return render(request, "approvals/escalations.html#figures", context)
 
 
 def _rate(expired: int, decided: int) -> float | None:

@@ -199,6 +199,9 @@ def _audit_append_only_between_flushes(request: Any) -> Any:
 
 @pytest.fixture(autouse=True)
 def _fresh_route_cache() -> None:
+    from django.core.cache import cache
+
     from approvals import rules
 
     rules.forget_routes()
+    cache.clear()  # e.g. the escalations figures, kept a minute per process

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -124,9 +125,32 @@ def test_expiry_rate_and_load_per_tier_and_person(db, new_request, approvers, ma
     assert tiers["director"].approvers == 2
     people = selectors.votes_per_person(timezone.now())
     assert [(p["voter_name"], p["votes"], p["approvals"]) for p in people] == [("t-lead", 3, 3)]
-    html = client_for(manager).get("/escalations/").content.decode()
-    assert "25.0 %" in html
-    assert "Team lead" in html
+    client = client_for(manager)
+    assert "Team lead" in client.get("/escalations/").content.decode()
+    figures = client.get("/escalations/figures/").content.decode()
+    assert "25.0 %" in figures
+    assert "t-lead" in figures
+
+
+def test_the_figures_load_after_the_queue_and_are_kept_a_minute(
+    db, new_request, approvers, manager, django_assert_max_num_queries
+):
+    client = client_for(manager)
+    page = client.get("/escalations/").content.decode()
+    assert 'hx-get="/escalations/figures/"' in page, "the page asks for its figures"
+    request = new_request(risk_level="low")
+    services.approve_request(request_id=request.pk, reviewer=approvers["lead"])
+    with django_assert_max_num_queries(10) as computed:
+        first = client.get("/escalations/figures/").content.decode()
+    assert "t-lead" in first
+    other = new_request(risk_level="low")
+    services.reject_request(request_id=other.pk, reviewer=approvers["em"], reason="no")
+    with django_assert_max_num_queries(10) as cached:
+        again = client.get("/escalations/figures/").content.decode()
+    # The figures' three queries (two for the decisions, one for the votes) are not run again.
+    assert len(cached.captured_queries) == len(computed.captured_queries) - 3
+    assert "t-em" not in again, "within the minute the same figures are shown"
+    assert client_for(approvers["vp"]).get("/escalations/figures/").status_code == 403
 
 
 def test_the_query_count_does_not_grow_with_ten_times_the_rows(
@@ -144,7 +168,12 @@ def test_the_query_count_does_not_grow_with_ten_times_the_rows(
     add_rows(3)
     with django_assert_max_num_queries(10) as small:
         client.get("/escalations/")
+    with django_assert_max_num_queries(10) as small_figures:
+        client.get("/escalations/figures/")
     add_rows(27)
+    cache.clear()
+    with django_assert_max_num_queries(len(small_figures.captured_queries)):
+        client.get("/escalations/figures/")
     with django_assert_max_num_queries(len(small.captured_queries)):
         response = client.get("/escalations/")
     assert response.content.count(b'id="request-') == 60  # escalated + soon-expiring critical
