@@ -8,6 +8,7 @@ parsed stops the process with the variable's name (see `oversight.env`).
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -197,6 +198,16 @@ OVERSIGHT_CALLBACK_ALLOW_PRIVATE = env_bool("OVERSIGHT_CALLBACK_ALLOW_PRIVATE", 
 
 # Approvers may not decide their own agents' requests unless an admin allows it (SPEC §2).
 OVERSIGHT_ALLOW_SELF_APPROVAL = env_bool("OVERSIGHT_ALLOW_SELF_APPROVAL", default=False)
+
+# Budget periods (hourly, daily, weekly, monthly) start on this zone's wall clock (SPEC §5).
+OVERSIGHT_BUDGET_TIME_ZONE = env_str("OVERSIGHT_BUDGET_TIME_ZONE", "UTC")
+try:
+    ZoneInfo(OVERSIGHT_BUDGET_TIME_ZONE)
+except (ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(
+        f"OVERSIGHT_BUDGET_TIME_ZONE={OVERSIGHT_BUDGET_TIME_ZONE!r} is not a time zone name "
+        "(e.g. UTC, Europe/Berlin)."
+    ) from None
 
 # --- Security --------------------------------------------------------------------------------
 

@@ -202,3 +202,11 @@ def _fresh_route_cache() -> None:
     from approvals import rules
 
     rules.forget_routes()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_budget_caches() -> None:
+    from budgets import pricing, selectors
+
+    pricing.forget_prices()
+    selectors.forget_budgets()
