@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from agents.authentication import request_agent
 from approvals.serializers import ErrorSerializer
 from budgets import services
+from budgets.selectors import money
 from budgets.serializers import CostRecordSerializer, CostReportSerializer
 from oversight.api_errors import ApiError
 
@@ -68,7 +69,7 @@ def represent(outcome: services.CostOutcome) -> dict[str, Any]:
     return {
         "id": record.pk,
         "model": record.model,
-        "cost_cents": str(record.cost_cents),
+        "cost_cents": money(record.cost_cents),
         "unknown_model": record.unknown_model,
         "price_effective_from": record.price.effective_from.isoformat() if record.price else None,
         "created_at": record.created_at.isoformat(),

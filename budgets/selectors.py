@@ -149,8 +149,8 @@ class BudgetState:
             "name": self.rule.label,
             "period": self.rule.period,
             "limit_cents": self.rule.limit_cents,
-            "spent_cents": _money(self.spent_cents),
-            "reserved_cents": _money(self.reserved_cents),
+            "spent_cents": money(self.spent_cents),
+            "reserved_cents": money(self.reserved_cents),
             "percent_used": round(self.percent, 2),
             "window_start": self.window.start.isoformat(),
             "window_end": self.window.end.isoformat(),
@@ -160,8 +160,9 @@ class BudgetState:
         }
 
 
-def _money(value: Decimal) -> str:
-    return str(value.quantize(pricing.QUANTUM))
+def money(value: Decimal) -> str:
+    """Cents as the API writes them: a fixed-point decimal string ("0.05253000")."""
+    return format(value.quantize(pricing.QUANTUM), "f")
 
 
 def states(rules: tuple[Rule, ...] | list[Rule], at: datetime | None = None) -> list[BudgetState]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.apps import apps
 
 from budgets import services
 from budgets.models import Budget
@@ -27,14 +25,6 @@ def make_budget(db: None) -> Callable[..., Budget]:
 
 
 @pytest.fixture(autouse=True)
-def _seeded_prices(request: pytest.FixtureRequest) -> None:
-    """Transactional tests end with a flush that empties the price table its migration seeded;
-    put the seeded prices back for every budgets test that uses the database."""
-    marker = request.node.get_closest_marker("django_db")
-    transactional = "transactional_db" in request.fixturenames or bool(
-        marker and marker.kwargs.get("transaction")
-    )
-    if not transactional and "db" not in request.fixturenames and marker is None:
-        return
-    request.getfixturevalue("transactional_db" if transactional else "db")
-    importlib.import_module("budgets.migrations.0002_seed_prices").seed(apps, None)
+def _prices(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("django_db") or "db" in request.fixturenames:
+        request.getfixturevalue("seeded_prices")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from budgets import services
@@ -11,7 +12,7 @@ from tests.approvals.test_races import run_together
 THREADS = 20  # the test process's connection pool holds 20
 
 
-def run_in_waves(calls: list[Callable[[], Any]], threads: int = THREADS) -> list[Any]:
+def run_in_waves(calls: Sequence[Callable[[], Any]], threads: int = THREADS) -> list[Any]:
     """Run `calls` on `threads` threads that start together (each with its own connection),
     each thread running its share in turn; a call's exception is its result."""
 
@@ -21,10 +22,11 @@ def run_in_waves(calls: list[Callable[[], Any]], threads: int = THREADS) -> list
         except Exception as exc:
             return exc
 
+    def run_share(share: Sequence[Callable[[], Any]]) -> list[Any]:
+        return [attempt(call) for call in share]
+
     shares = [calls[index::threads] for index in range(threads)]
-    nested = run_together(
-        [lambda share=share: [attempt(call) for call in share] for share in shares]
-    )
+    nested = run_together([functools.partial(run_share, share) for share in shares])
     return [result for share in nested for result in share]
 
 

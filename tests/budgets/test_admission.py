@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -14,7 +15,7 @@ from approvals import services as approvals
 from budgets.models import BudgetWindow, Reservation
 from tests.budgets.helpers import report, run_in_waves
 
-ASK = {
+ASK: dict[str, Any] = {
     "action": "deploy_to_production",
     "params": {"service": "api"},
     "risk_level": "medium",

@@ -17,8 +17,8 @@ UTC_ZONE = ZoneInfo("UTC")
 TICK = timedelta(microseconds=1)
 
 
-def at(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0):
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

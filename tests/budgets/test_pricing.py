@@ -21,6 +21,7 @@ def test_the_seed_documents_example_call_costs_what_it_says(make_agent):
     # The seed: gpt-4, 3000 input + 1500 output tokens = $0.18.
     outcome = report(make_agent().agent, "gpt-4", 3000, 1500)
     assert outcome.record.cost_cents == Decimal("18.00000000")
+    assert outcome.record.price is not None
     assert outcome.record.price.model == "gpt-4"
     assert not outcome.record.unknown_model
 
@@ -54,6 +55,7 @@ def test_tiny_calls_are_exact_to_a_hundred_millionth_of_a_cent(make_agent):
 )
 def test_provider_snapshot_names_use_their_models_price(make_agent, reported, priced):
     outcome = report(make_agent().agent, reported)
+    assert outcome.record.price is not None
     assert outcome.record.price.model == priced
     assert outcome.record.model == reported
 
@@ -100,6 +102,7 @@ def test_a_new_price_version_applies_from_its_start_and_history_is_not_recompute
 def test_a_price_version_that_costs_used_cannot_be_changed(make_agent):
     outcome = report(make_agent().agent, "gpt-4o", 1000, 0)
     price = outcome.record.price
+    assert price is not None
     price.input_cents_per_mtok = Decimal(1)
     with pytest.raises(ValidationError, match="add a new version"):
         services.save_price(price=price)
