@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from budgets import ledger, selectors
-from budgets.models import Reservation
+from budgets.models import Budget, Reservation
 
 if TYPE_CHECKING:
     from approvals.models import ApprovalRequest
@@ -46,6 +46,8 @@ def reserve_for_request(request: ApprovalRequest) -> None:
         window = rule.window(now)
         window_id = ledger.try_reserve(rule.id, window, rule.limit_cents, amount)
         if window_id is None:
+            if not Budget.objects.filter(pk=rule.id).exists():
+                continue  # deleted since this process cached it
             # The caller's transaction rolls back, and with it the reservations made above.
             (state,) = selectors.states([rule], now)
             raise BudgetExceeded(state.explain())

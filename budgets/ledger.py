@@ -15,7 +15,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import F
 
-from budgets.models import BudgetWindow
+from budgets.models import Budget, BudgetWindow
 from budgets.periods import Window
 
 _TABLE = BudgetWindow._meta.db_table
@@ -26,18 +26,26 @@ _ADD = (
 )
 
 
+_ENSURE = (
+    f"INSERT INTO {_TABLE} (budget_id, window_start, window_end, spent_cents, reserved_cents, "  # noqa: S608
+    f"calls) SELECT id, %s, %s, 0, 0, 0 FROM {Budget._meta.db_table} WHERE id = %s "
+    "ON CONFLICT (budget_id, window_start) DO NOTHING"
+)
+
+
 def ensure(budget_id: int, window: Window) -> None:
-    BudgetWindow.objects.bulk_create(
-        [BudgetWindow(budget_id=budget_id, window_start=window.start, window_end=window.end)],
-        ignore_conflicts=True,
-    )
+    """Create the window row unless it exists, or the budget was deleted meanwhile (another
+    process may still have it cached for a few seconds)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ENSURE, [window.start, window.end, budget_id])
 
 
 def add_spend(
     budget_id: int, window: Window, cost: Decimal, released: Decimal = Decimal(0)
-) -> tuple[int, Decimal, Decimal]:
+) -> tuple[int, Decimal, Decimal] | None:
     """Add one call's cost (and give back a released reservation); return the window's id and
-    its new spent and reserved totals, which include every change committed before ours."""
+    its new spent and reserved totals, which include every change committed before ours.
+    None when the budget no longer exists."""
     params: list[Any] = [cost, released, budget_id, window.start]
     with connection.cursor() as cursor:
         cursor.execute(_ADD, params)
@@ -46,7 +54,8 @@ def add_spend(
             ensure(budget_id, window)
             cursor.execute(_ADD, params)
             row = cursor.fetchone()
-    assert row is not None
+    if row is None:
+        return None
     window_id, spent, reserved = row
     # SQLite hands numbers back as int/float; PostgreSQL as Decimal.
     return int(window_id), Decimal(str(spent)), Decimal(str(reserved))

@@ -128,7 +128,10 @@ def _add_to_budgets(
     for rule in rules:  # in budget-id order, like every writer of windows (no lock cycles)
         window = rule.window(now)
         _, given_back = released.pop((rule.id, window.start), (0, Decimal(0)))
-        _, spent, reserved = ledger.add_spend(rule.id, window, record.cost_cents, given_back)
+        added = ledger.add_spend(rule.id, window, record.cost_cents, given_back)
+        if added is None:
+            continue  # deleted since this process cached it
+        _, spent, reserved = added
         state = selectors.BudgetState(rule, window, spent, reserved)
         states.append(state)
         before = spent - record.cost_cents

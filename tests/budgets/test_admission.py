@@ -12,7 +12,8 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from approvals import services as approvals
-from budgets.models import BudgetWindow, Reservation
+from budgets import selectors
+from budgets.models import Budget, BudgetWindow, Reservation
 from tests.budgets.helpers import report, run_in_waves
 
 ASK: dict[str, Any] = {
@@ -163,3 +164,14 @@ def test_cost_reports_are_recorded_past_the_limit(make_agent, make_budget):
     for _ in range(3):
         report(agent)
     assert window_of(budget).spent_cents == 9
+
+
+@pytest.mark.django_db
+def test_a_budget_deleted_while_another_process_caches_it_is_skipped(make_agent, make_budget):
+    agent = make_agent().agent
+    budget = make_budget(agent=agent, limit_cents=3)
+    report(agent)
+    assert selectors.rules_for(agent)  # cached, as another web process would have it
+    Budget.objects.filter(pk=budget.pk).delete()  # behind this process's back
+    assert ask(agent, 10).status == "pending"
+    assert report(agent).budgets == []

@@ -26,7 +26,7 @@ def test_set_budget_creates_then_updates_one_budget_per_target_and_period(make_a
     assert out.strip() == (
         "Daily budget of agent writer-bot: limit 5000 cents, alerts at 80%, 95%, 100%."
     )
-    run("--agent", "writer-bot", "--period", "daily", "--limit-cents", "7000", "--thresholds", "50,90")
+    run("--agent", "writer-bot", "--period", "daily", "--limit-cents", "7000", "--thresholds=50,90")
     budget = Budget.objects.get()
     assert (budget.limit_cents, budget.thresholds, budget.enforce) == (7000, [50, 90], True)
     run("--agent", "writer-bot", "--period", "weekly", "--limit-cents", "9000")
@@ -45,8 +45,8 @@ def test_set_budget_creates_then_updates_one_budget_per_target_and_period(make_a
     [
         (["--agent", "ghost", "--period", "daily", "--limit-cents", "1"], "No agent named"),
         (["--global", "--period", "daily", "--limit-cents", "0"], "limit_cents"),
-        (["--global", "--period", "daily", "--limit-cents", "5", "--thresholds", "0"], "thresholds"),
-        (["--global", "--period", "daily", "--limit-cents", "5", "--thresholds", "x"], "thresholds"),
+        (["--global", "--period=daily", "--limit-cents=5", "--thresholds=0"], "thresholds"),
+        (["--global", "--period=daily", "--limit-cents=5", "--thresholds=x"], "thresholds"),
     ],
 )
 def test_set_budget_refuses_bad_input_with_a_clear_message(args, message):

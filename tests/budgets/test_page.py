@@ -45,8 +45,9 @@ def test_the_page_shows_each_budget_against_its_limit_with_projection_and_chart(
     assert response.status_code == 200
     assert "Monthly · agent writer-bot" in html
     assert "Daily · everything" in html
-    assert "<svg" in html and 'class="bar"' in html
-    assert "writer-bot" in html and "claude-3-haiku" in html
+    assert '<svg class="chart"' in html
+    assert html.count('<rect class="bar"') == 30  # one per day, empty days included
+    assert "<code>claude-3-haiku</code>" in html
     assert "style=" not in html  # CSP: no inline styles
     assert 'href="/budgets/"' in html  # the nav link for managers
 
@@ -67,7 +68,9 @@ def test_alerts_list_refreshes_as_a_fragment(manager, make_agent, make_budget):
     agent = make_agent().agent
     make_budget(period="daily", limit_cents=3)
     report(agent)
-    response = manager.get("/budgets/", headers={"HX-Request": "true", "HX-Target": "budget-alerts"})
+    response = manager.get(
+        "/budgets/", headers={"HX-Request": "true", "HX-Target": "budget-alerts"}
+    )
     html = response.content.decode()
     assert html.lstrip().startswith('<section id="budget-alerts"')
     assert "Daily budget of everything reached 100%" in html
