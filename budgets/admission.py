@@ -4,8 +4,9 @@
 its audit append. For each enforced budget of the agent, the request's estimated cost is held
 in the current window with one conditional UPDATE (`... WHERE spent + reserved + estimate <=
 limit`), so simultaneous admissions cannot together pass a limit: the database queues them on
-the window row and each sees the others' reservations. An agent without budgets costs no query
-(the budgets are cached per process).
+the window row and each sees the others' reservations. A request without an estimate holds
+nothing, so one read of the windows decides it without locking them. An agent without budgets
+costs no query (the budgets are cached per process).
 
 Reconciliation: a reservation is given back when the request ends without approval (rejected,
 expired, cancelled), or when the agent reports the actual cost of the work with the request's
@@ -41,6 +42,12 @@ def reserve_for_request(request: ApprovalRequest) -> None:
         return
     now = timezone.now()
     amount = Decimal(request.estimated_cost_cents or 0)
+    if not amount:
+        # Nothing to hold, so nothing to lock: one read of the windows decides.
+        for state in selectors.states(rules, now):
+            if state.exhausted:
+                raise BudgetExceeded(state.explain())
+        return
     held: list[Reservation] = []
     for rule in rules:
         window = rule.window(now)
@@ -51,17 +58,12 @@ def reserve_for_request(request: ApprovalRequest) -> None:
             # The caller's transaction rolls back, and with it the reservations made above.
             (state,) = selectors.states([rule], now)
             raise BudgetExceeded(state.explain())
-        if amount:
-            held.append(
-                Reservation(
-                    request_id=request.pk,
-                    window_id=window_id,
-                    amount_cents=amount,
-                    created_at=now,
-                )
+        held.append(
+            Reservation(
+                request_id=request.pk, window_id=window_id, amount_cents=amount, created_at=now
             )
-    if held:
-        Reservation.objects.bulk_create(held)
+        )
+    Reservation.objects.bulk_create(held)
 
 
 def claim_reservations(

@@ -62,14 +62,12 @@ def add_spend(
 
 
 def try_reserve(budget_id: int, window: Window, limit_cents: int, amount: Decimal) -> int | None:
-    """Hold `amount` in the window if spent + reserved + amount stays within the limit (or,
-    for a zero amount, if the window is not used up yet). Returns the window's id, or None when
-    the budget cannot take it."""
-    fits = "<=" if amount > 0 else "<"
+    """Hold `amount` (> 0) in the window if spent + reserved + amount stays within the limit.
+    Returns the window's id, or None when the budget cannot take it."""
     sql = (
         f"UPDATE {_TABLE} SET reserved_cents = reserved_cents + %s "  # noqa: S608
         "WHERE budget_id = %s AND window_start = %s "
-        f"AND spent_cents + reserved_cents + %s {fits} %s "
+        "AND spent_cents + reserved_cents + %s <= %s "
         "RETURNING id"
     )
     params: list[Any] = [amount, budget_id, window.start, amount, limit_cents]
