@@ -199,16 +199,6 @@ OVERSIGHT_CALLBACK_ALLOW_PRIVATE = env_bool("OVERSIGHT_CALLBACK_ALLOW_PRIVATE", 
 # Approvers may not decide their own agents' requests unless an admin allows it (SPEC §2).
 OVERSIGHT_ALLOW_SELF_APPROVAL = env_bool("OVERSIGHT_ALLOW_SELF_APPROVAL", default=False)
 
-# Budget periods (hourly, daily, weekly, monthly) start on this zone's wall clock (SPEC §5).
-OVERSIGHT_BUDGET_TIME_ZONE = env_str("OVERSIGHT_BUDGET_TIME_ZONE", "UTC")
-try:
-    ZoneInfo(OVERSIGHT_BUDGET_TIME_ZONE)
-except (ZoneInfoNotFoundError, ValueError):
-    raise ImproperlyConfigured(
-        f"OVERSIGHT_BUDGET_TIME_ZONE={OVERSIGHT_BUDGET_TIME_ZONE!r} is not a time zone name "
-        "(e.g. UTC, Europe/Berlin)."
-    ) from None
-
 # --- Security --------------------------------------------------------------------------------
 
 HTTPS = env_bool("OVERSIGHT_HTTPS", default=not DEBUG)
@@ -331,6 +321,16 @@ OVERSIGHT_BASE_URL = env_str("OVERSIGHT_BASE_URL", "http://127.0.0.1:8000").rstr
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("OVERSIGHT_TIME_ZONE", "UTC")
+# Budget periods (hourly, daily, weekly, monthly) start on this zone's wall clock (SPEC §5);
+# by default the display zone's.
+OVERSIGHT_BUDGET_TIME_ZONE = env_str("OVERSIGHT_BUDGET_TIME_ZONE", TIME_ZONE)
+try:
+    ZoneInfo(OVERSIGHT_BUDGET_TIME_ZONE)
+except (ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(
+        f"OVERSIGHT_BUDGET_TIME_ZONE={OVERSIGHT_BUDGET_TIME_ZONE!r} is not a time zone name "
+        "(e.g. UTC, Europe/Berlin)."
+    ) from None
 USE_I18N = True
 USE_TZ = True
 
