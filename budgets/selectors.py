@@ -312,5 +312,5 @@ def hints(spend: Spending) -> list[str]:
     return found
 
 
-def recent_alerts(limit: int = 20) -> list[Alert]:
+def recent_alerts(limit: int = 8) -> list[Alert]:
     return list(Alert.objects.select_related("budget", "budget__agent")[:limit])
