@@ -35,6 +35,7 @@ from approvals.models import (
 from approvals.representation import represent
 from audit.events import EventType
 from audit.services import record_event
+from budgets import admission
 from oversight.fields import unstorable_text
 
 MAX_PARAMS_BYTES = 64 * 1024
@@ -75,6 +76,11 @@ class ArgumentsChanged(ApprovalError):
 class Invalid(ApprovalError):
     code = "invalid"
     status = 422
+
+
+class BudgetRefused(ApprovalError):
+    code = "budget_exceeded"
+    status = 403
 
 
 class AgentStopped(ApprovalError):
@@ -153,6 +159,10 @@ def create_request(
             first_tier_rank=Tier.rank(route[0]),
             required_approvals=rules.required_approvals(effective),
         )
+        try:
+            admission.reserve_for_request(request)
+        except admission.BudgetExceeded as exc:
+            raise BudgetRefused(str(exc)) from exc
         record_event(
             event_type=EventType.REQUEST_CREATED,
             actor=agent,
@@ -447,6 +457,8 @@ def _finalize(
     if status == Status.APPROVED:
         request.approved_params_sha256 = request.current_params_sha256
     request.timer_token = uuid.uuid4()  # any timer still scheduled is now moot
+    if status != Status.APPROVED and request.estimated_cost_cents:
+        admission.release_for_request(request.pk)  # before the audit append (lock order)
     request.save(
         update_fields=[
             "status",
@@ -499,6 +511,7 @@ __all__ = [
     "AgentStopped",
     "AlreadyVoted",
     "ApprovalError",
+    "BudgetRefused",
     "Invalid",
     "NotAllowed",
     "NotPending",

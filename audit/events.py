@@ -40,6 +40,7 @@ class EventType(models.TextChoices):
     POLICY_CHANGED = "policy.changed", "Policy changed"
     ROUTE_CHANGED = "route.changed", "Escalation route changed"
     BUDGET_CHANGED = "budget.changed", "Budget changed"
+    PRICE_CHANGED = "price.changed", "Model price changed"
 
     # Compliance
     EXPORT_MADE = "export.made", "Export made"

@@ -8,6 +8,7 @@ parsed stops the process with the variable's name (see `oversight.env`).
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -328,6 +329,16 @@ OVERSIGHT_BASE_URL = env_str("OVERSIGHT_BASE_URL", "http://127.0.0.1:8000").rstr
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("OVERSIGHT_TIME_ZONE", "UTC")
+# Budget periods (hourly, daily, weekly, monthly) start on this zone's wall clock (SPEC §5);
+# by default the display zone's.
+OVERSIGHT_BUDGET_TIME_ZONE = env_str("OVERSIGHT_BUDGET_TIME_ZONE", TIME_ZONE)
+try:
+    ZoneInfo(OVERSIGHT_BUDGET_TIME_ZONE)
+except (ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(
+        f"OVERSIGHT_BUDGET_TIME_ZONE={OVERSIGHT_BUDGET_TIME_ZONE!r} is not a time zone name "
+        "(e.g. UTC, Europe/Berlin)."
+    ) from None
 USE_I18N = True
 USE_TZ = True
 

@@ -15,6 +15,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("agents.api_urls")),
     path("", include("approvals.api_urls")),
+    path("", include("budgets.api_urls")),
     # Agents get JSON for unknown endpoints even with DEBUG on (no HTML debug page).
     re_path(r"^.*$", api.api_not_found),
 ]
@@ -26,6 +27,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
     path("agents/", include("agents.urls")),
+    path("budgets/", include("budgets.urls")),
     path("", include("accounts.urls")),
     path("", include("approvals.urls")),
 ]

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
@@ -36,6 +37,7 @@ __all__ = [
     "ApprovalDenied",
     "ApprovalRequest",
     "ApprovalTimeout",
+    "CostReport",
     "Oversight",
     "OversightError",
     "params_sha256",
@@ -134,6 +136,32 @@ class ApprovalRequest:
 
 
 @dataclass(frozen=True)
+class CostReport:
+    """A recorded LLM call: its cost in cents (exact) and the agent's budgets after it."""
+
+    id: int
+    cost_cents: Decimal
+    unknown_model: bool
+    budgets: list[dict[str, Any]]
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CostReport:
+        return cls(
+            id=data["id"],
+            cost_cents=Decimal(data["cost_cents"]),
+            unknown_model=data["unknown_model"],
+            budgets=data["budgets"],
+            raw=data,
+        )
+
+    @property
+    def blocked(self) -> bool:
+        """True when a budget now refuses the agent's new approval requests."""
+        return any(budget["blocks_new_requests"] for budget in self.budgets)
+
+
+@dataclass(frozen=True)
 class Approval:
     """What a `require_approval` block gets: the decision and the arguments to use."""
 
@@ -228,6 +256,32 @@ class Oversight:
         return ApprovalRequest.from_json(
             self._call("POST", f"approval-requests/{request_id}/cancel")
         )
+
+    def report_cost(
+        self,
+        model: str,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        cached_input_tokens: int = 0,
+        task_id: str | None = None,
+        success: bool = True,
+        idempotency_key: str | None = None,
+    ) -> CostReport:
+        """Report one LLM call; the answer has its exact cost and the agent's budget states.
+        Pass an approval request's id as `task_id` to reconcile its estimated cost. Retries are
+        safe: every report carries an Idempotency-Key, so it is recorded once."""
+        body: dict[str, Any] = {
+            "model": model,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cached_input_tokens": cached_input_tokens,
+            "success": success,
+        }
+        if task_id is not None:
+            body["task_id"] = task_id
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        return CostReport.from_json(self._call("POST", "costs", json=body, headers=headers))
 
     def me(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "agents/me")

@@ -205,3 +205,30 @@ def _fresh_route_cache() -> None:
 
     rules.forget_routes()
     cache.clear()  # e.g. the escalations figures, kept a minute per process
+
+
+@pytest.fixture(autouse=True)
+def _fresh_budget_caches() -> None:
+    from budgets import pricing, selectors
+
+    pricing.forget_prices()
+    selectors.forget_budgets()
+
+
+@pytest.fixture
+def seeded_prices(request: Any) -> None:
+    """The price table its migration seeds: transactional tests end with a flush that empties
+    it, so put it back (once per test, in one query when it is there)."""
+    import importlib
+
+    from django.apps import apps
+
+    from budgets.models import ModelPrice
+
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or bool(
+        marker and marker.kwargs.get("transaction")
+    )
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    if not ModelPrice.objects.exists():
+        importlib.import_module("budgets.migrations.0002_seed_prices").seed(apps, None)

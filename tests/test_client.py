@@ -146,3 +146,26 @@ def test_a_retried_create_after_a_lost_response_opens_one_request(web_server, ma
     assert transport.dropped
     assert ApprovalRequest.objects.filter(agent=agent.agent).count() == 1
     assert request.id == str(ApprovalRequest.objects.get(agent=agent.agent).pk)
+
+
+def test_report_cost_is_recorded_once_across_a_retry_and_shows_the_budgets(
+    web_server, make_agent, seeded_prices
+):
+    from decimal import Decimal
+
+    from budgets import services as budgets
+    from budgets.models import CostRecord
+
+    agent = make_agent()
+    budgets.set_budget(scope="agent", agent=agent.agent, period="daily", limit_cents=30)
+    transport = LoseFirstResponse()
+    with Oversight(web_server.url, agent.key, transport=transport, backoff=0.01) as oversight:
+        # The server caches budgets for a few seconds: wait until it sees the new one.
+        live.wait_until(lambda: oversight.me()["budgets"], timeout=15)
+        report = oversight.report_cost("gpt-4", input_tokens=3000, output_tokens=1500)
+    assert transport.dropped
+    assert report.cost_cents == Decimal("18")
+    assert not report.unknown_model
+    assert report.budgets[0]["spent_cents"] == "18.00000000"
+    assert not report.blocked
+    assert CostRecord.objects.filter(agent=agent.agent).count() == 1

@@ -238,6 +238,7 @@ def main() -> int:
             print("the web server did not start")
             return 1
         hot_path(port, keys, args.warmup, args.duration)
+        cost_ingestion(port, keys, env, args.warmup, args.duration)
         push_latency(port, keys[0], env)
     finally:
         web.terminate()
@@ -300,6 +301,55 @@ def _combined(name: str, results: list[Result]) -> Result:
         sum(result.seconds for result in results),
         sum(result.client_cpu for result in results),
     )
+
+
+COST_BODY = {"model": "gpt-4o-mini", "input_tokens": 1234, "output_tokens": 567}
+COST_EACH_CENTS = "0.05253000"  # 1234 x 15 + 567 x 60 cents per million tokens
+
+
+def cost_ingestion(
+    port: int, keys: list[str], env: dict[str, str], warmup: float, duration: float
+) -> None:
+    """SPEC §10.6: cost reports from 32 concurrent reporters, with a global budget and a team
+    budget on every report (two window rows updated atomically per call), then a check that
+    nothing was lost: both windows hold exactly the sum of the recorded costs."""
+    print("\n§10.6 cost ingestion (32 concurrent reporters, 2 budgets per report)")
+    _manage(env, "set_budget", "--global", "--period", "monthly", "--limit-cents", "1000000000")
+    _manage(env, "set_budget", "--team", "bench", "--period", "daily", "--limit-cents", "100000")
+    # The web processes cache budgets for 5 s: let them see the new ones before measuring.
+    time.sleep(6)
+    reports = [post_json("/api/v1/costs", key, lambda: COST_BODY) for key in keys]
+    floors: list[Result] = []
+    reported: list[Result] = []
+    for _ in range(ROUNDS):  # alternating, like the hot path, so bursts weigh on both alike
+        floors.append(
+            measure("floor", port, [get("/healthz")] * CONCURRENCY,
+                    warmup=warmup, duration=duration / ROUNDS)
+        )  # fmt: skip
+        reported.append(measure("costs", port, reports, warmup=warmup, duration=duration / ROUNDS))
+    floor = _combined("floor: GET /healthz (bare JSON view)", floors)
+    report = _combined("POST /api/v1/costs", reported)
+    print(floor.line())
+    print(report.line())
+    ratios = [r.throughput / f.throughput for f, r in zip(floors, reported, strict=True)]
+    print(
+        f"  ratio costs/floor: throughput {statistics.median(ratios):.2f} (median of rounds "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}), "
+        f"p99 {floor.percentile(0.99) / report.percentile(0.99):.2f} (floor p99 / costs p99)"
+    )
+    check = (
+        "from decimal import Decimal\n"
+        "from django.db.models import Sum\n"
+        "from budgets.models import BudgetWindow, CostRecord\n"
+        "rows = CostRecord.objects.filter(agent__team='bench')\n"
+        "total = rows.aggregate(t=Sum('cost_cents'))['t'] or Decimal(0)\n"
+        "windows = BudgetWindow.objects.values('budget').annotate(s=Sum('spent_cents'))\n"
+        f"priced = total == rows.count() * Decimal('{COST_EACH_CENTS}')\n"
+        "print(rows.count(), total, priced and sorted({w['s'] for w in windows}) == [total])\n"
+    )
+    count, total, exact = _manage(env, "shell", "--no-imports", "-c", check).split()
+    verdict = "exact" if exact == "True" else "MISMATCH: an update was lost"
+    print(f"  {count} reports recorded, {total} cents; budget windows vs sum of reports: {verdict}")
 
 
 PUSH_SAMPLES = 60

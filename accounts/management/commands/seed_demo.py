@@ -57,6 +57,7 @@ class Command(BaseCommand):
             _, plaintext = agents.issue_api_key(agent=agent, label="demo")
             self.stdout.write(f"Demo agent {name} (owner {owner}), API key: {plaintext}")
         self._traffic()
+        self._budgets()
 
     def _traffic(self) -> None:
         """A few requests in every state, so the pages have something to show."""
@@ -110,3 +111,45 @@ class Command(BaseCommand):
             request_id=created[-1].pk, reviewer=director, comment="Looks right."
         )
         self.stdout.write(f"Demo traffic: {len(created)} requests, one of them approved.")
+
+    def _budgets(self) -> None:
+        """Budgets and two weeks of LLM spend, so the budgets page has a story to tell."""
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from budgets import services as budgets
+        from budgets.models import Budget, CostRecord
+
+        if Budget.objects.exists() or CostRecord.objects.exists():
+            return
+        deploy_bot = Agent.objects.get(name="deploy-bot")
+        support = Agent.objects.get(name="support-agent")
+        budgets.set_budget(scope="global", period="monthly", limit_cents=3_000)
+        budgets.set_budget(scope="team", team="platform", period="daily", limit_cents=100)
+        budgets.set_budget(scope="agent", agent=support, period="hourly", limit_cents=100)
+        now = timezone.now()
+        calls = 0
+        for days_ago in range(14, -1, -1):
+            for hour in range(0, 24, 3):
+                at = now - timedelta(days=days_ago, hours=hour)
+                if at > now:
+                    continue
+                budgets.record_cost(
+                    agent=deploy_bot,
+                    model="gpt-4" if hour % 6 == 0 else "gpt-4o",
+                    input_tokens=6_000 + 400 * days_ago,
+                    output_tokens=1_500,
+                    success=hour != 9,
+                    occurred_at=at,
+                )
+                budgets.record_cost(
+                    agent=support,
+                    model="claude-3-5-haiku-20241022" if hour % 2 else "gpt-4o-mini",
+                    input_tokens=12_000,
+                    output_tokens=900,
+                    cached_input_tokens=4_000,
+                    occurred_at=at,
+                )
+                calls += 2
+        self.stdout.write(f"Demo budgets: 3 budgets, {calls} LLM calls over two weeks.")

@@ -1,0 +1,85 @@
+"""Atomic arithmetic on budget windows: the database adds, Python never reads-modifies-writes.
+
+Each function changes one (budget, window) row with a single UPDATE, which holds that row's
+lock until the caller's transaction commits, so concurrent changes to one window queue up and
+none is lost. A window row is created on first use (`INSERT ... ON CONFLICT DO NOTHING`).
+Callers touch windows in budget-id order, and before any audit append, so two transactions
+never wait on each other in a cycle.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import F
+
+from budgets.models import Budget, BudgetWindow
+from budgets.periods import Window
+
+_TABLE = BudgetWindow._meta.db_table
+_ADD = (
+    f"UPDATE {_TABLE} SET spent_cents = spent_cents + %s, reserved_cents = reserved_cents - %s, "  # noqa: S608
+    "calls = calls + 1 WHERE budget_id = %s AND window_start = %s "
+    "RETURNING id, spent_cents, reserved_cents"
+)
+
+
+_ENSURE = (
+    f"INSERT INTO {_TABLE} (budget_id, window_start, window_end, spent_cents, reserved_cents, "  # noqa: S608
+    f"calls) SELECT id, %s, %s, 0, 0, 0 FROM {Budget._meta.db_table} WHERE id = %s "
+    "ON CONFLICT (budget_id, window_start) DO NOTHING"
+)
+
+
+def ensure(budget_id: int, window: Window) -> None:
+    """Create the window row unless it exists, or the budget was deleted meanwhile (another
+    process may still have it cached for a few seconds)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ENSURE, [window.start, window.end, budget_id])
+
+
+def add_spend(
+    budget_id: int, window: Window, cost: Decimal, released: Decimal = Decimal(0)
+) -> tuple[int, Decimal, Decimal] | None:
+    """Add one call's cost (and give back a released reservation); return the window's id and
+    its new spent and reserved totals, which include every change committed before ours.
+    None when the budget no longer exists."""
+    params: list[Any] = [cost, released, budget_id, window.start]
+    with connection.cursor() as cursor:
+        cursor.execute(_ADD, params)
+        row = cursor.fetchone()
+        if row is None:
+            ensure(budget_id, window)
+            cursor.execute(_ADD, params)
+            row = cursor.fetchone()
+    if row is None:
+        return None
+    window_id, spent, reserved = row
+    # SQLite hands numbers back as int/float; PostgreSQL as Decimal.
+    return int(window_id), Decimal(str(spent)), Decimal(str(reserved))
+
+
+def try_reserve(budget_id: int, window: Window, limit_cents: int, amount: Decimal) -> int | None:
+    """Hold `amount` (> 0) in the window if spent + reserved + amount stays within the limit.
+    Returns the window's id, or None when the budget cannot take it."""
+    sql = (
+        f"UPDATE {_TABLE} SET reserved_cents = reserved_cents + %s "  # noqa: S608
+        "WHERE budget_id = %s AND window_start = %s "
+        "AND spent_cents + reserved_cents + %s <= %s "
+        "RETURNING id"
+    )
+    params: list[Any] = [amount, budget_id, window.start, amount, limit_cents]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+        if row is None:
+            ensure(budget_id, window)
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def give_back(window_id: int, amount: Decimal) -> None:
+    BudgetWindow.objects.filter(pk=window_id).update(reserved_cents=F("reserved_cents") - amount)
