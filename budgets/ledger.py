@@ -9,6 +9,7 @@ never wait on each other in a cycle.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -33,11 +34,17 @@ _ENSURE = (
 )
 
 
+def _at(moment: datetime) -> Any:
+    """A datetime as the ORM writes it to this database, so that rows written here are found
+    by ORM lookups (SQLite keeps datetimes as text in Django's own format)."""
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
 def ensure(budget_id: int, window: Window) -> None:
     """Create the window row unless it exists, or the budget was deleted meanwhile (another
     process may still have it cached for a few seconds)."""
     with connection.cursor() as cursor:
-        cursor.execute(_ENSURE, [window.start, window.end, budget_id])
+        cursor.execute(_ENSURE, [_at(window.start), _at(window.end), budget_id])
 
 
 def add_spend(
@@ -46,7 +53,7 @@ def add_spend(
     """Add one call's cost (and give back a released reservation); return the window's id and
     its new spent and reserved totals, which include every change committed before ours.
     None when the budget no longer exists."""
-    params: list[Any] = [cost, released, budget_id, window.start]
+    params: list[Any] = [cost, released, budget_id, _at(window.start)]
     with connection.cursor() as cursor:
         cursor.execute(_ADD, params)
         row = cursor.fetchone()
@@ -70,7 +77,7 @@ def try_reserve(budget_id: int, window: Window, limit_cents: int, amount: Decima
         "AND spent_cents + reserved_cents + %s <= %s "
         "RETURNING id"
     )
-    params: list[Any] = [amount, budget_id, window.start, amount, limit_cents]
+    params: list[Any] = [amount, budget_id, _at(window.start), amount, limit_cents]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()

@@ -61,3 +61,20 @@ def test_alerts_fire_once_per_period_and_again_in_the_next(make_agent, make_budg
         (10, 95),
         (10, 100),
     ]
+
+
+def test_windows_written_by_the_ledger_are_found_by_the_orm(make_agent, make_budget):
+    """The ledger writes with raw SQL; its datetimes must be the ORM's (SQLite keeps them as
+    text, and a different spelling made the budgets page show $0 for a spent window)."""
+    from datetime import UTC, datetime
+
+    from budgets import periods
+
+    agent = make_agent().agent
+    budget = make_budget(period="hourly", limit_cents=10)
+    at = datetime(2026, 5, 6, 9, 30, tzinfo=UTC)
+    report(agent, occurred_at=at)
+    window = periods.window_for("hourly", at)
+    found = BudgetWindow.objects.get(budget=budget, window_start=window.start)
+    assert found.spent_cents > 0
+    assert found.window_end == window.end
