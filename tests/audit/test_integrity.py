@@ -14,7 +14,7 @@ from audit.events import EventType
 from audit.integrity import verify_chain
 from audit.models import AuditEvent
 from audit.services import record_event
-from tests.audit.bulk import bulk_append
+from oversight.dev.audit_fill import bulk_append
 from tests.audit.db import execute, tampering
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ from django.utils import timezone
 from audit.events import EventType
 from audit.models import AuditEvent, ChainVerification
 from audit.services import record_event
-from tests.audit.bulk import bulk_append
+from oversight.dev.audit_fill import bulk_append
 from tests.audit.db import execute, tampering
 
 pytestmark = pytest.mark.django_db

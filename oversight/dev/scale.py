@@ -1,0 +1,148 @@
+"""`make bench`, SPEC §10.4 and §10.5: the people's pages over a big database, and the audit
+verification of a million events.
+
+Run inside Django (the bench calls these through `manage.py shell`, against its scratch
+database). `seed` fills the tables fast with SQL and COPY rather than through the services:
+100 000 pending requests spread over agents, risks and urgencies (some past half-time, so
+escalated), decided requests for the escalations page's figures, and a million chained audit
+events (`audit_fill`). `measure` then times the inbox and the escalations page in-process
+(server time, no network) and counts their queries.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from typing import Any
+
+from django.db import connection, transaction
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from accounts.models import User
+from approvals import services
+from approvals.models import ApprovalRequest
+from oversight.dev.audit_fill import bulk_append
+
+RISKS = ["low", "medium", "high", "critical"]
+FIRST_TIERS = ["team_lead", "team_lead", "engineering_manager", "director"]
+ROUTES = [
+    ["team_lead"],
+    ["team_lead", "engineering_manager"],
+    ["engineering_manager", "director"],
+    ["director", "vp_engineering"],
+]
+URGENCY_SECONDS = {"low": 86_400, "normal": 14_400, "high": 3_600, "critical": 900}
+PAGES = {
+    "inbox": "/",
+    "escalations": "/escalations/",
+    "escalation figures": "/escalations/figures/",
+}
+
+
+def seed(*, pending: int, decided: int, events: int) -> None:
+    """Add `pending` and `decided` requests (cloned in SQL from one made by the services, so
+    every column is valid) and `events` audit events."""
+    template = _template_request()
+    _clone(template, pending, decided=False)
+    _clone(template, decided, decided=True)
+    bulk_append(events, batch=20_000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def _template_request() -> ApprovalRequest:
+    from agents.models import Agent
+
+    agent = Agent.objects.order_by("pk").first()
+    assert agent is not None, "the bench creates its agents first"
+    with transaction.atomic():
+        return services.create_request(
+            agent=agent,
+            action="deploy_to_production",
+            params={"service": "api"},
+            risk_level="medium",
+            justification="scale benchmark",
+            urgency="low",
+        )
+
+
+def _clone(template: ApprovalRequest, count: int, *, decided: bool) -> None:
+    """INSERT ... SELECT from generate_series: row g gets risk g mod 4, urgency (g / 4) mod 4, an
+    agent in turn, and a creation time in the last 10 minutes (pending) or 30 days (decided)."""
+    from agents.models import Agent
+
+    agent_ids = list(Agent.objects.values_list("pk", flat=True))
+    urgencies = list(URGENCY_SECONDS)
+    limits = [URGENCY_SECONDS[u] for u in urgencies]
+    spread = 30 * 86_400 if decided else 600
+    # Only integers and names of ours go into the text; the count and the template are params.
+    base = (
+        f"SELECT g, now() - mod(g, {spread}) * interval '1 second' AS c, "  # noqa: S608
+        f"(ARRAY{limits})[1 + mod(g / 4, 4)] AS lim, 1 + mod(g, 4) AS r, 1 + mod(g / 4, 4) AS u "
+        "FROM generate_series(1, %s) AS g"
+    )
+    half = "s.c + s.lim / 2 * interval '1 second'"
+    overrides = {
+        "id": "gen_random_uuid()",
+        "timer_token": "gen_random_uuid()",
+        "agent_id": f"(ARRAY{agent_ids})[1 + mod(s.g, {len(agent_ids)})]",
+        "risk_level": f"(ARRAY{RISKS})[s.r]",
+        "claimed_risk_level": f"(ARRAY{RISKS})[s.r]",
+        "first_tier_rank": "(ARRAY[0, 0, 1, 2])[s.r]",
+        "current_tier": f"(ARRAY{FIRST_TIERS})[s.r]",
+        "route": f"(ARRAY{[json.dumps(r) for r in ROUTES]})[s.r]::jsonb",
+        "required_approvals": "(ARRAY[1, 1, 1, 2])[s.r]",
+        "urgency": f"(ARRAY{urgencies})[s.u]",
+        "created_at": "s.c",
+        "expires_at": "s.c + s.lim * interval '1 second'",
+        "escalates_at": half,
+        "escalated_at": f"CASE WHEN {half} < now() THEN {half} END",
+        "escalation_level": f"CASE WHEN {half} < now() THEN 1 ELSE 0 END",
+    }
+    if decided:
+        overrides |= {
+            "status": "CASE WHEN mod(s.g, 10) = 0 THEN 'expired' ELSE 'approved' END",
+            "decided_at": "s.c + mod(s.g, 600) * interval '1 second'",
+            "expires_at": "s.c + 86400 * interval '1 second'",
+            "escalated_at": "NULL",
+            "escalation_level": "0",
+        }
+    quote = connection.ops.quote_name
+    names = [f.column for f in ApprovalRequest._meta.concrete_fields if f.column]
+    columns = ", ".join(quote(name) for name in names)
+    values = ", ".join(overrides.get(name, f"t.{quote(name)}") for name in names)
+    table = connection.ops.quote_name(ApprovalRequest._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {values} "  # noqa: S608 - our own columns
+            f"FROM ({base}) AS s, {table} AS t WHERE t.id = %s",
+            [count, template.pk],
+        )
+
+
+def measure(username: str, *, repeat: int = 20) -> dict[str, dict[str, Any]]:
+    """Server time (in-process, no network) and query count of each page, for `username`."""
+    from django.core.cache import cache
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(User.objects.get(username=username))
+    results: dict[str, dict[str, Any]] = {}
+    for name, path in PAGES.items():
+        timings = []
+        queries = 0
+        for _ in range(repeat):
+            cache.clear()  # the figures would otherwise come from the cache after the first
+            with CaptureQueriesContext(connection) as captured:
+                started = time.perf_counter()
+                response = client.get(path)
+                timings.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, (path, response.status_code)
+            queries = len(captured.captured_queries)
+        results[name] = {
+            "p50_ms": statistics.median(timings),
+            "max_ms": max(timings),
+            "queries": queries,
+        }
+    return results
