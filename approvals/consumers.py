@@ -17,7 +17,7 @@ from django.template.loader import render_to_string
 
 from accounts.models import Role, User
 from approvals import live
-from approvals.views import inbox_context
+from approvals.views import inbox_row_context
 
 FORBIDDEN = 4403
 
@@ -51,7 +51,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if not await _may_watch(self.user_id):
             await self.close(code=FORBIDDEN)
             return
-        await self.send(text_data=await _fragment(self.user_id, self.filters))
+        await self.send(text_data=await _row(self.user_id, self.filters, event["id"]))
 
     async def session_ended(self, event: dict[str, Any]) -> None:
         await self.close(code=FORBIDDEN)
@@ -64,15 +64,15 @@ def _may_watch(user_id: int) -> bool:
 
 
 @database_sync_to_async
-def _fragment(user_id: int, filters: QueryDict) -> str:
-    """This person's inbox rows, most urgent first, as an out-of-band swap.
+def _row(user_id: int, filters: QueryDict, request_id: str) -> str:
+    """The changed request's row for this person's inbox, or an empty one meaning "drop it".
 
-    The whole rows body rather than one row: a new request lands in its place by urgency, a
-    decided one disappears, a changed one updates, with one template (the page's own partial)
-    and no guessing what the page holds. (htmx parses the message inside a `<template>`, so a
-    bare `<tbody>` survives.)
+    One row, not the whole inbox: rendering a full inbox for every open page on every change
+    cost hundreds of milliseconds once inboxes held a few hundred rows. The page's script
+    (static/js/oversight.js) replaces the row, inserts it in deadline order, or removes it;
+    after a reconnect the page refreshes its rows in full, so nothing missed stays missed.
     """
     user = User.objects.get(pk=user_id)
-    context = inbox_context(user, filters)
-    context["oob"] = True
-    return render_to_string("approvals/inbox.html#rows", context)
+    return render_to_string(
+        "approvals/_inbox_push.html", inbox_row_context(user, filters, request_id)
+    )

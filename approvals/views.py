@@ -52,6 +52,23 @@ def inbox_context(user: User, query: QueryDict | None = None) -> dict[str, Any]:
     }
 
 
+def inbox_row_context(user: User, query: QueryDict, request_id: str) -> dict[str, Any]:
+    """One request's row as it belongs in this person's filtered inbox (the live push), or
+    `item` None when it no longer does (decided, expired, filtered out, not theirs)."""
+    filters = InboxFilterForm(query).filters()
+    item = selectors.decidable_by(user, **filters).filter(pk=request_id).first()
+    voted = (
+        set(
+            user.votes.filter(request=item, voided_at__isnull=True).values_list(
+                "request_id", flat=True
+            )
+        )
+        if item
+        else set()
+    )
+    return {"item": item, "voted": voted, "row_id": f"request-{request_id}"}
+
+
 @role_required(Role.APPROVER)
 def inbox(request: AuthenticatedHttpRequest) -> HttpResponse:
     template = "approvals/inbox.html#rows" if request.htmx else "approvals/inbox.html"

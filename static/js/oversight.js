@@ -24,6 +24,38 @@
 })();
 
 (function () {
+  // Live inbox: each pushed message is one request's row (or an empty one: drop it). Replace
+  // the row in place, or insert it where its deadline puts it (soonest first), or remove it.
+  function place(body, row) {
+    const expires = Number(row.dataset.expires);
+    const later = Array.from(body.children).find(function (other) {
+      return other !== row && Number(other.dataset.expires) > expires;
+    });
+    body.insertBefore(row, later || null);
+  }
+  document.body.addEventListener("htmx:wsBeforeMessage", function (event) {
+    const message = event.detail.message;
+    if (typeof message !== "string" || message.indexOf("data-inbox-row") < 0) { return; }
+    event.preventDefault();
+    const holder = document.createElement("template");
+    holder.innerHTML = message;
+    const push = holder.content.querySelector("template[data-inbox-row]");
+    const body = document.getElementById("inbox-rows");
+    if (!push || !body) { return; }
+    const existing = document.getElementById(push.dataset.inboxRow);
+    const row = push.content.querySelector("tr");
+    if (!row) {
+      if (existing) { existing.remove(); }
+    } else {
+      if (existing) { existing.replaceWith(row); }
+      place(body, row);
+      htmx.process(row);
+    }
+    document.body.dispatchEvent(new Event("oversight:rows-changed"));
+  });
+})();
+
+(function () {
   // Countdowns: <time class="countdown" data-deadline="<epoch seconds>" data-done="expired">.
   // Rows pushed over the socket are picked up on the next tick, since each tick queries anew.
   function format(seconds) {
@@ -52,7 +84,7 @@
   window.setInterval(tick, 1000);
   // Pushed or refreshed rows show their countdown at once, not the server's rounded text.
   document.body.addEventListener("htmx:afterSettle", tick);
-  document.body.addEventListener("htmx:wsAfterMessage", tick);
+  document.body.addEventListener("oversight:rows-changed", tick);
 })();
 
 (function () {
@@ -83,7 +115,7 @@
     else { selectedId = null; selectedIndex = -1; }
   }
   document.body.addEventListener("htmx:afterSettle", reselect);
-  document.body.addEventListener("htmx:wsAfterMessage", reselect);
+  document.body.addEventListener("oversight:rows-changed", reselect);
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented) { return; }
     const target = event.target;

@@ -65,3 +65,27 @@ def test_a_team_lead_never_sees_a_high_risk_request(web_server, log_in, make_age
     ).json()
     director.wait_for_selector(f"#request-{created['id']}", timeout=5_000)
     assert lead.query_selector(f"#request-{created['id']}") is None
+
+
+def test_pushed_rows_take_their_place_by_deadline(web_server, log_in, make_agent, approvers):
+    """A push carries one row; the page puts it where its deadline belongs (soonest first)."""
+    agent = make_agent()
+    connection.close()
+    lead = log_in("t-lead")
+    headers = {"Authorization": f"Bearer {agent.key}"}
+    ids = {}
+    for urgency in ("low", "critical", "normal"):  # 24 h, 15 min, 4 h
+        body = {
+            "action": f"step_{urgency}",
+            "risk_level": "low",
+            "urgency": urgency,
+            "justification": "order",
+        }
+        response = httpx.post(
+            f"{web_server.url}/api/v1/approval-requests", json=body, headers=headers
+        )
+        ids[urgency] = response.json()["id"]
+        lead.wait_for_selector(f"#request-{ids[urgency]}", timeout=5_000)
+    order = lead.eval_on_selector_all("#inbox-rows tr", "rows => rows.map(r => r.id)")
+    assert order == [f"request-{ids[u]}" for u in ("critical", "normal", "low")]
+    assert lead.eval_on_selector(f"#request-{ids['critical']} time.countdown", "e => e.textContent")
