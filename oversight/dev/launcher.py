@@ -99,6 +99,8 @@ def main() -> int:
     env = python_env()
     env.setdefault("DEBUG", "true")
     env.setdefault("PORT", "8000")
+    # Links in emails point at this server (the worker that sends them cannot know its port).
+    env.setdefault("OVERSIGHT_BASE_URL", f"http://127.0.0.1:{env['PORT']}")
     if not env.get("SECRET_KEY"):
         env["SECRET_KEY"] = secret_key()
     interrupted = False
