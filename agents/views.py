@@ -22,6 +22,7 @@ from agents import selectors, services
 from agents.forms import NewKeyForm, StatusForm
 from agents.models import Agent, AgentStatus, ApiKey
 from approvals.models import ApprovalRequest
+from budgets import selectors as budget_selectors
 
 MANAGERS = (Role.MANAGER, Role.ADMIN)
 
@@ -60,6 +61,7 @@ def _detail(
         "key_form": key_form or NewKeyForm(),
         "new_key": new_key,
         "reenable_mine": agent.reenable_requested_by_id == request.user.pk,
+        "budget_states": budget_selectors.agent_states(agent),
     }
     response = render(request, "agents/detail.html", context, status=status)
     if new_key:

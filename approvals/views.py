@@ -26,6 +26,7 @@ from accounts.types import AuthenticatedHttpRequest
 from approvals import rules, selectors, services
 from approvals.forms import ApproveForm, InboxFilterForm, RejectForm
 from approvals.models import ApprovalRequest, Status, VoteChoice
+from budgets import selectors as budget_selectors
 
 INBOX_LIMIT = 200
 
@@ -108,6 +109,7 @@ def _page(
             },
         ),
         "reject_form": reject_form or RejectForm(),
+        "budget_states": budget_selectors.agent_states(approval.agent),
         "recent": ApprovalRequest.objects.filter(agent=approval.agent)
         .exclude(pk=approval.pk)
         .only("pk", "action", "status", "created_at")
