@@ -1,9 +1,9 @@
 """Delivering decisions to agents' callback URLs from the outbox (SPEC §3).
 
 A `CallbackDelivery` row is written in the transaction that finalises a request; this module
-sends it. A worker takes a short lease on the row before posting, so two workers (a retried
-task and the sweep, say) never send one delivery at the same time; every attempt is recorded.
-Delivery is at-least-once: receivers deduplicate on `X-Oversight-Delivery`.
+sends it through the shared outbox machinery (`approvals.outbox`: lease, backoff, sweep), and
+records every attempt. Delivery is at-least-once: receivers deduplicate on
+`X-Oversight-Delivery`.
 
 Signature: `X-Oversight-Signature: sha256=<hex HMAC-SHA256(webhook secret, "<timestamp>.<body>")>`
 with the Unix time in `X-Oversight-Timestamp`; a receiver refuses old timestamps (replay).
@@ -18,41 +18,22 @@ import logging
 import socket
 import time
 import uuid
-from datetime import timedelta
 
 import httpx
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
-from django.utils import timezone
 
-from approvals.models import CallbackAttempt, CallbackDelivery, DeliveryStatus
+from approvals import outbox
+from approvals.models import CallbackAttempt, CallbackDelivery
 
 logger = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=60)
 TIMEOUT_SECONDS = 10.0
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"sha256={mac.hexdigest()}"
-
-
-def backoff(attempts: int) -> timedelta:
-    """10 s, 20 s, 40 s … capped at one hour."""
-    return timedelta(seconds=min(10 * 2 ** max(attempts - 1, 0), 3600))
-
-
-def _take_lease(delivery_id: uuid.UUID) -> bool:
-    now = timezone.now()
-    return bool(
-        CallbackDelivery.objects.filter(
-            pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now
-        )
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(lease_until=now + LEASE)
-    )
 
 
 class RefusedAddress(Exception):
@@ -77,7 +58,7 @@ def check_destination(url: str) -> None:
 
 def deliver(delivery_id: uuid.UUID) -> str:
     """Attempt one due delivery; returns its status afterwards ('skipped' if not due/leased)."""
-    if not _take_lease(delivery_id):
+    if not outbox.take_lease(CallbackDelivery, delivery_id):
         return "skipped"
     delivery = CallbackDelivery.objects.select_related("request__agent").get(pk=delivery_id)
     body = delivery.body.encode()
@@ -109,37 +90,8 @@ def deliver(delivery_id: uuid.UUID) -> str:
     duration_ms = int((time.monotonic() - started) * 1000)
 
     with transaction.atomic():
-        delivery = CallbackDelivery.objects.select_for_update().get(pk=delivery_id)
+        settled = outbox.settle(CallbackDelivery, delivery_id, error=error)
         CallbackAttempt.objects.create(
-            delivery=delivery, status_code=status_code, error=error, duration_ms=duration_ms
+            delivery=settled, status_code=status_code, error=error, duration_ms=duration_ms
         )
-        delivery.attempts += 1
-        delivery.lease_until = None
-        now = timezone.now()
-        if not error:
-            delivery.status = DeliveryStatus.DELIVERED
-            delivery.delivered_at = now
-        elif delivery.attempts >= CallbackDelivery.MAX_ATTEMPTS:
-            delivery.status = DeliveryStatus.FAILED
-            logger.warning(
-                "callback %s failed for good after %s attempts: %s",
-                delivery.pk,
-                delivery.attempts,
-                error,
-            )
-        else:
-            delivery.next_attempt_at = now + backoff(delivery.attempts)
-        delivery.save(
-            update_fields=["attempts", "lease_until", "status", "delivered_at", "next_attempt_at"]
-        )
-    return delivery.status
-
-
-def due_deliveries(limit: int = 500) -> list[uuid.UUID]:
-    now = timezone.now()
-    return list(
-        CallbackDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+    return settled.status

@@ -128,8 +128,11 @@ class ApprovalRequest(models.Model):
     # Rank of the route's first tier: approvers at or above it may decide (indexed for inboxes).
     first_tier_rank = models.PositiveSmallIntegerField()
     required_approvals = models.PositiveSmallIntegerField(default=1)
-    # A new token invalidates every timer task scheduled with the old one (timers issue).
+    # A new token invalidates every timer task scheduled with the old one (approvals.timers).
     timer_token = models.UUIDField(default=uuid.uuid4)
+    # Every deadline of this request up to this instant has been handed to the broker as a
+    # timer task; later ones are handed over by the beat tick as they come near.
+    timers_queued_until = models.DateTimeField(default=timezone.now)
 
     decided_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.ForeignKey(
@@ -263,26 +266,37 @@ class DeliveryStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     DELIVERED = "delivered", "Delivered"
     FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped (no longer relevant)"
 
 
-class CallbackDelivery(models.Model):
-    """Transactional outbox row: written with the final state, delivered after commit."""
+class OutboxItem(models.Model):
+    """A transactional outbox row: written in the transaction of the change it tells about,
+    delivered after commit by a task, and by the beat sweep if that task is lost (see
+    `approvals.outbox`)."""
 
     MAX_ATTEMPTS = 8
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="callbacks")
-    url = models.URLField(max_length=2000)
-    body = models.TextField(help_text="The exact JSON sent (and signed).")
     status = models.CharField(
         max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
     )
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
-    # A worker holds the lease while it posts, so two workers never send at the same time.
+    # A worker holds the lease while it sends, so two workers never send at the same time.
     lease_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class CallbackDelivery(OutboxItem):
+    """A decision to POST to the agent's callback URL."""
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="callbacks")
+    url = models.URLField(max_length=2000)
+    body = models.TextField(help_text="The exact JSON sent (and signed).")
 
     class Meta:
         ordering = ["-created_at"]
@@ -295,6 +309,34 @@ class CallbackDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.url} ({self.status})"
+
+
+class EmailKind(models.TextChoices):
+    CREATED = "created", "New request"
+    ESCALATED = "escalated", "Escalated"
+
+
+class EmailDelivery(OutboxItem):
+    """An email to the people of one tier about one request (SPEC §8). Recipients and content
+    are settled when it is sent: whoever holds the tier's approver role then."""
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="emails")
+    kind = models.CharField(max_length=16, choices=EmailKind.choices)
+    tier = models.CharField(max_length=32, choices=Tier.choices)
+    sent_to = models.JSONField(default=list, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "email deliveries"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(status="pending"), name="email_due"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} to {self.tier} ({self.status})"
 
 
 class CallbackAttempt(models.Model):

@@ -1,17 +1,24 @@
-"""What happens after a request's change commits: wake long-polling agents, deliver callbacks.
+"""What happens after a request's change commits: wake long-polling agents, update open pages,
+hand near deadlines to the timer tasks, send emails and callbacks.
 
 Called only through `on_commit`, so a rolled-back change notifies nobody. Every step here is
 best-effort and must never fail the change that triggered it: a lost wake-up is caught by the
-waiters' own re-reads, a lost callback task by the outbox sweep.
+waiters' own re-reads, a lost live update by the pages' periodic refresh, a lost timer task by
+the timer tick, a lost email or callback task by the outbox sweep (all on beat).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 
 from approvals.models import ApprovalRequest
+
+if TYPE_CHECKING:
+    from approvals.timers import Timer
 
 logger = logging.getLogger(__name__)
 
@@ -22,24 +29,45 @@ FINISHED = "finished"
 
 
 def on_commit(request: ApprovalRequest, kind: str) -> None:
+    from approvals import timers
+
     request_id = str(request.pk)
-    has_callback = bool(request.callback_url)
     rank = request.first_tier_rank
+    due = timers.handed_over_at_creation(request) if kind == CREATED else []
+    callbacks = kind == FINISHED and bool(request.callback_url)
+    emails = kind in (CREATED, ESCALATED)
     transaction.on_commit(
-        lambda: dispatch(request_id, kind, has_callback=has_callback, first_tier_rank=rank),
+        lambda: dispatch(
+            request_id,
+            kind,
+            first_tier_rank=rank,
+            due_timers=due,
+            emails=emails,
+            callbacks=callbacks,
+        ),
         robust=True,
     )
 
 
-def dispatch(request_id: str, kind: str, *, has_callback: bool, first_tier_rank: int) -> None:
-    from approvals import live, waiters
+def dispatch(
+    request_id: str,
+    kind: str,
+    *,
+    first_tier_rank: int,
+    due_timers: Sequence[Timer] = (),
+    emails: bool = False,
+    callbacks: bool = False,
+) -> None:
+    from approvals import live, tasks, timers, waiters
 
     waiters.publish(request_id, kind)
     live.announce_request(request_id, first_tier_rank)
-    if kind == FINISHED and has_callback:
-        from approvals.tasks import deliver_callbacks
-
-        try:
-            deliver_callbacks.delay(request_id)
-        except Exception:  # broker down: the outbox sweep delivers it later
-            logger.warning("could not queue callback delivery for %s; the sweep will", request_id)
+    try:
+        # The first failure skips the rest: with the broker down, each attempt costs time.
+        timers.queue(due_timers)
+        if emails:
+            tasks.deliver_emails.delay(request_id)
+        if callbacks:
+            tasks.deliver_callbacks.delay(request_id)
+    except Exception:  # broker down: the timer tick and the outbox sweeps catch up
+        logger.warning("could not queue the tasks of %s %s; beat will catch up", kind, request_id)

@@ -30,6 +30,11 @@ def _vote(vote: Vote) -> dict[str, Any]:
     }
 
 
+def page_url(request: ApprovalRequest) -> str:
+    """The absolute address of the request's page, for agents and emails."""
+    return settings.OVERSIGHT_BASE_URL + reverse("approvals:detail", args=[request.pk])
+
+
 def represent(request: ApprovalRequest, *, votes: list[Vote] | None = None) -> dict[str, Any]:
     """Serialise a request. An overdue pending request reads as `expired` (SPEC §2)."""
     status = Status.EXPIRED if request.is_overdue() else request.status
@@ -71,5 +76,5 @@ def represent(request: ApprovalRequest, *, votes: list[Vote] | None = None) -> d
         "required_approvals": request.required_approvals,
         "approvals": [_vote(vote) for vote in votes],
         "decision": decision,
-        "url": settings.OVERSIGHT_BASE_URL + reverse("approvals:detail", args=[request.pk]),
+        "url": page_url(request),
     }

@@ -20,12 +20,14 @@ from django.utils import timezone
 
 from accounts.models import Tier, User
 from agents.models import Agent, AgentStatus
-from approvals import notify, rules
+from approvals import notify, rules, timers
 from approvals.binding import canonical_json, params_sha256
 from approvals.models import (
     EXPIRED_REASON,
     ApprovalRequest,
     CallbackDelivery,
+    EmailDelivery,
+    EmailKind,
     RiskLevel,
     Status,
     Urgency,
@@ -158,11 +160,13 @@ def create_request(
             current_tier=route[0],
             first_tier_rank=Tier.rank(route[0]),
             required_approvals=rules.required_approvals(effective),
+            timers_queued_until=timers.horizon_end(now),
         )
         try:
             admission.reserve_for_request(request)
         except admission.BudgetExceeded as exc:
             raise BudgetRefused(str(exc)) from exc
+        EmailDelivery.objects.create(request=request, kind=EmailKind.CREATED, tier=route[0])
         record_event(
             event_type=EventType.REQUEST_CREATED,
             actor=agent,
@@ -249,7 +253,7 @@ def _vote(
         _ensure_pending(request)
         now = timezone.now()
         if request.is_overdue(now):
-            _finalize(request, Status.EXPIRED, now=now, reason=EXPIRED_REASON)
+            _expire(request, now)
             outcome: VoteOutcome | None = None
         else:
             if seen_params_sha256 and seen_params_sha256 != request.current_params_sha256:
@@ -364,7 +368,7 @@ def cancel_request(*, request_id: uuid.UUID, agent: Agent) -> ApprovalRequest:
         now = timezone.now()
         expired = request.is_overdue(now)
         if expired:
-            _finalize(request, Status.EXPIRED, now=now, reason=EXPIRED_REASON)
+            _expire(request, now)
         else:
             _finalize(
                 request, Status.CANCELLED, now=now, reason="Withdrawn by the agent.", actor=agent
@@ -375,18 +379,23 @@ def cancel_request(*, request_id: uuid.UUID, agent: Agent) -> ApprovalRequest:
 
 
 def expire_request(*, request_id: uuid.UUID) -> bool:
-    """Expire a pending request whose time is up. Idempotent: False when nothing changed."""
+    """Expire a pending request whose time is up. Idempotent: False when nothing changed.
+
+    An escalation missed meanwhile (no worker at half-time) is recorded first, so every expired
+    request shows its escalation in the audit trail, once."""
     with transaction.atomic():
         request = _lock(request_id, missing_ok=True)
         now = timezone.now()
         if request is None or not request.is_overdue(now):
             return False
-        _finalize(request, Status.EXPIRED, now=now, reason=EXPIRED_REASON)
+        _expire(request, now)
     return True
 
 
 def escalate_request(*, request_id: uuid.UUID) -> bool:
-    """At half-time, add the route's next tier (once). Idempotent: False when nothing changed."""
+    """At half-time, add the route's next tier (once). Idempotent: False when nothing changed.
+
+    A request past its expiry is not escalated here: its expiry catches the escalation up."""
     with transaction.atomic():
         request = _lock(request_id, missing_ok=True)
         now = timezone.now()
@@ -398,28 +407,43 @@ def escalate_request(*, request_id: uuid.UUID) -> bool:
             or request.is_overdue(now)
         ):
             return False
-        previous = request.current_tier
-        target = rules.escalation_target(request.route)
-        request.escalated_at = now
-        request.escalation_level = 1
-        if target is None:
-            request.escalation_flagged = True  # at the top already: stays, flagged
-        else:
-            request.current_tier = target
-        request.save(
-            update_fields=["escalated_at", "escalation_level", "escalation_flagged", "current_tier"]
-        )
-        record_event(
-            event_type=EventType.REQUEST_ESCALATED,
-            subject=request,
-            payload={
-                "from_tier": previous,
-                "to_tier": request.current_tier,
-                "flagged": request.escalation_flagged,
-            },
+        _escalate(request, now)
+    return True
+
+
+def _escalate(request: ApprovalRequest, now: datetime, *, catching_up: bool = False) -> None:
+    previous = request.current_tier
+    target = rules.escalation_target(request.route)
+    request.escalated_at = now
+    request.escalation_level = 1
+    if target is None:
+        request.escalation_flagged = True  # at the top already: stays, flagged
+    else:
+        request.current_tier = target
+    request.save(
+        update_fields=["escalated_at", "escalation_level", "escalation_flagged", "current_tier"]
+    )
+    record_event(
+        event_type=EventType.REQUEST_ESCALATED,
+        subject=request,
+        payload={
+            "from_tier": previous,
+            "to_tier": request.current_tier,
+            "flagged": request.escalation_flagged,
+            "due_at": request.escalates_at.isoformat(),
+        },
+    )
+    if not catching_up:  # a request expiring in the same breath needs nobody's attention
+        EmailDelivery.objects.create(
+            request=request, kind=EmailKind.ESCALATED, tier=request.current_tier
         )
         notify.on_commit(request, notify.ESCALATED)
-    return True
+
+
+def _expire(request: ApprovalRequest, now: datetime) -> None:
+    if request.escalated_at is None:
+        _escalate(request, now, catching_up=True)
+    _finalize(request, Status.EXPIRED, now=now, reason=EXPIRED_REASON)
 
 
 # --- helpers -------------------------------------------------------------------------------

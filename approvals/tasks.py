@@ -1,28 +1,111 @@
-"""Celery tasks of the approvals app: thin wrappers that re-read rows and call the services."""
+"""Celery tasks of the approvals app: thin wrappers that re-read rows and call the services.
+
+Timers (escalation, expiry) are explained in `approvals.timers`; emails and callbacks go
+through the outbox (`approvals.outbox`).
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 
-from celery import shared_task
+from celery import Task, shared_task
+from django.utils import timezone
 
-from approvals import callbacks, idempotency
-from approvals.models import CallbackDelivery, DeliveryStatus
+from approvals import callbacks, emails, idempotency, outbox, services, timers
+from approvals.models import (
+    ApprovalRequest,
+    CallbackDelivery,
+    DeliveryStatus,
+    EmailDelivery,
+    OutboxItem,
+    Status,
+)
 
 logger = logging.getLogger(__name__)
 
+# --- timers ----------------------------------------------------------------------------------
 
-def _deliver_and_reschedule(delivery_id: uuid.UUID) -> None:
-    if callbacks.deliver(delivery_id) != DeliveryStatus.PENDING:
+
+def _deadline(request_id: str, token: str, field: str) -> datetime | None:
+    """The deadline a timer task is for, or None when the task is moot (the request was
+    decided, is gone, or its timers were replaced: the token no longer matches)."""
+    return (
+        ApprovalRequest.objects.filter(
+            pk=uuid.UUID(request_id), timer_token=uuid.UUID(token), status=Status.PENDING
+        )
+        .values_list(field, flat=True)
+        .first()
+    )
+
+
+def _on_time(task: Task, request_id: str, token: str, field: str) -> bool:
+    """Wait out a timer task that arrives a little early; send one far too early back."""
+    deadline = _deadline(request_id, token, field)
+    if deadline is None:
+        return False
+    early = (deadline - timezone.now()).total_seconds()
+    if early > 1:
+        task.apply_async((request_id, token), eta=deadline)
+        return False
+    if early > 0:
+        time.sleep(early)
+    return True
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def escalate_on_time(self: Task, request_id: str, token: str) -> None:
+    if _on_time(self, request_id, token, "escalates_at"):
+        services.escalate_request(request_id=uuid.UUID(request_id))
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def expire_on_time(self: Task, request_id: str, token: str) -> None:
+    if _on_time(self, request_id, token, "expires_at"):
+        services.expire_request(request_id=uuid.UUID(request_id))
+
+
+@shared_task(ignore_result=True)
+def tick_timers() -> dict[str, int]:
+    """Beat, every few seconds: the timers' safety net and the hand-over of near deadlines."""
+    handed_over = timers.hand_over()  # first: it is quick, and near deadlines need it
+    escalated, expired = timers.sweep()
+    return {"handed_over": handed_over, "escalated": escalated, "expired": expired}
+
+
+# --- outbox: emails and callbacks --------------------------------------------------------------
+
+
+def _deliver_and_reschedule(
+    model: type[OutboxItem],
+    deliver: Callable[[uuid.UUID], str],
+    retry: Task,
+    item_id: uuid.UUID,
+) -> None:
+    if deliver(item_id) != DeliveryStatus.PENDING:
         return
     next_at = (
-        CallbackDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING)
+        model._default_manager.filter(pk=item_id, status=DeliveryStatus.PENDING)
         .values_list("next_attempt_at", flat=True)
         .first()
     )
-    if next_at is not None:
-        retry_delivery.apply_async(args=(str(delivery_id),), eta=next_at)
+    # A retry further off than the timer horizon is left to the sweep: an ETA message held that
+    # long could outlive Redis' visibility timeout (see approvals.timers).
+    if next_at is not None and next_at <= timers.horizon_end(timezone.now()):
+        retry.apply_async(args=(str(item_id),), eta=next_at)
+
+
+def _sweep(model: type[OutboxItem], deliver: Callable[[uuid.UUID], str]) -> int:
+    due = outbox.due(model)
+    for item_id in due:
+        try:
+            deliver(item_id)
+        except Exception:  # one bad row must not stop the others' delivery
+            logger.exception("%s %s failed", model._meta.verbose_name, item_id)
+    return len(due)
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -32,25 +115,42 @@ def deliver_callbacks(request_id: str) -> None:
         request_id=uuid.UUID(request_id), status=DeliveryStatus.PENDING
     )
     for delivery_id in pending.values_list("pk", flat=True):
-        _deliver_and_reschedule(delivery_id)
+        _deliver_and_reschedule(CallbackDelivery, callbacks.deliver, retry_delivery, delivery_id)
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def retry_delivery(delivery_id: str) -> None:
-    _deliver_and_reschedule(uuid.UUID(delivery_id))
+    _deliver_and_reschedule(
+        CallbackDelivery, callbacks.deliver, retry_delivery, uuid.UUID(delivery_id)
+    )
 
 
 @shared_task(ignore_result=True)
 def sweep_callbacks() -> int:
     """Safety net (beat): deliver whatever is due, whether its task was lost or never queued
     (broker down at commit time, worker killed mid-attempt)."""
-    due = callbacks.due_deliveries()
-    for delivery_id in due:
-        try:
-            callbacks.deliver(delivery_id)
-        except Exception:  # one bad row must not stop the others' delivery
-            logger.exception("callback delivery %s failed", delivery_id)
-    return len(due)
+    return _sweep(CallbackDelivery, callbacks.deliver)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def deliver_emails(request_id: str) -> None:
+    """Send the pending emails about one request, then retry failures with backoff."""
+    pending = EmailDelivery.objects.filter(
+        request_id=uuid.UUID(request_id), status=DeliveryStatus.PENDING
+    )
+    for delivery_id in pending.values_list("pk", flat=True):
+        _deliver_and_reschedule(EmailDelivery, emails.deliver, retry_email, delivery_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def retry_email(delivery_id: str) -> None:
+    _deliver_and_reschedule(EmailDelivery, emails.deliver, retry_email, uuid.UUID(delivery_id))
+
+
+@shared_task(ignore_result=True)
+def sweep_emails() -> int:
+    """Safety net (beat) for emails, like `sweep_callbacks`."""
+    return _sweep(EmailDelivery, emails.deliver)
 
 
 @shared_task(ignore_result=True)

@@ -41,7 +41,7 @@ def publish(request_id: str, kind: str) -> None:
         )
     try:
         _publisher.publish(CHANNEL, f"{request_id} {kind}")
-    except redis.RedisError:
+    except (redis.RedisError, OSError, ValueError):
         logger.warning("could not publish the change of %s; waiters will re-read", request_id)
 
 

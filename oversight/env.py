@@ -44,6 +44,19 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
+    if value != value or (minimum is not None and value < minimum):  # NaN, or too small
+        raise ImproperlyConfigured(f"{name}={raw} must be a number of at least {minimum}.")
+    return value
+
+
 def var_dir() -> Path:
     """Where local state lives (the embedded SQLite file and Valkey data, beat's schedule)."""
     default = Path(__file__).resolve().parent.parent / "var"

@@ -14,7 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
-from oversight.env import env_bool, env_int, env_list, env_str, var_dir
+from oversight.env import env_bool, env_float, env_int, env_list, env_str, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = var_dir()
@@ -152,8 +152,44 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Escalation and expiry (approvals.timers): deadlines within the horizon are handed to the
+# broker as ETA tasks; the tick (beat) hands over the next ones and sweeps anything overdue.
+OVERSIGHT_TIMER_TICK_SECONDS = env_float("OVERSIGHT_TIMER_TICK_SECONDS", 2.0, minimum=0.2)
+OVERSIGHT_TIMER_HORIZON_SECONDS = env_int("OVERSIGHT_TIMER_HORIZON_SECONDS", 60, minimum=1)
+# An ETA message is held unacknowledged by a worker until its time; held longer than this, Redis
+# gives it to another worker as well. Timers never wait that long (see approvals.timers).
+BROKER_VISIBILITY_TIMEOUT = env_int("OVERSIGHT_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=2)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
+    # With Redis down, a web request fails over to the sweeps quickly instead of hanging.
+    "socket_connect_timeout": 1,
+}
+if OVERSIGHT_TIMER_HORIZON_SECONDS * 2 > BROKER_VISIBILITY_TIMEOUT:
+    raise ImproperlyConfigured(
+        "OVERSIGHT_TIMER_HORIZON_SECONDS must stay well below the broker's visibility timeout, "
+        "or timers held by a worker would be delivered twice."
+    )
+if OVERSIGHT_TIMER_HORIZON_SECONDS <= 2 * OVERSIGHT_TIMER_TICK_SECONDS:
+    raise ImproperlyConfigured(
+        "OVERSIGHT_TIMER_HORIZON_SECONDS must exceed two ticks, or deadlines would be handed "
+        "over after they are due."
+    )
+# Publishing a task with the broker down: give up fast, the sweeps catch up.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "tick-timers": {
+        "task": "approvals.tasks.tick_timers",
+        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
+        # A tick that waited out an outage is stale: the next one does its work.
+        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
+    },
     "sweep-callbacks": {"task": "approvals.tasks.sweep_callbacks", "schedule": 15.0},
+    "sweep-emails": {"task": "approvals.tasks.sweep_emails", "schedule": 15.0},
     "purge-idempotency-keys": {
         "task": "approvals.tasks.purge_idempotency_keys",
         "schedule": 3600.0,

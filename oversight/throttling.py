@@ -29,7 +29,8 @@ class AgentRateThrottle(BaseThrottle):
         self.retry_after = self.window_seconds - (now % self.window_seconds)
         try:
             count = rate_counter(f"oversight:rate:{agent.pk}:{window}", self.window_seconds)
-        except redis.RedisError:
+        except (redis.RedisError, OSError, ValueError):
+            # ValueError too: redis-py reports a socket closed under it that way.
             return True
         return count <= limit
 

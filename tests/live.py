@@ -124,3 +124,65 @@ def wait_until(predicate: Any, *, timeout: float = 10.0, interval: float = 0.05)
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def start_beat(tmp: Path, **env: str) -> Proc:
+    """Celery beat (as `make beat` starts it) with a schedule file of its own."""
+    schedule = tmp / f"beat-{time.monotonic_ns()}" / "schedule"
+    proc = start("beat", tmp, OVERSIGHT_BEAT_SCHEDULE_FILE=str(schedule), **env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.process.poll() is not None:
+            raise RuntimeError(f"beat exited:\n{proc.output()}")
+        if schedule.parent.exists() and any(schedule.parent.iterdir()):
+            return proc
+        time.sleep(0.1)
+    proc.stop()
+    raise RuntimeError(f"beat did not come up:\n{proc.output()}")
+
+
+class RedisServer:
+    """A private redis-server on a free port, to stop and start again (outage tests)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.dir = tmp / f"redis-{self.port}"
+        self.dir.mkdir()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        # No persistence: a restart loses every queued message, the harshest broker loss.
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        import redis
+
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
+        wait_until(lambda: _pings(client), timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+
+def _pings(client: Any) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
