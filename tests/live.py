@@ -155,9 +155,7 @@ class RedisServer:
         # No persistence: a restart loses every queued message, the harshest broker loss.
         command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                    "--save", "", "--appendonly", "no", "--dir", str(self.dir)]  # fmt: skip
-        self.process = subprocess.Popen(  # noqa: S603 - the system's redis-server
-            command, stdout=subprocess.DEVNULL, start_new_session=True
-        )
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
         import redis
 
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
