@@ -3,6 +3,7 @@ races (real transactions and threads). The real worker and beat are in test_time
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import timedelta
 
@@ -62,7 +63,7 @@ def test_overlapping_hand_overs_queue_each_deadline_once(new_request, queued):
     requests = [new_request(timeout_seconds=300) for _ in range(20)]
     for later in (timedelta(seconds=100), timedelta(seconds=250)):
         moment = requests[-1].created_at + later
-        run_together([lambda moment=moment: timers.hand_over(moment)] * 6)
+        run_together([functools.partial(timers.hand_over, moment)] * 6)
     kinds = sorted((t.request_id, t.kind) for t in queued)
     expected = sorted(
         (str(r.pk), kind) for r in requests for kind in (timers.ESCALATE, timers.EXPIRE)
