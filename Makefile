@@ -17,7 +17,7 @@ help:
 	@echo "make test    run the whole test suite (PostgreSQL/Redis if found, else embedded)"
 	@echo "make lint    ruff (lint + format check) and mypy"
 	@echo "make web | worker | beat   start one process type (see README: configuration)"
-	@echo "make bench   the performance benchmark (SPEC §10)"
+	@echo "make bench   the performance benchmark (SPEC §10); one section: make bench BENCH=punctuality"
 	@echo "make lock    re-resolve requirements.lock from pyproject.toml"
 
 install: $(VENV)/.installed
@@ -62,7 +62,7 @@ seed: install
 	$(PY) manage.py seed_demo
 
 bench: install
-	$(PY) -m oversight.dev.bench
+	$(PY) -m oversight.dev.bench $(if $(BENCH),--only $(BENCH))
 
 lock: install
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --generate-hashes \

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,6 +191,11 @@ def main() -> int:
     )
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--web-workers", default=os.environ.get("WEB_CONCURRENCY", "2"))
+    parser.add_argument(
+        "--only",
+        choices=sorted(SECTIONS),
+        help="run one section (make bench BENCH=punctuality)",
+    )
     args = parser.parse_args()
 
     env = python_env()
@@ -240,10 +246,16 @@ def main() -> int:
         if not wait_for_http(f"http://127.0.0.1:{port}/healthz", 60):
             print("the web server did not start")
             return 1
-        hot_path(port, keys, args.warmup, args.duration)
-        cost_ingestion(port, keys, env, args.warmup, args.duration)
-        push_latency(port, keys[0], env)
-        at_scale(env)
+        if args.only in (None, "hot-path"):
+            hot_path(port, keys, args.warmup, args.duration)
+        if args.only in (None, "costs"):
+            cost_ingestion(port, keys, env, args.warmup, args.duration)
+        if args.only in (None, "push"):
+            push_latency(port, keys[0], env)
+        if args.only in (None, "punctuality"):  # before the scale fill adds 100 000 requests
+            punctuality(port, keys[1], env, tmp)
+        if args.only in (None, "scale"):
+            at_scale(env)
     finally:
         web.terminate()
         web.wait(timeout=30)
@@ -491,6 +503,105 @@ def at_scale(env: dict[str, str]) -> None:
         f"intact={intact}, peak memory of the process {float(peak):.0f} MB"
     )
 
+
+PUNCTUALITY_SAMPLES = 60
+
+
+def punctuality(port: int, key: str, env: dict[str, str], tmp: Path) -> None:
+    """SPEC §10.3: how late escalation (at half-time) and expiry happen, with a real worker and
+    beat on their production defaults. Lateness is the time the change was made (the
+    `escalated_at` / `decided_at` written with its audit event) minus the time it was due."""
+    import httpx
+    import psycopg
+
+    print(
+        f"\n§10.3 punctuality: {PUNCTUALITY_SAMPLES} requests with 2-6 s time limits through the"
+        " API, worker + beat"
+    )
+    worker_log = tmp / "worker.log"
+    processes = [
+        _start_process("worker", env, worker_log, OVERSIGHT_LOG_LEVEL="INFO"),
+        _start_process("beat", env, tmp / "beat.log"),
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while "ready." not in worker_log.read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                print("  the worker did not start")
+                return
+            time.sleep(0.2)
+        ids: list[str] = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as agent:
+            for n in range(PUNCTUALITY_SAMPLES):
+                body = {
+                    "action": "rotate_credentials",
+                    "params": {"n": n},
+                    "risk_level": "medium",
+                    "justification": "punctuality bench",
+                    "timeout_seconds": 2 + n % 5,
+                }
+                response = agent.post(
+                    "/api/v1/approval-requests",
+                    json=body,
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                if response.status_code != 201:
+                    print(f"  a create was refused: {response.status_code} {response.text[:200]}")
+                    return
+                ids.append(response.json()["id"])
+                time.sleep(0.05)  # spread the deadlines out, as real traffic would
+        query = """
+            SELECT EXTRACT(EPOCH FROM escalated_at - escalates_at),
+                   EXTRACT(EPOCH FROM decided_at - expires_at)
+            FROM approvals_approvalrequest WHERE id = ANY(%s) AND status = 'expired'
+        """
+        rows: list[tuple[float, float]] = []
+        with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+            deadline = time.monotonic() + 30
+            while len(rows) < len(ids) and time.monotonic() < deadline:
+                time.sleep(0.5)
+                rows = conn.execute(query, ([uuid.UUID(i) for i in ids],)).fetchall()
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+    if len(rows) < len(ids):
+        print(f"  only {len(rows)} of {len(ids)} requests expired within 30 s of their deadline")
+    for name, values in (
+        ("escalation", [float(r[0]) for r in rows if r[0] is not None]),
+        ("expiry", [float(r[1]) for r in rows]),
+    ):
+        if not values:
+            continue
+        ordered = sorted(values)
+
+        def at(q: float, ordered: list[float] = ordered) -> float:
+            return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+        verdict = "meets" if at(0.99) < 1000 else "MISSES"
+        print(
+            f"  {name:<11} lateness over {len(ordered)}: p50 {at(0.5):.0f} ms, p95 {at(0.95):.0f}"
+            f" ms, p99 {at(0.99):.0f} ms, max {ordered[-1] * 1000:.0f} ms ({verdict} the"
+            " p99 < 1 s target)"
+        )
+
+
+def _start_process(
+    kind: str, env: dict[str, str], log: Path, **extra: str
+) -> subprocess.Popen[bytes]:
+    with log.open("wb") as handle:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "oversight.processes", kind],
+            cwd=BASE_DIR,
+            env={**env, **extra, "OVERSIGHT_BEAT_SCHEDULE_FILE": str(log.parent / "beat-schedule")},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+SECTIONS = {"hot-path", "costs", "push", "punctuality", "scale"}
 
 if __name__ == "__main__":
     os.chdir(BASE_DIR)

@@ -111,7 +111,8 @@ def test_a_worker_killed_with_its_timers_escalates_and_expires_each_once_after_r
     with kombu.Connection(
         django_settings.CELERY_BROKER_URL, transport_options={"visibility_timeout": 0}
     ) as connection:
-        connection.default_channel.qos.restore_visible(num=1000, interval=1)
+        channel: Any = connection.default_channel  # the Redis transport's channel
+        channel.qos.restore_visible(num=1000, interval=1)
     live.wait_until(lambda: _received(restarted, "expire_on_time") >= 8, timeout=15)
     time.sleep(1)  # let them run
     assert all(counts(r.pk) == (1, 1) for r in requests), "a redelivered timer changed nothing"
@@ -296,7 +297,8 @@ def test_a_redis_outage_keeps_the_api_and_votes_working_and_loses_no_timer(
                 voted.append(to_vote)
             statuses.append(api.get("/api/v1/approval-requests?status=pending").status_code)
             time.sleep(1)
-        assert statuses and set(statuses) == {200}
+        assert len(statuses) > 30
+        assert set(statuses) == {200}
         assert slowest < 2, f"a create took {slowest:.1f} s without Redis"
         assert api.get(f"{web.url}/readyz").status_code == 503  # it says so, and nothing else
 
