@@ -1,4 +1,5 @@
-"""Admin: escalation routes are editable (and audited); requests and callbacks are read-only."""
+"""Admin: escalation routes are editable (and audited); requests, callbacks and emails are
+read-only."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from approvals.models import (
     ApprovalRequest,
     CallbackAttempt,
     CallbackDelivery,
+    EmailDelivery,
     EscalationRoute,
     Vote,
 )
@@ -86,3 +88,9 @@ class CallbackDeliveryAdmin(ReadOnlyAdmin):
     list_display = ("request", "url", "status", "attempts", "next_attempt_at", "delivered_at")
     list_filter = ("status",)
     inlines = [CallbackAttemptInline]
+
+
+@admin.register(EmailDelivery)
+class EmailDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("request", "kind", "tier", "status", "attempts", "delivered_at")
+    list_filter = ("status", "kind")

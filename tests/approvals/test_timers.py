@@ -154,3 +154,30 @@ def test_concurrent_sweeps_change_each_request_once(new_request):
     for request in requests:
         assert events(request.pk, "request.escalated") == 1
     assert sum(events(r.pk, "request.expired") for r in requests) == 6
+
+
+def test_escalation_and_expiry_update_open_inboxes_live(new_request, approvers):
+    from asgiref.sync import async_to_sync, sync_to_async
+
+    from approvals import services
+    from tests.approvals.test_consumers import connect, session_cookie
+
+    cookie = session_cookie(approvers["em"])  # the tier a medium request escalates to
+
+    async def scenario():
+        communicator, connected, _ = await connect(cookie)
+        assert connected
+        request = await sync_to_async(new_request)(risk_level="medium", timeout_seconds=600)
+        row = f'id="request-{request.pk}"'
+        assert row in await communicator.receive_from(timeout=5)
+        await sync_to_async(shift_into_past)(request.pk, 301)
+        assert await sync_to_async(services.escalate_request)(request_id=request.pk)
+        pushed = await communicator.receive_from(timeout=5)
+        assert row in pushed
+        assert "escalated" in pushed
+        await sync_to_async(shift_into_past)(request.pk, 300)
+        assert await sync_to_async(services.expire_request)(request_id=request.pk)
+        assert row not in await communicator.receive_from(timeout=5)
+        await communicator.disconnect()
+
+    async_to_sync(scenario)()

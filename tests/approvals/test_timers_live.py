@@ -9,6 +9,7 @@ within seconds.
 from __future__ import annotations
 
 import email
+import json
 import re
 import signal
 import socketserver
@@ -26,6 +27,7 @@ from django.utils import timezone
 from approvals.models import ApprovalRequest, Status
 from audit.models import AuditEvent
 from tests import live
+from tests.approvals.test_callbacks import Receiver
 from tests.conftest import PASSWORD, shift_into_past
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -66,10 +68,16 @@ def all_expired(requests: list[Any]) -> bool:
 
 
 def test_requests_escalate_at_half_time_and_expire_on_time(tmp_path, procs, new_request):
+    receiver = Receiver()
     procs.append(live.start_worker(tmp_path, **TIMER_ENV))
     procs.append(live.start_beat(tmp_path, **TIMER_ENV))
     requests = [new_request(timeout_seconds=2 + n % 4) for n in range(12)]
-    live.wait_until(lambda: all_expired(requests), timeout=30)
+    told = new_request(timeout_seconds=2, callback_url=receiver.url)
+    live.wait_until(lambda: all_expired([*requests, told]), timeout=30)
+    # Expiry calls the agent back.
+    [callback] = live.wait_until(lambda: receiver.received, timeout=15)
+    assert json.loads(callback["body"])["status"] == "expired"
+    receiver.close()
     late: list[float] = []
     for request in requests:
         request.refresh_from_db()
