@@ -1,7 +1,9 @@
 """Emails to the people of a tier about a request (SPEC §8): a new request, an escalation.
 
 The services write an `EmailDelivery` row in the transaction of the change (the outbox, see
-`approvals.outbox`); this module sends it. Recipients are settled at send time: the active
+`approvals.outbox`); beat's `sweep_emails`, every timer tick (2 s), sends what is due. Unlike
+callbacks, no task is queued on commit: an email a second or two later is no loss, and the
+agent's create call is spared a broker round trip. Recipients are settled at send time: the active
 approvers of the row's tier, without the agent's owner unless self-approval is allowed (they
 could not decide it). A request that is no longer pending by then is not worth an email: the
 row is marked skipped. Each person gets a message of their own (plain text and HTML, with a link

@@ -1,10 +1,11 @@
 """What happens after a request's change commits: wake long-polling agents, update open pages,
-hand near deadlines to the timer tasks, send emails and callbacks.
+hand near deadlines to the timer tasks, deliver callbacks. (Emails are sent by beat's outbox
+sweep, see `approvals.emails`.)
 
 Called only through `on_commit`, so a rolled-back change notifies nobody. Every step here is
 best-effort and must never fail the change that triggered it: a lost wake-up is caught by the
 waiters' own re-reads, a lost live update by the pages' periodic refresh, a lost timer task by
-the timer tick, a lost email or callback task by the outbox sweep (all on beat).
+the timer tick, a lost callback task by the outbox sweep (both on beat).
 """
 
 from __future__ import annotations
@@ -35,14 +36,12 @@ def on_commit(request: ApprovalRequest, kind: str) -> None:
     rank = request.first_tier_rank
     due = timers.handed_over_at_creation(request) if kind == CREATED else []
     callbacks = kind == FINISHED and bool(request.callback_url)
-    emails = kind in (CREATED, ESCALATED)
     transaction.on_commit(
         lambda: dispatch(
             request_id,
             kind,
             first_tier_rank=rank,
             due_timers=due,
-            emails=emails,
             callbacks=callbacks,
         ),
         robust=True,
@@ -55,7 +54,6 @@ def dispatch(
     *,
     first_tier_rank: int,
     due_timers: Sequence[Timer] = (),
-    emails: bool = False,
     callbacks: bool = False,
 ) -> None:
     from approvals import live, tasks, timers, waiters
@@ -65,8 +63,6 @@ def dispatch(
     try:
         # The first failure skips the rest: with the broker down, each attempt costs time.
         timers.queue(due_timers)
-        if emails:
-            tasks.deliver_emails.delay(request_id)
         if callbacks:
             tasks.deliver_callbacks.delay(request_id)
     except Exception:  # broker down: the timer tick and the outbox sweeps catch up

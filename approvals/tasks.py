@@ -79,23 +79,18 @@ def tick_timers() -> dict[str, int]:
 # --- outbox: emails and callbacks --------------------------------------------------------------
 
 
-def _deliver_and_reschedule(
-    model: type[OutboxItem],
-    deliver: Callable[[uuid.UUID], str],
-    retry: Task,
-    item_id: uuid.UUID,
-) -> None:
-    if deliver(item_id) != DeliveryStatus.PENDING:
+def _deliver_and_reschedule(delivery_id: uuid.UUID) -> None:
+    if callbacks.deliver(delivery_id) != DeliveryStatus.PENDING:
         return
     next_at = (
-        model._default_manager.filter(pk=item_id, status=DeliveryStatus.PENDING)
+        CallbackDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING)
         .values_list("next_attempt_at", flat=True)
         .first()
     )
     # A retry further off than the timer horizon is left to the sweep: an ETA message held that
     # long could outlive Redis' visibility timeout (see approvals.timers).
     if next_at is not None and next_at <= timers.horizon_end(timezone.now()):
-        retry.apply_async(args=(str(item_id),), eta=next_at)
+        retry_delivery.apply_async(args=(str(delivery_id),), eta=next_at)
 
 
 def _sweep(model: type[OutboxItem], deliver: Callable[[uuid.UUID], str]) -> int:
@@ -115,14 +110,12 @@ def deliver_callbacks(request_id: str) -> None:
         request_id=uuid.UUID(request_id), status=DeliveryStatus.PENDING
     )
     for delivery_id in pending.values_list("pk", flat=True):
-        _deliver_and_reschedule(CallbackDelivery, callbacks.deliver, retry_delivery, delivery_id)
+        _deliver_and_reschedule(delivery_id)
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def retry_delivery(delivery_id: str) -> None:
-    _deliver_and_reschedule(
-        CallbackDelivery, callbacks.deliver, retry_delivery, uuid.UUID(delivery_id)
-    )
+    _deliver_and_reschedule(uuid.UUID(delivery_id))
 
 
 @shared_task(ignore_result=True)
@@ -132,24 +125,9 @@ def sweep_callbacks() -> int:
     return _sweep(CallbackDelivery, callbacks.deliver)
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def deliver_emails(request_id: str) -> None:
-    """Send the pending emails about one request, then retry failures with backoff."""
-    pending = EmailDelivery.objects.filter(
-        request_id=uuid.UUID(request_id), status=DeliveryStatus.PENDING
-    )
-    for delivery_id in pending.values_list("pk", flat=True):
-        _deliver_and_reschedule(EmailDelivery, emails.deliver, retry_email, delivery_id)
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def retry_email(delivery_id: str) -> None:
-    _deliver_and_reschedule(EmailDelivery, emails.deliver, retry_email, uuid.UUID(delivery_id))
-
-
 @shared_task(ignore_result=True)
 def sweep_emails() -> int:
-    """Safety net (beat) for emails, like `sweep_callbacks`."""
+    """Beat, every tick: send the emails that are due (see approvals.emails)."""
     return _sweep(EmailDelivery, emails.deliver)
 
 

@@ -189,7 +189,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
     },
     "sweep-callbacks": {"task": "approvals.tasks.sweep_callbacks", "schedule": 15.0},
-    "sweep-emails": {"task": "approvals.tasks.sweep_emails", "schedule": 15.0},
+    "sweep-emails": {
+        "task": "approvals.tasks.sweep_emails",
+        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
+        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
+    },
     "purge-idempotency-keys": {
         "task": "approvals.tasks.purge_idempotency_keys",
         "schedule": 3600.0,

@@ -207,7 +207,7 @@ def test_emails_survive_a_worker_restart_and_escalation_emails_the_next_tier(
     for person in (lead, manager):
         person.email = f"{person.username}@example.com"
         person.save(update_fields=["email"])
-    # No worker while the request commits: its email task waits in Redis.
+    # No worker while the request commits (and a dead one): its email waits in the outbox.
     live.start_worker(tmp_path, **mail_env).stop(signal.SIGKILL)
     request = new_request(risk_level="medium", timeout_seconds=6)
     procs.append(live.start_worker(tmp_path, **mail_env))
