@@ -47,6 +47,11 @@ def _horizon(settings):
 
 @pytest.fixture
 def procs():
+    """Processes to stop after the test; the broker's queue starts empty, so counts of
+    received tasks are this test's (earlier tests leave timer messages without a worker)."""
+    from oversight.celery import app
+
+    app.control.purge()
     started: list[live.Proc] = []
     yield started
     for proc in reversed(started):
@@ -96,6 +101,7 @@ def test_a_worker_killed_with_its_timers_escalates_and_expires_each_once_after_r
     tmp_path, procs, new_request
 ):
     worker = live.start_worker(tmp_path, **TIMER_ENV)
+    procs.append(worker)
     procs.append(live.start_beat(tmp_path, **TIMER_ENV))
     requests = [new_request(timeout_seconds=3) for _ in range(8)]
     # The worker holds every ETA message, unacknowledged, until its time ...
@@ -255,7 +261,8 @@ def test_a_redis_outage_keeps_the_api_and_votes_working_and_loses_no_timer(
     try:
         web = live.start_web(tmp_path, **env)
         procs.append(web.proc)
-        procs.append(live.start_worker(tmp_path, **env))
+        worker = live.start_worker(tmp_path, **env)
+        procs.append(worker)
         procs.append(live.start_beat(tmp_path, **env))
         agent = make_agent()
         api = httpx.Client(
@@ -317,6 +324,7 @@ def test_a_redis_outage_keeps_the_api_and_votes_working_and_loses_no_timer(
         requests = list(ApprovalRequest.objects.filter(pk__in=timed))
         live.wait_until(lambda: all_expired(requests), timeout=20)
         assert all(counts(pk) == (1, 1) for pk in timed)
+        assert worker.process.poll() is None, "the worker lived through the outage"
         assert api.get(f"{web.url}/readyz").status_code == 200
     finally:
         for proc in reversed(procs):
