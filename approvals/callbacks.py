@@ -1,7 +1,7 @@
 """Delivering decisions to agents' callback URLs from the outbox (SPEC §3).
 
 A `CallbackDelivery` row is written in the transaction that finalises a request; this module
-sends it through the shared outbox machinery (`approvals.outbox`: lease, backoff, sweep), and
+sends it through the shared outbox machinery (`oversight.outbox`: lease, backoff, sweep), and
 records every attempt. Delivery is at-least-once: receivers deduplicate on
 `X-Oversight-Delivery`.
 
@@ -23,8 +23,8 @@ import httpx
 from django.conf import settings
 from django.db import transaction
 
-from approvals import outbox
 from approvals.models import CallbackAttempt, CallbackDelivery
+from oversight import outbox
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Emails to the people of a tier about a request (SPEC §8): a new request, an escalation.
 
 The services write an `EmailDelivery` row in the transaction of the change (the outbox, see
-`approvals.outbox`); beat's `sweep_emails`, every timer tick (2 s), sends what is due. Unlike
+`oversight.outbox`); beat's `sweep_emails`, every timer tick (2 s), sends what is due. Unlike
 callbacks, no task is queued on commit: an email a second or two later is no loss, and the
 agent's create call is spared a broker round trip. Recipients are settled at send time: the active
 approvers of the row's tier, without the agent's owner unless self-approval is allowed (they
@@ -15,15 +15,14 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, mailers
-from django.db import transaction
+from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.db.models import Q
 from django.template.loader import render_to_string
 
 from accounts.models import Role, Tier, User
-from approvals import outbox
-from approvals.models import ApprovalRequest, DeliveryStatus, EmailDelivery, EmailKind
+from approvals.models import ApprovalRequest, EmailDelivery, EmailKind, Status
 from approvals.representation import page_url
+from oversight import outbox
 
 
 def recipients(request: ApprovalRequest, tier: str) -> list[str]:
@@ -58,32 +57,19 @@ def compose(delivery: EmailDelivery) -> tuple[str, str, str]:
 
 
 def deliver(delivery_id: uuid.UUID) -> str:
-    """Send one due delivery; returns its status afterwards ('skipped' if not due/leased)."""
-    if not outbox.take_lease(EmailDelivery, delivery_id):
-        return "skipped"
-    delivery = EmailDelivery.objects.select_related("request__agent").get(pk=delivery_id)
-    request = delivery.request
-    addresses: list[str] = []
-    final = ""
-    error = ""
-    if request.status != "pending" or request.is_overdue():
-        final = DeliveryStatus.SKIPPED
-    else:
-        addresses = recipients(request, delivery.tier)
-        subject, text, html = compose(delivery)
-        messages = []
-        for address in addresses:
-            message = EmailMultiAlternatives(subject, text, to=[address])
-            message.attach_alternative(html, "text/html")
-            messages.append(message)
-        try:  # network I/O outside any transaction
-            if messages:
-                mailers.default.send_messages(messages)
-        except Exception as exc:  # an unreachable mail server: record it and back off
-            error = f"{type(exc).__name__}: {exc}"[:2000]
-    with transaction.atomic():
-        settled = outbox.settle(EmailDelivery, delivery_id, error=error, status=final)
-        settled.sent_to = [] if error else addresses
-        settled.last_error = error
-        settled.save(update_fields=["sent_to", "last_error"])
-    return settled.status
+    """Send one due delivery; returns its status afterwards (see `outbox.deliver_email`)."""
+    return outbox.deliver_email(EmailDelivery, delivery_id, _messages)
+
+
+def _messages(delivery: EmailDelivery) -> list[EmailMessage] | None:
+    request = ApprovalRequest.objects.select_related("agent").get(pk=delivery.request_id)
+    if request.status != Status.PENDING or request.is_overdue():
+        return None  # decided meanwhile: nobody needs asking any more
+    delivery.request = request
+    subject, text, html = compose(delivery)
+    messages: list[EmailMessage] = []
+    for address in recipients(request, delivery.tier):
+        message = EmailMultiAlternatives(subject, text, to=[address])
+        message.attach_alternative(html, "text/html")
+        messages.append(message)
+    return messages

@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts.models import Tier
 from oversight.choices import RankedChoices
 from oversight.db_fields import ExactJSONField
+from oversight.outbox import EmailOutboxItem, OutboxItem
 
 
 class RiskLevel(RankedChoices):
@@ -262,35 +263,6 @@ class IdempotencyKey(models.Model):
         return self.key
 
 
-class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    DELIVERED = "delivered", "Delivered"
-    FAILED = "failed", "Failed"
-    SKIPPED = "skipped", "Skipped (no longer relevant)"
-
-
-class OutboxItem(models.Model):
-    """A transactional outbox row: written in the transaction of the change it tells about,
-    delivered after commit by a task, and by the beat sweep if that task is lost (see
-    `approvals.outbox`)."""
-
-    MAX_ATTEMPTS = 8
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    status = models.CharField(
-        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
-    )
-    attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    # A worker holds the lease while it sends, so two workers never send at the same time.
-    lease_until = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        abstract = True
-
-
 class CallbackDelivery(OutboxItem):
     """A decision to POST to the agent's callback URL."""
 
@@ -316,15 +288,13 @@ class EmailKind(models.TextChoices):
     ESCALATED = "escalated", "Escalated"
 
 
-class EmailDelivery(OutboxItem):
+class EmailDelivery(EmailOutboxItem):
     """An email to the people of one tier about one request (SPEC §8). Recipients and content
     are settled when it is sent: whoever holds the tier's approver role then."""
 
     request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="emails")
     kind = models.CharField(max_length=16, choices=EmailKind.choices)
     tier = models.CharField(max_length=32, choices=Tier.choices)
-    sent_to = models.JSONField(default=list, blank=True)
-    last_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,7 +1,7 @@
 """Celery tasks of the approvals app: thin wrappers that re-read rows and call the services.
 
 Timers (escalation, expiry) are explained in `approvals.timers`; emails and callbacks go
-through the outbox (`approvals.outbox`).
+through the outbox (`oversight.outbox`).
 """
 
 from __future__ import annotations
@@ -9,21 +9,20 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 
 from celery import Task, shared_task
 from django.utils import timezone
 
-from approvals import callbacks, emails, idempotency, outbox, services, timers
+from approvals import callbacks, emails, idempotency, services, timers
 from approvals.models import (
     ApprovalRequest,
     CallbackDelivery,
-    DeliveryStatus,
     EmailDelivery,
-    OutboxItem,
     Status,
 )
+from oversight import outbox
+from oversight.outbox import DeliveryStatus
 
 logger = logging.getLogger(__name__)
 
@@ -93,16 +92,6 @@ def _deliver_and_reschedule(delivery_id: uuid.UUID) -> None:
         retry_delivery.apply_async(args=(str(delivery_id),), eta=next_at)
 
 
-def _sweep(model: type[OutboxItem], deliver: Callable[[uuid.UUID], str]) -> int:
-    due = outbox.due(model)
-    for item_id in due:
-        try:
-            deliver(item_id)
-        except Exception:  # one bad row must not stop the others' delivery
-            logger.exception("%s %s failed", model._meta.verbose_name, item_id)
-    return len(due)
-
-
 @shared_task(acks_late=True, ignore_result=True)
 def deliver_callbacks(request_id: str) -> None:
     """Deliver the pending callbacks of one request, then retry failures with backoff."""
@@ -122,13 +111,13 @@ def retry_delivery(delivery_id: str) -> None:
 def sweep_callbacks() -> int:
     """Safety net (beat): deliver whatever is due, whether its task was lost or never queued
     (broker down at commit time, worker killed mid-attempt)."""
-    return _sweep(CallbackDelivery, callbacks.deliver)
+    return outbox.sweep(CallbackDelivery, callbacks.deliver)
 
 
 @shared_task(ignore_result=True)
 def sweep_emails() -> int:
     """Beat, every tick: send the emails that are due (see approvals.emails)."""
-    return _sweep(EmailDelivery, emails.deliver)
+    return outbox.sweep(EmailDelivery, emails.deliver)
 
 
 @shared_task(ignore_result=True)

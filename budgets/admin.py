@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from budgets import services
-from budgets.models import Alert, Budget, BudgetWindow, CostRecord, ModelPrice
+from budgets.models import Alert, AlertEmail, Budget, BudgetWindow, CostRecord, ModelPrice
 from oversight.admin import ReadOnlyAdmin
 
 
@@ -139,3 +139,9 @@ class BudgetWindowAdmin(ReadOnlyAdmin):
 class AlertAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "kind", "message")
     list_filter = ("kind",)
+
+
+@admin.register(AlertEmail)
+class AlertEmailAdmin(ReadOnlyAdmin):
+    list_display = ("alert", "status", "attempts", "sent_to", "delivered_at")
+    list_filter = ("status",)

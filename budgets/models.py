@@ -18,6 +18,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from oversight.outbox import EmailOutboxItem
+
 # Costs to 1e-8 cent: one token of the cheapest cached input is about 1e-6 cent.
 COST_PLACES = 8
 PRICE_PLACES = 6
@@ -280,3 +282,20 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+
+class AlertEmail(EmailOutboxItem):
+    """The email about one alert (SPEC §8), written with the alert: the outbox sends it."""
+
+    alert = models.OneToOneField(Alert, on_delete=models.CASCADE, related_name="email")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(status="pending"), name="alert_email_due"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"email about {self.alert} ({self.status})"

@@ -27,10 +27,11 @@ from accounts.models import User
 from agents.models import Agent
 from audit.events import EventType
 from audit.services import record_event
-from budgets import admission, ledger, notify, periods, pricing, selectors
+from budgets import admission, ledger, periods, pricing, selectors
 from budgets.models import (
     DEFAULT_THRESHOLDS,
     Alert,
+    AlertEmail,
     AlertKind,
     Budget,
     CostRecord,
@@ -227,7 +228,8 @@ def _fire(alert: Alert, *, subject: tuple[str, str], payload: dict[str, Any]) ->
     except IntegrityError:
         return
     record_event(event_type=EventType.BUDGET_ALERT, subject=subject, payload=payload)
-    notify.alert_on_commit(alert.pk)
+    # The outbox: beat's sweep emails it after commit (never for a rolled-back alert).
+    AlertEmail.objects.create(alert=alert)
 
 
 # --- configuration -------------------------------------------------------------------------------

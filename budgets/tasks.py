@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+
 from celery import shared_task
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.db.models import Q
 
 from accounts.models import Role, User
-from budgets.models import Alert
+from budgets.models import Alert, AlertEmail
+from oversight import outbox
 
 
 def alert_recipients(alert: Alert) -> list[str]:
@@ -20,17 +23,25 @@ def alert_recipients(alert: Alert) -> list[str]:
     return sorted(set(people.filter(watchers).values_list("email", flat=True)))
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def email_alert(alert_id: int) -> None:
-    alert = Alert.objects.select_related("budget__agent").filter(pk=alert_id).first()
-    if alert is None:
-        return
+def _messages(email: AlertEmail) -> list[EmailMessage]:
+    alert = Alert.objects.select_related("budget__agent").get(pk=email.alert_id)
     recipients = alert_recipients(alert)
     if not recipients:
-        return
-    send_mail(
-        subject=f"[Oversight] Budget alert: {alert.message[:120]}",
-        message=f"{alert.message}\n\nBudgets: {settings.OVERSIGHT_BASE_URL}/budgets/\n",
-        from_email=None,
-        recipient_list=recipients,
-    )
+        return []
+    return [
+        EmailMessage(
+            subject=f"[Oversight] Budget alert: {alert.message[:120]}",
+            body=f"{alert.message}\n\nBudgets: {settings.OVERSIGHT_BASE_URL}/budgets/\n",
+            to=recipients,
+        )
+    ]
+
+
+def deliver_alert_email(email_id: uuid.UUID) -> str:
+    return outbox.deliver_email(AlertEmail, email_id, _messages)
+
+
+@shared_task(ignore_result=True)
+def sweep_alert_emails() -> int:
+    """Beat, every timer tick: send the alert emails that are due (the outbox)."""
+    return outbox.sweep(AlertEmail, deliver_alert_email)

@@ -194,6 +194,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
         "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
     },
+    "sweep-alert-emails": {
+        "task": "budgets.tasks.sweep_alert_emails",
+        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
+        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
+    },
     "purge-idempotency-keys": {
         "task": "approvals.tasks.purge_idempotency_keys",
         "schedule": 3600.0,

@@ -15,7 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from approvals import services, tasks
-from approvals.models import CallbackDelivery, DeliveryStatus
+from approvals.models import CallbackDelivery
+from oversight.outbox import DeliveryStatus
 from tests import live
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

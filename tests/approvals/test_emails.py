@@ -10,7 +10,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from approvals import emails, services, tasks
-from approvals.models import ApprovalRequest, DeliveryStatus, EmailDelivery, EmailKind
+from approvals.models import ApprovalRequest, EmailDelivery, EmailKind
+from oversight.outbox import DeliveryStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

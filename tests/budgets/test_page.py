@@ -9,8 +9,9 @@ from django.test import Client
 from django.utils import timezone
 
 from budgets import services
-from budgets.models import Alert
-from budgets.tasks import email_alert
+from budgets.models import Alert, AlertEmail
+from budgets.tasks import deliver_alert_email
+from oversight.outbox import DeliveryStatus
 from tests.budgets.helpers import report
 
 pytestmark = pytest.mark.django_db
@@ -77,8 +78,8 @@ def test_alerts_list_refreshes_as_a_fragment(manager, make_agent, make_budget):
     assert "<header" not in html
 
 
-def test_an_alert_emails_managers_admins_and_the_agent_owner_after_commit(
-    make_user, make_agent, mailoutbox, django_capture_on_commit_callbacks
+def test_an_alert_emails_managers_admins_and_the_agent_owner_through_the_outbox(
+    make_user, make_agent, mailoutbox
 ):
     people = {
         name: make_user(name, roles=roles, tier=tier)
@@ -94,11 +95,10 @@ def test_an_alert_emails_managers_admins_and_the_agent_owner_after_commit(
         person.save()
     agent = make_agent(owner=people["owner"]).agent
     services.set_budget(scope="agent", agent=agent, period="daily", limit_cents=3)
-    with django_capture_on_commit_callbacks() as callbacks:
-        report(agent)  # 3 ¢: 80 %, 95 % and 100 % at once
-    assert len(callbacks) == 3  # one notification per alert, queued for after commit
+    report(agent)  # 3 ¢: 80 %, 95 % and 100 % at once
+    assert AlertEmail.objects.count() == 3  # one email per alert, in the outbox
     alert = Alert.objects.get(threshold=100)
-    email_alert(alert.pk)
+    assert deliver_alert_email(alert.email.pk) == DeliveryStatus.DELIVERED
     (email,) = mailoutbox
     assert sorted(email.to) == ["boss@example.com", "owner@example.com", "root@example.com"]
     assert "reached 100%" in email.subject
