@@ -122,9 +122,14 @@ def due(model: type[OutboxItem], limit: int = 500) -> list[uuid.UUID]:
     )
 
 
+# Rows per sweep: a sweep is one task on a worker's pool, and timers wait behind it (a burst of
+# emails must not make an escalation late), so it stays short; the next tick takes the rest.
+SWEEP_BATCH = 100
+
+
 def sweep(model: type[OutboxItem], deliver: Callable[[uuid.UUID], str]) -> int:
-    """Deliver whatever is due (beat): rows whose task was lost or never queued, and retries."""
-    rows = due(model)
+    """Deliver what is due (beat): rows never queued as tasks, lost tasks, and retries."""
+    rows = due(model, limit=SWEEP_BATCH)
     for item_id in rows:
         try:
             deliver(item_id)
