@@ -34,3 +34,23 @@ def _restore_unacked_unless_redis_is_gone(self: Any, client: Any = None) -> Any:
 
 
 kombu_redis.QoS.restore_unacked = _restore_unacked_unless_redis_is_gone  # type: ignore[method-assign]
+
+
+_ack = kombu_redis.QoS.ack
+
+
+def _ack_unless_channel_closed(self: Any, delivery_tag: Any) -> Any:
+    """kombu 5.7, same outage: right after the worker reconnects it may ack (or discard, for an
+    expired tick) a message delivered on the channel that died with the old connection; the ack
+    then fails on that channel ("'NoneType' object has no attribute 'client'") and takes the
+    worker down. Such a message cannot be acked any more: it stays in Redis' unacked set and
+    comes back after the visibility timeout, when running it again changes nothing (timers
+    check their token and the request's state; sweeps redo what the database says is due)."""
+    if getattr(self.channel, "connection", None) is None:
+        logger.warning("message %s came on a closed channel; left for redelivery", delivery_tag)
+        self._delivered.pop(delivery_tag, None)
+        return None
+    return _ack(self, delivery_tag)
+
+
+kombu_redis.QoS.ack = _ack_unless_channel_closed  # type: ignore[method-assign]
