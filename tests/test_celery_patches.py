@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from kombu import Connection
 
@@ -10,7 +12,7 @@ import oversight.celery  # noqa: F401 - installs the workarounds
 
 def test_acking_on_a_channel_closed_with_its_connection_does_not_crash_the_worker(caplog):
     with Connection(settings.REDIS_URL) as connection:
-        channel = connection.channel()
+        channel: Any = connection.channel()  # kombu's redis Channel, typed as its base
         qos = channel.qos
         channel.close()  # what a lost Redis does to the worker's channel
         assert channel.connection is None
