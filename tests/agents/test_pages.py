@@ -165,3 +165,11 @@ def test_services_refuse_a_one_person_re_enable(db, make_agent, managers):
     assert not services.set_agent_status(agent=agent, status=AgentStatus.DISABLED, reason="again")
     services.confirm_reenable(agent=agent, actor=managers[1])
     assert agent.status == AgentStatus.ACTIVE
+
+
+def test_the_agent_page_title_is_its_name_and_the_keys_appear_once(db, make_agent, managers):
+    make_agent("titled-bot")
+    html = client_for(managers[0]).get("/agents/titled-bot/").content.decode()
+    title = html[html.index("<title>") + len("<title>") : html.index("</title>")]
+    assert title == "titled-bot · Oversight"
+    assert html.count('id="keys-heading"') == 1
