@@ -18,9 +18,10 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterator
 
-import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+
+from oversight.redis_clients import UNAVAILABLE, quick_client
 
 logger = logging.getLogger(__name__)
 
@@ -30,18 +31,11 @@ CHANNEL = "oversight:requests:changed"
 POLL_SECONDS_DISCONNECTED = 2.0
 POLL_SECONDS_CONNECTED = 15.0
 
-_publisher: redis.Redis | None = None
-
 
 def publish(request_id: str, kind: str) -> None:
-    global _publisher
-    if _publisher is None:
-        _publisher = redis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5
-        )
     try:
-        _publisher.publish(CHANNEL, f"{request_id} {kind}")
-    except (redis.RedisError, OSError, ValueError):
+        quick_client().publish(CHANNEL, f"{request_id} {kind}")
+    except UNAVAILABLE:
         logger.warning("could not publish the change of %s; waiters will re-read", request_id)
 
 

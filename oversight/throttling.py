@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import redis
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
+
+from oversight.redis_clients import UNAVAILABLE, quick_client
 
 
 class AgentRateThrottle(BaseThrottle):
@@ -29,7 +30,7 @@ class AgentRateThrottle(BaseThrottle):
         self.retry_after = self.window_seconds - (now % self.window_seconds)
         try:
             count = rate_counter(f"oversight:rate:{agent.pk}:{window}", self.window_seconds)
-        except (redis.RedisError, OSError, ValueError):
+        except UNAVAILABLE:
             # ValueError too: redis-py reports a socket closed under it that way.
             return True
         return count <= limit
@@ -38,18 +39,10 @@ class AgentRateThrottle(BaseThrottle):
         return max(1.0, self.retry_after)
 
 
-_rate_client: redis.Redis | None = None
-
-
 def rate_counter(key: str, ttl: int) -> int:
-    global _rate_client
-    if _rate_client is None:
-        _rate_client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=0.3, socket_timeout=0.3
-        )
     # One round trip, no MULTI/EXEC: the two commands need not be atomic (a lost EXPIRE only
     # leaves a key that the next window no longer reads).
-    pipe = _rate_client.pipeline(transaction=False)
+    pipe = quick_client().pipeline(transaction=False)
     pipe.incr(key)
     pipe.expire(key, ttl + 1)
     count, _ = pipe.execute()
