@@ -128,18 +128,36 @@ def canonical_bytes(
     rows), so that verifying an event builds no dict."""
     if type(sequence) is not int:
         raise TypeError(f"sequence must be an int, not {type(sequence).__name__}.")
-    text = _EVENT_TEMPLATE % (
+    text = _event_text(
+        sequence, format_timestamp(occurred_at), event_type, actor_type, actor_id, actor_name,
+        subject_type, subject_id, payload,
+    )  # fmt: skip
+    return text.encode("ascii")
+
+
+def _event_text(
+    sequence: int | str,
+    occurred_at: str,
+    event_type: str,
+    actor_type: str,
+    actor_id: str,
+    actor_name: str,
+    subject_type: str,
+    subject_id: str,
+    payload: dict[str, Any],
+) -> str:
+    """The one filling of the template: both the canonical bytes and their parts come from it."""
+    return _EVENT_TEMPLATE % (
         _quote(actor_id),
         _quote(actor_name),
         _quote(actor_type),
         _quote(event_type),
-        format_timestamp(occurred_at),
+        occurred_at,
         _encode(payload),
         sequence,
         _quote(subject_id),
         _quote(subject_type),
     )
-    return text.encode("ascii")
 
 
 _AT, _SEQUENCE = "\x00occurred_at\x00", "\x00sequence\x00"
@@ -161,17 +179,10 @@ def canonical_parts(
     the append lock knows. Cut from the one template, with markers no quoted value can contain
     (`_quote` escapes NUL).
     """
-    text = _EVENT_TEMPLATE % (
-        _quote(actor_id),
-        _quote(actor_name),
-        _quote(actor_type),
-        _quote(event_type),
-        _AT,
-        _encode(payload),
-        _SEQUENCE,
-        _quote(subject_id),
-        _quote(subject_type),
-    )
+    text = _event_text(
+        _SEQUENCE, _AT, event_type, actor_type, actor_id, actor_name, subject_type, subject_id,
+        payload,
+    )  # fmt: skip
     before, rest = text.split(_AT)
     middle, after = rest.split(_SEQUENCE)
     return before, middle, after
