@@ -266,12 +266,7 @@ ROUNDS = 3
 
 
 def hot_path(port: int, keys: list[str], warmup: float, duration: float) -> None:
-    """SPEC §10.1: the agent hot path against a bare Django JSON endpoint (the floor).
-
-    The two alternate in ROUNDS rounds (floor, create, floor, create, ...), each a third of
-    the duration, so that a burst of other work on the machine weighs on both alike; the ratio
-    is the median of the rounds' ratios, and the lines show every measured call.
-    """
+    """SPEC §10.1: the agent hot path against a bare Django JSON endpoint (the floor)."""
     counter = iter(range(10**9))
 
     def create_body() -> dict[str, object]:
@@ -285,28 +280,46 @@ def hot_path(port: int, keys: list[str], warmup: float, duration: float) -> None
 
     print("\n§10.1 agent hot path")
     creates = [post_json("/api/v1/approval-requests", key, create_body) for key in keys]
+    ratio = against_floor(
+        "POST /api/v1/approval-requests", "create", port, creates, warmup=warmup, duration=duration
+    )
+    verdict = "meets" if ratio >= 0.4 else "BELOW"
+    print(f"  ({verdict} the 0.4 target)")
+
+
+def against_floor(
+    name: str,
+    short: str,
+    port: int,
+    payloads: list[Callable[[], bytes]],
+    *,
+    warmup: float,
+    duration: float,
+) -> float:
+    """Measure `payloads` and the floor in ROUNDS alternating rounds, so that a burst of other
+    work on the machine weighs on both alike; print both and their ratios; return the median
+    ratio of the rounds' throughputs."""
     floors: list[Result] = []
-    created: list[Result] = []
+    measured: list[Result] = []
     for _ in range(ROUNDS):
         floors.append(
             measure("floor", port, [get("/healthz")] * CONCURRENCY,
                     warmup=warmup, duration=duration / ROUNDS)
         )  # fmt: skip
-        created.append(measure("create", port, creates, warmup=warmup, duration=duration / ROUNDS))
+        measured.append(measure(short, port, payloads, warmup=warmup, duration=duration / ROUNDS))
     floor = _combined("floor: GET /healthz (bare JSON view)", floors)
-    create = _combined("POST /api/v1/approval-requests", created)
+    result = _combined(name, measured)
     print(floor.line())
-    print(create.line())
-    ratios = [c.throughput / f.throughput for f, c in zip(floors, created, strict=True)]
+    print(result.line())
+    ratios = [m.throughput / f.throughput for f, m in zip(floors, measured, strict=True)]
     ratio = statistics.median(ratios)
-    p99_ratio = floor.percentile(0.99) / create.percentile(0.99)
-    verdict = "meets" if ratio >= 0.4 else "BELOW"
-    rounds = ", ".join(f"{r:.2f}" for r in ratios)
     print(
-        f"  ratio create/floor: throughput {ratio:.2f} ({verdict} the 0.4 target; "
-        f"median of rounds {rounds}), p99 {p99_ratio:.2f} (floor p99 / create p99)"
+        f"  ratio {short}/floor: throughput {ratio:.2f} (median of rounds "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}), p99 "
+        f"{floor.percentile(0.99) / result.percentile(0.99):.2f} (floor p99 / {short} p99)"
     )
     print(f"  (median of the floor {statistics.median(floor.latencies) * 1000:.1f} ms)")
+    return ratio
 
 
 def _combined(name: str, results: list[Result]) -> Result:
@@ -335,24 +348,7 @@ def cost_ingestion(
     # The web processes cache budgets for 5 s: let them see the new ones before measuring.
     time.sleep(6)
     reports = [post_json("/api/v1/costs", key, lambda: COST_BODY) for key in keys]
-    floors: list[Result] = []
-    reported: list[Result] = []
-    for _ in range(ROUNDS):  # alternating, like the hot path, so bursts weigh on both alike
-        floors.append(
-            measure("floor", port, [get("/healthz")] * CONCURRENCY,
-                    warmup=warmup, duration=duration / ROUNDS)
-        )  # fmt: skip
-        reported.append(measure("costs", port, reports, warmup=warmup, duration=duration / ROUNDS))
-    floor = _combined("floor: GET /healthz (bare JSON view)", floors)
-    report = _combined("POST /api/v1/costs", reported)
-    print(floor.line())
-    print(report.line())
-    ratios = [r.throughput / f.throughput for f, r in zip(floors, reported, strict=True)]
-    print(
-        f"  ratio costs/floor: throughput {statistics.median(ratios):.2f} (median of rounds "
-        f"{', '.join(f'{r:.2f}' for r in ratios)}), "
-        f"p99 {floor.percentile(0.99) / report.percentile(0.99):.2f} (floor p99 / costs p99)"
-    )
+    against_floor("POST /api/v1/costs", "costs", port, reports, warmup=warmup, duration=duration)
     check = (
         "from decimal import Decimal\n"
         "from django.db.models import Sum\n"
