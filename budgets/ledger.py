@@ -53,14 +53,7 @@ def add_spend(
     """Add one call's cost (and give back a released reservation); return the window's id and
     its new spent and reserved totals, which include every change committed before ours.
     None when the budget no longer exists."""
-    params: list[Any] = [cost, released, budget_id, _at(window.start)]
-    with connection.cursor() as cursor:
-        cursor.execute(_ADD, params)
-        row = cursor.fetchone()
-        if row is None:
-            ensure(budget_id, window)
-            cursor.execute(_ADD, params)
-            row = cursor.fetchone()
+    row = _update_window(_ADD, [cost, released, budget_id, _at(window.start)], budget_id, window)
     if row is None:
         return None
     window_id, spent, reserved = row
@@ -78,6 +71,13 @@ def try_reserve(budget_id: int, window: Window, limit_cents: int, amount: Decima
         "RETURNING id"
     )
     params: list[Any] = [amount, budget_id, _at(window.start), amount, limit_cents]
+    row = _update_window(sql, params, budget_id, window)
+    return None if row is None else int(row[0])
+
+
+def _update_window(sql: str, params: list[Any], budget_id: int, window: Window) -> Any:
+    """Run an `UPDATE ... RETURNING` on the window's row, creating the row first if the
+    update found none; the returned row, or None (no budget any more, or a condition unmet)."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
@@ -85,7 +85,7 @@ def try_reserve(budget_id: int, window: Window, limit_cents: int, amount: Decima
             ensure(budget_id, window)
             cursor.execute(sql, params)
             row = cursor.fetchone()
-    return None if row is None else int(row[0])
+    return row
 
 
 def give_back(window_id: int, amount: Decimal) -> None:
