@@ -116,6 +116,13 @@ def new_request(make_agent: Callable[..., AgentWithKey]) -> Callable[..., Any]:
     return make
 
 
+def client_for(user: User) -> Client:
+    """A browser-side test client logged in as `user`."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
 def shift_into_past(request_id: Any, seconds: float) -> None:
     """Move a request's clock `seconds` back, as if it had been created that long ago."""
     from datetime import timedelta

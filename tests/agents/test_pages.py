@@ -11,14 +11,9 @@ from django.test import Client
 from agents import services
 from agents.models import Agent, AgentStatus, ApiKey
 from audit.models import AuditEvent
+from tests.conftest import client_for
 
 ME = "/api/v1/agents/me"
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

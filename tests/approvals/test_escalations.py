@@ -12,13 +12,7 @@ from django.utils import timezone
 
 from approvals import selectors, services
 from approvals.models import ApprovalRequest
-from tests.conftest import shift_into_past
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+from tests.conftest import client_for, shift_into_past
 
 
 @pytest.fixture

@@ -6,13 +6,7 @@ import pytest
 from django.test import Client
 
 from approvals.models import ApprovalRequest, Status
-from tests.conftest import shift_into_past
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+from tests.conftest import client_for, shift_into_past
 
 
 def test_the_inbox_lists_what_the_person_may_decide_most_urgent_first(db, new_request, approvers):

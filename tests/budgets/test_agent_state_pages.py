@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from django.test import Client
-
 from tests.budgets.helpers import report
+from tests.conftest import client_for
 
 
 def test_the_agent_and_request_pages_show_the_budgets_and_a_refusal(
@@ -15,8 +14,7 @@ def test_the_agent_and_request_pages_show_the_budgets_and_a_refusal(
     request = new_request(agent=agent)
     make_budget(agent=agent, period="daily", limit_cents=3)
     report(agent)  # 3 ¢: the whole limit
-    client = Client()
-    client.force_login(manager)
+    client = client_for(manager)
     for page in (f"/agents/{agent.name}/", f"/requests/{request.pk}/"):
         html = client.get(page).content.decode()
         assert "Budgets" in html
