@@ -37,14 +37,9 @@ def inbox_context(user: User, query: QueryDict | None = None) -> dict[str, Any]:
     form = InboxFilterForm(query or QueryDict())
     filters = form.filters()
     pending = list(selectors.decidable_by(user, **filters)[:INBOX_LIMIT])
-    voted = set(
-        user.votes.filter(request__in=pending, voided_at__isnull=True).values_list(
-            "request_id", flat=True
-        )
-    )
     return {
         "pending": pending,
-        "voted": voted,
+        "voted": _voted(user, pending),
         "limit": INBOX_LIMIT,
         "filter_form": form,
         "filtered": bool(filters),
@@ -58,16 +53,14 @@ def inbox_row_context(user: User, query: QueryDict, request_id: str) -> dict[str
     `item` None when it no longer does (decided, expired, filtered out, not theirs)."""
     filters = InboxFilterForm(query).filters()
     item = selectors.decidable_by(user, **filters).filter(pk=request_id).first()
-    voted = (
-        set(
-            user.votes.filter(request=item, voided_at__isnull=True).values_list(
-                "request_id", flat=True
-            )
-        )
-        if item
-        else set()
-    )
+    voted = _voted(user, [item]) if item else set()
     return {"item": item, "voted": voted, "row_id": f"request-{request_id}"}
+
+
+def _voted(user: User, requests: list[ApprovalRequest]) -> set[uuid.UUID]:
+    """Which of these requests the person has a standing vote on (the row says so)."""
+    votes = user.votes.filter(request__in=requests, voided_at__isnull=True)
+    return set(votes.values_list("request_id", flat=True))
 
 
 @role_required(Role.APPROVER)
