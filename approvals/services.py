@@ -39,6 +39,7 @@ from audit.events import EventType
 from audit.services import record_event
 from budgets import admission
 from oversight.fields import unstorable_text
+from oversight.rows import insert_row
 
 MAX_PARAMS_BYTES = 64 * 1024
 
@@ -139,7 +140,7 @@ def create_request(
         times = rules.deadlines(created_at=now, urgency=urgency, timeout_seconds=timeout_seconds)
         route = rules.route_for(effective)
         digest = params_sha256(action, params)
-        request = ApprovalRequest.objects.create(
+        request = ApprovalRequest(
             agent=agent,
             action=action,
             params=params,
@@ -162,11 +163,12 @@ def create_request(
             required_approvals=rules.required_approvals(effective),
             timers_queued_until=timers.horizon_end(now),
         )
+        insert_row(request)
         try:
             admission.reserve_for_request(request)
         except admission.BudgetExceeded as exc:
             raise BudgetRefused(str(exc)) from exc
-        EmailDelivery.objects.create(request=request, kind=EmailKind.CREATED, tier=route[0])
+        insert_row(EmailDelivery(request=request, kind=EmailKind.CREATED, tier=route[0]))
         record_event(
             event_type=EventType.REQUEST_CREATED,
             actor=agent,
