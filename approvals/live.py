@@ -15,16 +15,13 @@ sent before returning.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-from collections.abc import Coroutine
-from typing import Any
 
-from asgiref.sync import SyncToAsync, async_to_sync
+from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from accounts.models import Tier, User
+from oversight.server_loop import server_loop, spawn
 
 logger = logging.getLogger(__name__)
 
@@ -70,33 +67,8 @@ def _send(groups: list[str], message: dict[str, object]) -> None:
             kind = message["type"]
             logger.warning("live update %s not sent; pages will catch up on refresh", kind)
 
-    loop = _server_loop()
+    loop = server_loop()
     if loop is None:
         async_to_sync(send)()
     else:
-        _spawn(loop, send())
-
-
-def _server_loop() -> asyncio.AbstractEventLoop | None:
-    """The ASGI server's event loop when called on one of its request threads, else None.
-
-    asgiref records the loop on the threads it runs sync code in (that is how `async_to_sync`
-    finds its way back); a stale record from another process or a stopped loop does not count.
-    """
-    local = SyncToAsync.threadlocal
-    loop: asyncio.AbstractEventLoop | None = getattr(local, "main_event_loop", None)
-    if loop is None or getattr(local, "main_event_loop_pid", None) != os.getpid():
-        return None
-    return loop if loop.is_running() and not loop.is_closed() else None
-
-
-_pending: set[asyncio.Task[None]] = set()
-
-
-def _spawn(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, None]) -> None:
-    def start() -> None:
-        task = loop.create_task(coroutine)
-        _pending.add(task)  # a task nobody references may be collected before it runs
-        task.add_done_callback(_pending.discard)
-
-    loop.call_soon_threadsafe(start)
+        spawn(loop, send())

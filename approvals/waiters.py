@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from oversight.redis_clients import UNAVAILABLE, quick_client
+from oversight.server_loop import server_loop, spawn
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +34,41 @@ POLL_SECONDS_CONNECTED = 15.0
 
 
 def publish(request_id: str, kind: str) -> None:
+    """Tell the waiters of every web process that the request changed (after commit).
+
+    On a server's request thread the message goes out from the event loop, so the agent's
+    response does not wait for Redis; elsewhere (Celery, commands) it is sent before returning.
+    """
+    message = f"{request_id} {kind}"
+    loop = server_loop()
+    if loop is not None:
+        spawn(loop, _publish_from_loop(message))
+        return
     try:
-        quick_client().publish(CHANNEL, f"{request_id} {kind}")
+        quick_client().publish(CHANNEL, message)
     except UNAVAILABLE:
-        logger.warning("could not publish the change of %s; waiters will re-read", request_id)
+        logger.warning("could not publish %r; waiters will re-read", message)
+
+
+_loop_clients: dict[int, tuple[asyncio.AbstractEventLoop, aioredis.Redis]] = {}
+
+
+async def _publish_from_loop(message: str) -> None:
+    loop = asyncio.get_running_loop()
+    known = _loop_clients.get(id(loop))
+    # One client per event loop (an asyncio client cannot move between loops); the identity
+    # check keeps a client of a closed loop whose id was reused from being picked up.
+    if known is None or known[0] is not loop:
+        known = _loop_clients[id(loop)] = (
+            loop,
+            aioredis.Redis.from_url(
+                settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5
+            ),
+        )
+    try:
+        await known[1].publish(CHANNEL, message)
+    except Exception:  # best effort, like the sync path: waiters re-read on their own
+        logger.warning("could not publish %r; waiters will re-read", message)
 
 
 class WaiterHub:

@@ -35,33 +35,56 @@ def approve_on_own_connection(request_id, reviewer):
         connection.close()
 
 
-def test_a_waiting_agent_hears_the_decision_within_100_ms(web_server, make_agent, approvers):
-    agent = make_agent()
-    headers = {"Authorization": f"Bearer {agent.key}"}
-    created = httpx.post(
-        f"{web_server.url}/api/v1/approval-requests", json=BODY, headers=headers
-    ).json()
+def _wait_in_background(
+    request_url: str, headers: dict[str, str]
+) -> tuple[threading.Thread, dict[str, object]]:
+    """Start a `?wait=30` long-poll on a thread; once it answers, `result` holds the body and
+    the monotonic time it arrived. Asserts it is still waiting half a second later."""
     result: dict[str, object] = {}
 
     def wait() -> None:
-        response = httpx.get(
-            f"{web_server.url}/api/v1/approval-requests/{created['id']}?wait=30",
-            headers=headers,
-            timeout=40,
-        )
+        response = httpx.get(f"{request_url}?wait=30", headers=headers, timeout=40)
         result["at"] = time.monotonic()
         result["body"] = response.json()
 
     waiter = threading.Thread(target=wait)
     waiter.start()
     waiter.join(timeout=0.5)
-    assert waiter.is_alive(), "the long-poll answered before any decision"
+    assert waiter.is_alive(), "the long-poll answered before any change"
+    return waiter, result
+
+
+def test_a_waiting_agent_hears_the_decision_within_100_ms(web_server, make_agent, approvers):
+    agent = make_agent()
+    headers = {"Authorization": f"Bearer {agent.key}"}
+    created = httpx.post(
+        f"{web_server.url}/api/v1/approval-requests", json=BODY, headers=headers
+    ).json()
+    waiter, result = _wait_in_background(
+        f"{web_server.url}/api/v1/approval-requests/{created['id']}", headers
+    )
     services.approve_request(request_id=created["id"], reviewer=approvers["lead"])
     decided_at = time.monotonic()
     waiter.join(timeout=10)
     assert result["body"]["status"] == "approved"  # type: ignore[index]
     lag = result["at"] - decided_at  # type: ignore[operator]
     assert lag < 0.1, f"answered {lag * 1000:.0f} ms after the decision"
+
+
+def test_a_change_made_through_the_server_wakes_the_waiter_within_100_ms(web_server, make_agent):
+    """The cancel runs on one of the server's request threads, which hand the wake-up to the
+    event loop instead of publishing it themselves."""
+    agent = make_agent()
+    headers = {"Authorization": f"Bearer {agent.key}"}
+    url = f"{web_server.url}/api/v1/approval-requests"
+    created = httpx.post(url, json=BODY, headers=headers).json()
+    waiter, result = _wait_in_background(f"{url}/{created['id']}", headers)
+    assert httpx.post(f"{url}/{created['id']}/cancel", headers=headers).status_code == 200
+    cancelled_at = time.monotonic()
+    waiter.join(timeout=10)
+    assert result["body"]["status"] == "cancelled"  # type: ignore[index]
+    lag = result["at"] - cancelled_at  # type: ignore[operator]
+    assert lag < 0.1, f"answered {lag * 1000:.0f} ms after the cancel returned"
 
 
 def test_wait_returns_the_pending_request_when_time_runs_out(web_server, make_agent):
@@ -124,4 +147,6 @@ def test_500_waiting_agents_do_not_starve_other_requests(web_server, make_agent,
         f"creates took up to {max(latencies):.2f} s while 500 agents waited"
     )
     assert approved == 500
-    assert fan_out < 10, f"all 500 waiters heard the decision within {fan_out:.1f} s"
+    # 500 answers leave one web process at once; on a loaded 2-core CI machine that burst took
+    # up to 12 s (4-6 s when idle), so the bound catches a lost wake-up (30 s), not slowness.
+    assert fan_out < 20, f"all 500 waiters heard the decision within {fan_out:.1f} s"
