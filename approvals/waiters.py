@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from oversight.redis_clients import UNAVAILABLE, quick_client
+from oversight.redis_clients import UNAVAILABLE, quick_async_client, quick_client
 from oversight.server_loop import server_loop, spawn
 
 logger = logging.getLogger(__name__)
@@ -50,24 +50,10 @@ def publish(request_id: str, kind: str) -> None:
         logger.warning("could not publish %r; waiters will re-read", message)
 
 
-_loop_clients: dict[int, tuple[asyncio.AbstractEventLoop, aioredis.Redis]] = {}
-
-
 async def _publish_from_loop(message: str) -> None:
-    loop = asyncio.get_running_loop()
-    known = _loop_clients.get(id(loop))
-    # One client per event loop (an asyncio client cannot move between loops); the identity
-    # check keeps a client of a closed loop whose id was reused from being picked up.
-    if known is None or known[0] is not loop:
-        known = _loop_clients[id(loop)] = (
-            loop,
-            aioredis.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5
-            ),
-        )
     try:
-        await known[1].publish(CHANNEL, message)
-    except Exception:  # best effort, like the sync path: waiters re-read on their own
+        await quick_async_client().publish(CHANNEL, message)
+    except Exception:  # best effort, like the sync path; an escaped error would go unlogged
         logger.warning("could not publish %r; waiters will re-read", message)
 
 
