@@ -6,6 +6,7 @@ has a bug it should hear about.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -90,6 +91,17 @@ class JSONObjectField(serializers.JSONField):
 
 class StrictSerializer(serializers.Serializer):
     """Refuses fields it does not know, so a typo is reported instead of ignored."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        """The declared fields, copied for this instance.
+
+        DRF deep-copies them, which builds every field again from its arguments: 0.4 ms of an
+        agent's create, more than the rest of its validation. A shallow copy does: `bind()`
+        gives each copy its own name and parent, and validating keeps nothing in the
+        containers (validators, choices, error messages) the copies share with the class's
+        field. Declare no field here that stores per-request state on itself.
+        """
+        return {name: copy.copy(field) for name, field in self._declared_fields.items()}
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):

@@ -1,0 +1,50 @@
+"""StrictSerializer's per-instance fields: shallow copies, each bound to its own serializer."""
+
+from __future__ import annotations
+
+from approvals.serializers import CreateRequestSerializer
+
+VALID = {"action": "deploy", "risk_level": "high", "justification": "why"}
+
+
+def test_each_serializer_binds_its_own_copies_and_the_declared_fields_stay_unbound():
+    first, second = CreateRequestSerializer(data=VALID), CreateRequestSerializer(data=VALID)
+    for name, declared in CreateRequestSerializer._declared_fields.items():
+        mine, theirs = first.fields[name], second.fields[name]
+        assert mine is not theirs
+        assert mine is not declared
+        assert (mine.parent, theirs.parent) == (first, second)
+        assert mine.field_name == name
+        assert declared.field_name is None
+        assert declared.parent is None
+
+
+def test_validating_one_request_leaves_nothing_behind_for_the_next():
+    bad = CreateRequestSerializer(
+        data={
+            "action": "x" * 201,
+            "risk_level": "extreme",
+            "justification": 5,
+            "confidence": 1.5,
+            "callback_url": "ftp://example.com/hook",
+        }
+    )
+    assert not bad.is_valid()
+    assert set(bad.errors) == {
+        "action",
+        "risk_level",
+        "justification",
+        "confidence",
+        "callback_url",
+    }
+    good = CreateRequestSerializer(data={**VALID, "confidence": 0.5})
+    assert good.is_valid(), good.errors
+    assert good.validated_data["urgency"] == "normal"
+    assert good.validated_data["params"] == {}
+    # The default is built afresh for every request, not shared through the copies.
+    good.validated_data["params"]["mutated"] = True
+    again = CreateRequestSerializer(data=VALID)
+    assert again.is_valid()
+    assert again.validated_data["params"] == {}
+    # The checks that ran on the bad body still run: they were not spent on it.
+    assert not CreateRequestSerializer(data={**VALID, "risk_level": "extreme"}).is_valid()
