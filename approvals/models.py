@@ -100,7 +100,10 @@ class EscalationRoute(models.Model):
 
 class ApprovalRequest(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    agent = models.ForeignKey("agents.Agent", on_delete=models.PROTECT, related_name="requests")
+    # No index of its own: request_agent_recent and request_agent_status lead with agent.
+    agent = models.ForeignKey(
+        "agents.Agent", on_delete=models.PROTECT, related_name="requests", db_index=False
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
 
     action = models.CharField(max_length=200)
@@ -137,7 +140,12 @@ class ApprovalRequest(models.Model):
 
     decided_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # request_decided_by: pending requests stay out of it
     )
     decision_reason = models.TextField(blank=True)
     modified_params = ExactJSONField(null=True, blank=True)
@@ -162,6 +170,11 @@ class ApprovalRequest(models.Model):
             # Decision figures look back a window (escalations page); history grows for years.
             models.Index(
                 fields=["decided_at"], condition=Q(decided_at__isnull=False), name="request_decided"
+            ),
+            models.Index(
+                fields=["decided_by"],
+                condition=Q(decided_by__isnull=False),
+                name="request_decided_by",
             ),
         ]
         constraints = [
