@@ -58,7 +58,8 @@ def dispatch(
 ) -> None:
     from approvals import live, tasks, timers, waiters
 
-    waiters.publish(request_id, kind)
+    if kind != CREATED:  # a long-poll waits for its request to leave pending; a new one has not
+        waiters.publish(request_id, kind)
     live.announce_request(request_id, first_tier_rank)
     try:
         # The first failure skips the rest: with the broker down, each attempt costs time.

@@ -1,0 +1,38 @@
+"""What a committed change sends to the long-poll waiters (approvals.notify)."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from django.conf import settings
+
+from approvals import services, waiters
+
+
+def _messages_about(request_id: object, pubsub: redis.client.PubSub, seconds: float) -> list[str]:
+    seen, until = [], time.monotonic() + seconds
+    while time.monotonic() < until:
+        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+        if message is not None and message["data"].decode().startswith(f"{request_id} "):
+            seen.append(message["data"].decode())
+    return seen
+
+
+def test_only_a_change_that_can_end_a_wait_wakes_the_waiters(
+    new_request, django_capture_on_commit_callbacks
+):
+    """A long-poll waits for its request to leave pending. A new request has not: its creation
+    wakes nobody (and costs no Redis round trip); its cancellation does."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    with client.pubsub() as pubsub:
+        pubsub.subscribe(waiters.CHANNEL)
+        assert pubsub.get_message(timeout=1)["type"] == "subscribe"
+
+        with django_capture_on_commit_callbacks(execute=True):
+            request = new_request()
+        assert _messages_about(request.pk, pubsub, 0.3) == []
+
+        with django_capture_on_commit_callbacks(execute=True):
+            services.cancel_request(request_id=request.pk, agent=request.agent)
+        assert _messages_about(request.pk, pubsub, 1.0) == [f"{request.pk} finished"]
