@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from rest_framework import serializers
+
 from approvals.serializers import CreateRequestSerializer
+from oversight.fields import StrictCharField, StrictSerializer
 
 VALID = {"action": "deploy", "risk_level": "high", "justification": "why"}
 
@@ -48,3 +51,17 @@ def test_validating_one_request_leaves_nothing_behind_for_the_next():
     assert again.validated_data["params"] == {}
     # The checks that ran on the bad body still run: they were not spent on it.
     assert not CreateRequestSerializer(data={**VALID, "risk_level": "extreme"}).is_valid()
+
+
+def test_a_field_holding_fields_is_copied_deeply_so_its_child_belongs_to_this_serializer():
+    class Tagged(StrictSerializer):
+        tags = serializers.ListField(child=StrictCharField(max_length=3))
+
+    first, second = Tagged(data={"tags": ["abcd"]}), Tagged(data={"tags": ["ok"]})
+    mine, theirs = first.fields["tags"], second.fields["tags"]
+    assert isinstance(mine, serializers.ListField)
+    assert isinstance(theirs, serializers.ListField)
+    assert mine.child is not theirs.child
+    assert mine.child.parent is mine
+    assert not first.is_valid()
+    assert second.is_valid(), second.errors
