@@ -107,6 +107,18 @@ class StrictSerializer(serializers.Serializer):
             for name, field in self._declared_fields.items()
         }
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Word the shared validators' messages once, now, before requests share them.
+
+        DRF words a validator's message (e.g. "no more than 200 characters") on first use and
+        caches the text in an object that is not safe for two threads to fill at once; the
+        copies above share those validators, so their first use must not be concurrent.
+        """
+        super().__init_subclass__(**kwargs)
+        for field in cls._declared_fields.values():
+            for validator in [] if _holds_fields(field) else field.validators:
+                str(getattr(validator, "message", ""))
+
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
             raise serializers.ValidationError({"non_field_errors": ["A JSON object is required."]})
@@ -117,4 +129,6 @@ class StrictSerializer(serializers.Serializer):
 
 
 def _holds_fields(field: serializers.Field) -> bool:
-    return isinstance(field, serializers.BaseSerializer) or hasattr(field, "child")
+    return isinstance(field, serializers.BaseSerializer) or any(
+        hasattr(field, name) for name in ("child", "child_relation")
+    )

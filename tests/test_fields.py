@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rest_framework import serializers
+from rest_framework.utils.formatting import lazy_format
 
 from approvals.serializers import CreateRequestSerializer
 from oversight.fields import StrictCharField, StrictSerializer
@@ -65,3 +66,15 @@ def test_a_field_holding_fields_is_copied_deeply_so_its_child_belongs_to_this_se
     assert mine.child.parent is mine
     assert not first.is_valid()
     assert second.is_valid(), second.errors
+
+
+def test_the_shared_validators_messages_are_worded_before_any_request_uses_them():
+    """DRF caches a worded message in an object two threads must not fill at once."""
+    messages = [
+        getattr(validator, "message", None)
+        for field in CreateRequestSerializer._declared_fields.values()
+        for validator in field.validators
+    ]
+    worded = [message for message in messages if isinstance(message, lazy_format)]
+    assert len(worded) >= 5  # action and justification lengths, confidence and cost bounds
+    assert all(message.result is not None for message in worded)
