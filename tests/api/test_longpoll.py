@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 
 import httpx
 import pytest
@@ -35,6 +36,16 @@ def approve_on_own_connection(request_id, reviewer):
         connection.close()
 
 
+def _created_over_http(web_server, make_agent) -> tuple[uuid.UUID, str, dict[str, str]]:
+    """A new agent creates a request through the server: (its id, its URL, the agent's headers)."""
+    headers = {"Authorization": f"Bearer {make_agent().key}"}
+    created = httpx.post(
+        f"{web_server.url}/api/v1/approval-requests", json=BODY, headers=headers
+    ).json()
+    request_id = uuid.UUID(created["id"])
+    return request_id, f"{web_server.url}/api/v1/approval-requests/{request_id}", headers
+
+
 def _wait_in_background(
     request_url: str, headers: dict[str, str]
 ) -> tuple[threading.Thread, dict[str, object]]:
@@ -55,15 +66,9 @@ def _wait_in_background(
 
 
 def test_a_waiting_agent_hears_the_decision_within_100_ms(web_server, make_agent, approvers):
-    agent = make_agent()
-    headers = {"Authorization": f"Bearer {agent.key}"}
-    created = httpx.post(
-        f"{web_server.url}/api/v1/approval-requests", json=BODY, headers=headers
-    ).json()
-    waiter, result = _wait_in_background(
-        f"{web_server.url}/api/v1/approval-requests/{created['id']}", headers
-    )
-    services.approve_request(request_id=created["id"], reviewer=approvers["lead"])
+    request_id, request_url, headers = _created_over_http(web_server, make_agent)
+    waiter, result = _wait_in_background(request_url, headers)
+    services.approve_request(request_id=request_id, reviewer=approvers["lead"])
     decided_at = time.monotonic()
     waiter.join(timeout=10)
     assert result["body"]["status"] == "approved"  # type: ignore[index]
@@ -74,12 +79,9 @@ def test_a_waiting_agent_hears_the_decision_within_100_ms(web_server, make_agent
 def test_a_change_made_through_the_server_wakes_the_waiter_within_100_ms(web_server, make_agent):
     """The cancel runs on one of the server's request threads, which hand the wake-up to the
     event loop instead of publishing it themselves."""
-    agent = make_agent()
-    headers = {"Authorization": f"Bearer {agent.key}"}
-    url = f"{web_server.url}/api/v1/approval-requests"
-    created = httpx.post(url, json=BODY, headers=headers).json()
-    waiter, result = _wait_in_background(f"{url}/{created['id']}", headers)
-    assert httpx.post(f"{url}/{created['id']}/cancel", headers=headers).status_code == 200
+    _, request_url, headers = _created_over_http(web_server, make_agent)
+    waiter, result = _wait_in_background(request_url, headers)
+    assert httpx.post(f"{request_url}/cancel", headers=headers).status_code == 200
     cancelled_at = time.monotonic()
     waiter.join(timeout=10)
     assert result["body"]["status"] == "cancelled"  # type: ignore[index]
@@ -88,26 +90,16 @@ def test_a_change_made_through_the_server_wakes_the_waiter_within_100_ms(web_ser
 
 
 def test_wait_returns_the_pending_request_when_time_runs_out(web_server, make_agent):
-    agent = make_agent()
-    headers = {"Authorization": f"Bearer {agent.key}"}
-    created = httpx.post(
-        f"{web_server.url}/api/v1/approval-requests", json=BODY, headers=headers
-    ).json()
+    _, request_url, headers = _created_over_http(web_server, make_agent)
     started = time.monotonic()
-    response = httpx.get(
-        f"{web_server.url}/api/v1/approval-requests/{created['id']}?wait=1", headers=headers
-    )
+    response = httpx.get(f"{request_url}?wait=1", headers=headers)
     assert response.json()["status"] == "pending"
     assert 0.9 < time.monotonic() - started < 3
 
 
 def test_500_waiting_agents_do_not_starve_other_requests(web_server, make_agent, approvers):
-    agent = make_agent()
-    headers = {"Authorization": f"Bearer {agent.key}"}
-    created = httpx.post(
-        f"{web_server.url}/api/v1/approval-requests", json=BODY, headers=headers
-    ).json()
-    url = f"{web_server.url}/api/v1/approval-requests/{created['id']}?wait=30"
+    request_id, request_url, headers = _created_over_http(web_server, make_agent)
+    url = f"{request_url}?wait=30"
 
     async def scenario() -> tuple[list[float], int, float]:
         limits = httpx.Limits(max_connections=600, max_keepalive_connections=600)
@@ -134,7 +126,7 @@ def test_500_waiting_agents_do_not_starve_other_requests(web_server, make_agent,
                 assert response.status_code == 201
                 latencies.append(time.monotonic() - started)
             decided = time.monotonic()
-            await asyncio.to_thread(approve_on_own_connection, created["id"], approvers["lead"])
+            await asyncio.to_thread(approve_on_own_connection, request_id, approvers["lead"])
             responses = await asyncio.gather(*polls)
             return (
                 latencies,
