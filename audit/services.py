@@ -33,6 +33,9 @@ from audit.models import AuditEvent, ChainVerification
 APPEND_LOCK_KEY = 8_031_166_050_034_607_465
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+# `EventType.values` builds a new list of all ~25 types on every access; every audited change
+# checks its type, so the check reads a set built once.
+_EVENT_TYPES = frozenset(EventType.values)
 
 
 def record_event(
@@ -53,7 +56,7 @@ def record_event(
     reproducibly, before anything is written. If the surrounding transaction rolls back, the
     event is gone with it, which is the point: the trail records what happened, not attempts.
     """
-    if event_type not in EventType.values:
+    if event_type not in _EVENT_TYPES:
         raise ValueError(f"Unknown audit event type {event_type!r}; add it to audit.events.")
     actor_type, actor_id, actor_name = _describe_actor(actor)
     subject_type, subject_id = _describe_subject(subject)

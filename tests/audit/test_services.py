@@ -31,6 +31,14 @@ def test_the_first_event_starts_the_chain_at_one_from_the_genesis_hash():
     assert stored.hash == event.hash == compute_hash(GENESIS_HASH, stored.__dict__)
 
 
+def test_an_unknown_event_type_is_refused_before_anything_is_written():
+    with pytest.raises(ValueError, match=r"Unknown audit event type 'login\.teleported'"):
+        record_event(event_type="login.teleported")
+    assert not AuditEvent.objects.exists()
+    # Every declared type is accepted, the plain string as well as the member.
+    assert record_event(event_type=str(EventType.LOGIN_FAILED)).sequence == 1
+
+
 def test_each_event_links_to_the_one_before_and_time_never_goes_back():
     events = [record_event(event_type=EventType.LOGIN_FAILED) for _ in range(5)]
     assert [e.sequence for e in events] == [1, 2, 3, 4, 5]
