@@ -110,11 +110,12 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
     # Prepared statements (Django turns them off by default): psycopg prepares a statement the
     # sixth time a connection runs it, and from then on PostgreSQL neither parses nor plans it
-    # again. Measured per create: 1.05 -> 0.65 ms of PostgreSQL CPU and ~0.3 ms less in the web
-    # process. Two costs: PgBouncer in transaction mode needs max_prepared_statements (1.21+),
-    # else turn this off; and a statement prepared before a migration that changes the columns
-    # it returns fails once ("cached plan must not change result type"), so web processes are
-    # restarted after migrating (compose's `migrate` runs before `web` starts).
+    # again. Measured per create on the bench server: ~0.95 -> ~0.68 ms of PostgreSQL CPU (and,
+    # in-process, ~0.3 ms less in the web process). Two costs: PgBouncer in transaction mode
+    # needs max_prepared_statements (1.21+), else turn this off; and a statement prepared before
+    # a migration that changes the columns it returns fails once ("cached plan must not change
+    # result type"), so start web processes after migrating (compose's `web` waits for
+    # `migrate`).
     if env_bool("OVERSIGHT_DB_PREPARED_STATEMENTS", default=True):
         DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
     else:
