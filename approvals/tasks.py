@@ -72,6 +72,8 @@ def tick_timers() -> dict[str, int]:
     """Beat, every few seconds: the timers' safety net and the hand-over of near deadlines."""
     handed_over = timers.hand_over()  # first: it is quick, and near deadlines need it
     escalated, expired = timers.sweep()
+    if escalated or expired:  # the safety net caught what the timer tasks did not
+        logger.info("timer tick: %d escalated, %d expired", escalated, expired)
     return {"handed_over": handed_over, "escalated": escalated, "expired": expired}
 
 
@@ -123,4 +125,7 @@ def sweep_emails() -> int:
 @shared_task(ignore_result=True)
 def purge_idempotency_keys() -> int:
     """Drop idempotency keys past their retention (kept at least 24 h, SPEC §3)."""
-    return idempotency.purge_expired()
+    purged = idempotency.purge_expired()
+    if purged:
+        logger.info("purged %d idempotency keys past their retention", purged)
+    return purged

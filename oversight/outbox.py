@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -130,11 +131,19 @@ SWEEP_BATCH = 100
 def sweep(model: type[OutboxItem], deliver: Callable[[uuid.UUID], str]) -> int:
     """Deliver what is due (beat): rows never queued as tasks, lost tasks, and retries."""
     rows = due(model, limit=SWEEP_BATCH)
+    outcomes: Counter[str] = Counter()
     for item_id in rows:
         try:
-            deliver(item_id)
+            outcomes[deliver(item_id)] += 1
         except Exception:  # one bad row must not stop the others' delivery
             logger.exception("%s %s failed", model._meta.verbose_name, item_id)
+            outcomes["errors"] += 1
+    if rows:
+        logger.info(
+            "outbox sweep, %s: %s",
+            model._meta.verbose_name_plural,
+            ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())),
+        )
     return len(rows)
 
 

@@ -403,11 +403,17 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"quiet_periodic_tasks": {"()": "oversight.logfilters.QuietPeriodicTasks"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("OVERSIGHT_LOG_LEVEL", "INFO")},
     "loggers": {
         # Django adds its own console handler when DEBUG is on; one line per event is enough.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "axes": {"level": "WARNING"},
+        # Not a line per run of the every-few-seconds beat tasks (see oversight.logfilters).
+        **{
+            name: {"filters": ["quiet_periodic_tasks"]}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
     },
 }

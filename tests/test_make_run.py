@@ -81,6 +81,16 @@ def test_make_run_serves_the_demo_and_ctrl_c_stops_everything(tmp_path):
         login = httpx.get(f"http://127.0.0.1:{port}/login/")
         assert login.status_code == 200
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["status"] == "ok"
+        # Beat's sweep sends the demo's emails and says so; the routine lines of its runs
+        # every couple of seconds stay out of the terminal (oversight.logfilters).
+        wait_until(
+            lambda: "outbox sweep, email deliveries:" in output.read_text(errors="replace"),
+            timeout=30,
+            interval=0.2,
+        )
+        text = output.read_text()
+        assert "Task approvals.tasks.sweep_emails[" not in text
+        assert "Sending due task sweep-emails" not in text
         spawned = children_of(launcher.pid)
         assert len(spawned) >= 4, "web, worker, beat and the embedded Valkey"
         # Ctrl-C in a terminal: SIGINT to the launcher's process group.
