@@ -19,7 +19,6 @@ class NavItem:
 
 # (label, URL name, roles that see it; empty = everyone logged in)
 _SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("Inbox", "home", (Role.APPROVER,)),
     ("Escalations", "approvals:escalations", (Role.MANAGER,)),
     ("Agents", "agents:list", (Role.MANAGER, Role.ADMIN)),
     ("Budgets", "budgets:overview", (Role.MANAGER, Role.ADMIN)),
@@ -33,9 +32,10 @@ def navigation(request: HttpRequest) -> dict[str, object]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"nav_items": []}
-    items = []
-    if not user.has_role(Role.APPROVER):
-        items.append(NavItem("Overview", reverse("home"), request.path == "/"))
+    # The front page is the inbox of those who decide requests, everyone else's overview.
+    items = [
+        NavItem("Inbox" if user.has_inbox else "Overview", reverse("home"), request.path == "/")
+    ]
     for label, url_name, roles in _SECTIONS:
         if roles and not any(user.has_role(role) for role in roles):
             continue
@@ -43,6 +43,5 @@ def navigation(request: HttpRequest) -> dict[str, object]:
             url = reverse(url_name)
         except NoReverseMatch:
             continue  # a section whose app has not shipped its pages yet
-        active = request.path == url if url == "/" else request.path.startswith(url)
-        items.append(NavItem(label, url, active))
+        items.append(NavItem(label, url, request.path.startswith(url)))
     return {"nav_items": items}

@@ -55,5 +55,11 @@ class User(AbstractUser):
         return self.is_active and (self.is_superuser or role in self.role_names)
 
     @property
+    def has_inbox(self) -> bool:
+        """Requests are routed to tiers (SPEC §2), so only an approver with a tier has any to
+        decide; a superuser or an approver whose tier is unset has no inbox."""
+        return bool(self.tier) and self.has_role(Role.APPROVER)
+
+    @property
     def display_name(self) -> str:
         return self.get_full_name() or self.username

@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import render
 
-from accounts.models import Role, Tier
+from accounts.models import Role
 from accounts.types import AuthenticatedHttpRequest
 from approvals.views import inbox
 
@@ -15,8 +15,11 @@ from approvals.views import inbox
 def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The front page: an approver's inbox, everyone else's overview (SPEC §4: inbox at /)."""
     user = request.user
-    if user.has_role(Role.APPROVER):
+    if user.has_inbox:
         return inbox(request)
     roles = [label for value, label in Role.choices if user.has_role(value)]
-    tier = Tier(user.tier).label if user.tier else ""
-    return render(request, "accounts/home.html", {"roles": roles, "tier": tier})
+    return render(
+        request,
+        "accounts/home.html",
+        {"roles": roles, "approver_without_tier": user.has_role(Role.APPROVER)},
+    )

@@ -15,7 +15,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import QueryDict
 from django.template.loader import render_to_string
 
-from accounts.models import Role, User
+from accounts.models import User
 from approvals import live
 from approvals.views import inbox_row_context
 
@@ -60,7 +60,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 @database_sync_to_async
 def _may_watch(user_id: int) -> bool:
     user = User.objects.filter(pk=user_id, is_active=True).first()
-    return bool(user and user.has_role(Role.APPROVER) and user.tier)
+    return bool(user and user.has_inbox)
 
 
 @database_sync_to_async

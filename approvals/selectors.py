@@ -24,7 +24,7 @@ def decidable_by(
     deadline first, optionally narrowed to a risk, an urgency, or an agent/action containing
     `q`. Requests they already voted on stay listed (a critical one may still need a second
     person) but are marked by the page."""
-    if not user.has_role(Role.APPROVER) or not user.tier:
+    if not user.has_inbox:
         return ApprovalRequest.objects.none()
     queryset = ApprovalRequest.objects.filter(
         status=Status.PENDING,

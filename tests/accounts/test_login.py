@@ -47,6 +47,22 @@ def test_someone_without_the_approver_role_logs_in_to_the_overview(db, make_user
     assert b"Compliance" in response.content
 
 
+def test_a_superuser_without_a_tier_gets_the_overview_and_why_not_an_empty_inbox(db, make_user):
+    # A superuser holds every role, the approver's too, but requests are routed to tiers: an
+    # inbox would stay empty, and its live socket would be refused (test_consumers) and retried.
+    person = make_user("ivan", roles=("admin",))
+    person.is_superuser = True
+    person.save()
+    client = Client()
+    client.force_login(person)
+    html = client.get("/").content.decode()
+    assert "<h1>Inbox</h1>" not in html
+    assert "ws-connect" not in html
+    assert "You have no approver tier" in html
+    assert '<a href="/" aria-current="page">Overview</a>' in html
+    assert ">Inbox</a>" not in html
+
+
 def test_a_wrong_password_shows_a_clear_error(db, make_user):
     make_user("frank")
     response = Client().post("/login/", {"username": "frank", "password": "wrong"})
