@@ -9,6 +9,7 @@ from django import forms
 
 from approvals.models import RiskLevel, Urgency
 from approvals.services import MAX_PARAMS_BYTES
+from oversight.fields import MAX_JSON_DEPTH, nested_deeper_than
 
 
 class RejectForm(forms.Form):
@@ -49,6 +50,8 @@ class ApproveForm(forms.Form):
             raise forms.ValidationError(f"This is not valid JSON: {exc}") from None
         if not isinstance(value, dict):
             raise forms.ValidationError("The arguments must be a JSON object, like the original.")
+        if nested_deeper_than(value):
+            raise forms.ValidationError(f"The arguments nest deeper than {MAX_JSON_DEPTH} levels.")
         return None if value == self.original else value
 
 

@@ -38,7 +38,7 @@ from approvals.representation import represent
 from audit.events import EventType
 from audit.services import record_event
 from budgets import admission
-from oversight.fields import unstorable_text
+from oversight.fields import MAX_JSON_DEPTH, nested_deeper_than, unstorable_text
 from oversight.rows import insert_row
 
 MAX_PARAMS_BYTES = 64 * 1024
@@ -522,6 +522,8 @@ def _finalize(
 
 
 def _check_params_size(params: dict[str, Any]) -> None:
+    if nested_deeper_than(params):
+        raise Invalid(f"params nest deeper than {MAX_JSON_DEPTH} levels.")
     where = unstorable_text(params)
     if where:
         raise Invalid(f"Text at {where} contains a NUL character or a lone surrogate.")

@@ -51,6 +51,29 @@ class StrictFloatField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+# Deeper JSON is refused, by the API's parser and by the services that store it: the checks and
+# serialisers that walk a value recurse once per level (agents' params need a handful).
+MAX_JSON_DEPTH = 64
+
+
+def nested_deeper_than(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `value` nests objects and arrays more than `limit` levels deep (without recursing:
+    Python's own JSON decoder accepts thousands of levels)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def unstorable_text(value: Any, path: str = "") -> str | None:
     """Where `value` holds text no database column can store (NUL, lone surrogates), if anywhere."""
     if isinstance(value, str):

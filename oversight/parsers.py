@@ -10,6 +10,7 @@ from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
 
 from oversight.api_errors import PayloadTooLarge
+from oversight.fields import MAX_JSON_DEPTH, nested_deeper_than
 
 
 class StrictJSONParser(JSONParser):
@@ -26,11 +27,17 @@ class StrictJSONParser(JSONParser):
         if len(raw) > limit:
             raise PayloadTooLarge(limit)
         try:
-            return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+            data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
         except RecursionError:
-            raise exceptions.ParseError("JSON nested too deeply.") from None
+            data = _TOO_DEEP
         except (ValueError, UnicodeDecodeError) as exc:
             raise exceptions.ParseError(f"Malformed JSON: {exc}") from None
+        if data is _TOO_DEEP or nested_deeper_than(data):
+            raise exceptions.ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+        return data
+
+
+_TOO_DEEP = object()
 
 
 def _refuse_constant(name: str) -> Any:

@@ -155,6 +155,28 @@ def test_malformed_json_is_400(db, agent, api, raw):
     assert response.json()["error"]["code"] in {"malformed_json", "invalid"}
 
 
+def nested(depth: int) -> dict[str, object]:
+    value: object = 1
+    for _ in range(depth - 1):
+        value = [value]
+    return {"a": value}
+
+
+@pytest.mark.parametrize("depth", [64, 1_000, 3_000])
+def test_params_nested_past_the_limit_are_400_at_any_depth(db, agent, api, depth):
+    # A few KiB of valid JSON that Python's decoder accepts; 1 000 levels used to overflow the
+    # recursion of the checks behind it (a 500). The body's own object is one level more.
+    response = api(agent.key).post(URL, {**BODY, "params": nested(depth)})
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["message"] == "JSON nested deeper than 64 levels."
+
+
+def test_params_nested_up_to_the_limit_are_accepted(db, agent, api):
+    response = api(agent.key).post(URL, {**BODY, "params": nested(63)})
+    assert response.status_code == 201, response.content
+    assert response.json()["params"] == nested(63)
+
+
 def test_a_body_over_the_limit_is_413(db, agent, api):
     big = {**BODY, "params": {"blob": "x" * 300_000}}
     response = api(agent.key).post(URL, big)

@@ -47,6 +47,22 @@ def test_an_agent_may_shorten_its_time_limit_but_not_lengthen_it(db, new_request
         new_request(urgency="critical", timeout_seconds=901)
 
 
+def test_params_nested_too_deeply_are_refused_by_create_and_by_approve_with_changes(
+    db, new_request, approvers
+):
+    deep: object = 1
+    for _ in range(2_000):  # deeper than Python's recursion limit: no RecursionError either
+        deep = [deep]
+    with pytest.raises(services.Invalid, match="deeper than 64 levels"):
+        new_request(params={"a": deep})
+    request = new_request()
+    with pytest.raises(services.Invalid, match="deeper than 64 levels"):
+        services.approve_request(
+            request_id=request.pk, reviewer=approvers["lead"], modified_params={"a": deep}
+        )
+    assert ApprovalRequest.objects.get(pk=request.pk).status == Status.PENDING
+
+
 def test_routes_are_read_from_the_admin_editable_table(db, new_request):
     EscalationRoute.objects.filter(risk_level="low").update(tiers=["engineering_manager"])
     rules.forget_routes()
