@@ -19,11 +19,12 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.decorators import api_view, permission_classes
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -57,6 +58,20 @@ class NewestFirst(CursorPagination):
     page_size = 50
     max_page_size = 200
     page_size_query_param = "page_size"
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        """A cursor that this API did not hand out is a 400: DRF answers 404 when it does not
+        decode, and a position that is not a time would fail in the query (a 500)."""
+        try:
+            cursor = super().decode_cursor(request)
+            position = cursor.position if cursor is not None else None
+            if position is not None and parse_datetime(str(position)) is None:
+                raise ValueError(position)
+        except (exceptions.NotFound, ValueError):
+            raise exceptions.ValidationError(
+                {"cursor": ["Not a cursor of this list: follow a page's next or previous link."]}
+            ) from None
+        return cursor
 
 
 @extend_schema(

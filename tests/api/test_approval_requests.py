@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from urllib.parse import quote
 
 import pytest
 
@@ -101,6 +103,20 @@ def test_list_pages_with_a_cursor(db, agent, api):
     assert len(page["results"]) == 2
     rest = api(agent.key).get(page["next"].split("testserver")[1]).json()
     assert len(rest["results"]) == 1
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["p=garbage", "p=2020-13-45 10:00:00%2B00:00", "p=%00", "p=" + "9" * 40, "r=1&o=x", None],
+)
+def test_a_cursor_this_list_did_not_hand_out_is_400(db, agent, api, cursor):
+    api(agent.key).post(URL, BODY)
+    # A well-formed cursor around a position that is not a time used to fail in the query (500);
+    # one that is not base64 at all (None) got DRF's 404.
+    raw = "%%%not-base64" if cursor is None else base64.b64encode(cursor.encode()).decode()
+    response = api(agent.key).get(f"{URL}?cursor={quote(raw)}")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"]["cursor"]
 
 
 def test_cancel_a_pending_request_then_409(db, agent, api):
