@@ -108,8 +108,12 @@ def complete(row: IdempotencyKey, *, request: ApprovalRequest, status_code: int,
 
 
 def release(row: IdempotencyKey) -> None:
-    """Forget a claim whose call failed validation, so the key can be used for a fixed body."""
-    IdempotencyKey.objects.filter(pk=row.pk, response_status__isnull=True).delete()
+    """Forget a claim whose call failed validation, so the key can be used for a fixed body.
+
+    Only while this call still holds it: a retry that took the key over keeps its claim."""
+    IdempotencyKey.objects.filter(
+        pk=row.pk, response_status__isnull=True, locked_until=row.locked_until
+    ).delete()
 
 
 def purge_expired() -> int:

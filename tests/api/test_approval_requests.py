@@ -298,6 +298,28 @@ def test_a_key_in_flight_is_409(db, agent, api):
     assert response.json()["error"]["code"] == "idempotency_in_flight"
 
 
+def test_a_call_that_outlived_its_lease_does_not_release_the_retry_s_claim(db, agent, api):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents.models import ApiKey
+    from approvals import idempotency
+    from approvals.models import IdempotencyKey
+
+    api_key = ApiKey.objects.get(agent=agent.agent)
+    body = json.loads(json.dumps(BODY))
+    slow = idempotency.claim(api_key=api_key, key="slow", body=body)
+    assert isinstance(slow, IdempotencyKey)
+    IdempotencyKey.objects.filter(pk=slow.pk).update(
+        locked_until=timezone.now() - timedelta(seconds=1)
+    )
+    retry = idempotency.claim(api_key=api_key, key="slow", body=body)  # takes the key over
+    assert isinstance(retry, IdempotencyKey)
+    idempotency.release(slow)  # the first call fails at last and gives back what it held
+    assert IdempotencyKey.objects.filter(pk=retry.pk, locked_until=retry.locked_until).exists()
+
+
 def test_a_failed_create_releases_its_key(db, agent, api):
     client = api(agent.key)
     bad = {**BODY, "urgency": "critical", "timeout_seconds": 99999}
