@@ -74,6 +74,11 @@ class ApprovalTimeout(Exception):
     """No decision arrived within the time the caller was willing to wait."""
 
 
+# The server lets a retry take over an Idempotency-Key after its first call has held it this
+# long (approvals.idempotency.IN_FLIGHT_LEASE, 60 s), plus a margin.
+IN_FLIGHT_PATIENCE = 65.0
+
+
 def params_sha256(action: str, params: dict[str, Any]) -> str:
     """The argument hash the server computes (canonical JSON of action + params)."""
     canonical = json.dumps(
@@ -236,8 +241,17 @@ class Oversight:
 
     def get(self, request_id: str, *, wait: int = 0) -> ApprovalRequest:
         path = f"approval-requests/{request_id}"
+        if not wait:
+            return ApprovalRequest.from_json(self._call("GET", path))
+        # The server holds a long-poll up to `wait` seconds: read for that long, whatever the
+        # client's own timeout is.
+        configured = self._client.timeout
+        read = None if configured.read is None else max(configured.read, wait + 15.0)
+        timeout = httpx.Timeout(
+            connect=configured.connect, read=read, write=configured.write, pool=configured.pool
+        )
         return ApprovalRequest.from_json(
-            self._call("GET", path, params={"wait": wait} if wait else None)
+            self._call("GET", path, params={"wait": wait}, timeout=timeout)
         )
 
     def wait(self, request_id: str, *, timeout: float | None = None) -> ApprovalRequest:
@@ -334,26 +348,36 @@ class Oversight:
     # --- transport --------------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        for attempt in range(self.max_retries + 1):
+        attempt = in_flight = 0
+        in_flight_since = time.monotonic()
+        while True:
             try:
                 response = self._client.request(method, path, **kwargs)
             except httpx.TransportError:
-                if attempt == self.max_retries:
+                if attempt >= self.max_retries:
                     raise
                 self._sleep(attempt)
+                attempt += 1
                 continue
             if response.status_code < 400:
                 return response.json()
             error = _error(response)
+            if response.status_code == 409 and error.code == "idempotency_in_flight":
+                # An earlier call with this key is still running, or died mid-way: the server
+                # hands a dead call's key over once its lease has run out, so ask until then.
+                if not in_flight:
+                    in_flight_since = time.monotonic()
+                if time.monotonic() - in_flight_since > IN_FLIGHT_PATIENCE:
+                    raise error
+                self._sleep(min(in_flight, 4))
+                in_flight += 1
+                continue
             # Safe to retry: creates carry an Idempotency-Key, everything else is a read or
             # a cancel, which answers 409 if it already happened.
-            retryable = response.status_code in {429, 500, 502, 503, 504} or (
-                response.status_code == 409 and error.code == "idempotency_in_flight"
-            )
-            if not retryable or attempt == self.max_retries:
+            if response.status_code not in {429, 500, 502, 503, 504} or attempt >= self.max_retries:
                 raise error
             self._sleep(attempt, response.headers.get("Retry-After"))
-        raise AssertionError("unreachable")
+            attempt += 1
 
     def _sleep(self, attempt: int, retry_after: str | None = None) -> None:
         if retry_after and retry_after.isdigit():

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
+from datetime import timedelta
 
 import httpx
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from approvals import services
 from approvals.models import ApprovalRequest, Status
@@ -169,3 +172,52 @@ def test_report_cost_is_recorded_once_across_a_retry_and_shows_the_budgets(
     assert report.budgets[0]["spent_cents"] == "18.00000000"
     assert not report.blocked
     assert CostRecord.objects.filter(agent=agent.agent).count() == 1
+
+
+def test_a_key_held_by_a_dead_call_is_waited_out_then_taken_over(web_server, make_agent):
+    # The first call with this key claimed it and died before answering (a web process
+    # killed mid-create): the server answers 409 until the claim's lease runs out (60 s; 2 s
+    # here), then lets a retry take the key over. The client waits for that instead of giving
+    # up after its transport retries.
+    from agents.models import ApiKey
+    from approvals import idempotency
+    from approvals.models import IdempotencyKey
+
+    agent = make_agent()
+    body = {
+        "action": "rotate_keys",
+        "params": {"service": "billing"},
+        "justification": "Quarterly rotation.",
+        "urgency": "normal",
+        "risk_level": "low",
+    }
+    IdempotencyKey.objects.create(
+        api_key=ApiKey.objects.get(agent=agent.agent),
+        key="died-mid-way",
+        body_sha256=idempotency.body_digest(body),
+        locked_until=timezone.now() + timedelta(seconds=2),
+    )
+    with Oversight(web_server.url, agent.key, max_retries=1, backoff=0.1) as oversight:
+        created = oversight.request_approval(
+            "rotate_keys",
+            {"service": "billing"},
+            justification="Quarterly rotation.",
+            risk_level="low",
+            idempotency_key="died-mid-way",
+        )
+    assert created.status == Status.PENDING
+    assert ApprovalRequest.objects.filter(agent=agent.agent).count() == 1
+
+
+def test_a_long_poll_outlasts_a_short_client_timeout(web_server, make_agent):
+    agent = make_agent()
+    with Oversight(web_server.url, agent.key, timeout=1.0, max_retries=0) as oversight:
+        created = oversight.request_approval(
+            "rotate_keys", justification="Quarterly rotation.", risk_level="low"
+        )
+        started = time.monotonic()
+        # The server holds each poll up to the 3 s asked for; a 1 s read timeout used to cut
+        # it off (httpx.ReadTimeout) instead of the caller's own deadline ending the wait.
+        with pytest.raises(ApprovalTimeout):
+            oversight.wait(created.id, timeout=3)
+    assert time.monotonic() - started >= 3
