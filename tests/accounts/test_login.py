@@ -10,6 +10,15 @@ from django.test import Client
 from tests.conftest import PASSWORD
 
 
+def superuser_client(make_user, username: str):
+    person = make_user(username, roles=("admin",))
+    person.is_superuser = True
+    person.save()
+    client = Client()
+    client.force_login(person)
+    return client, person
+
+
 def test_anonymous_visitors_are_sent_to_login_and_back(db):
     response = Client().get("/")
     assert response.status_code == 302
@@ -50,11 +59,7 @@ def test_someone_without_the_approver_role_logs_in_to_the_overview(db, make_user
 def test_a_superuser_without_a_tier_gets_the_overview_and_why_not_an_empty_inbox(db, make_user):
     # A superuser holds every role, the approver's too, but requests are routed to tiers: an
     # inbox would stay empty, and its live socket would be refused (test_consumers) and retried.
-    person = make_user("ivan", roles=("admin",))
-    person.is_superuser = True
-    person.save()
-    client = Client()
-    client.force_login(person)
+    client, _ = superuser_client(make_user, "ivan")
     html = client.get("/").content.decode()
     assert "<h1>Inbox</h1>" not in html
     assert "ws-connect" not in html
@@ -102,11 +107,7 @@ def test_navigation_shows_only_what_the_roles_open(db, make_user, roles, sees_ad
 def test_a_person_added_in_the_admin_is_audited(db, make_user):
     from audit.models import AuditEvent
 
-    admin = make_user("root-admin", roles=("admin",))
-    admin.is_superuser = True
-    admin.save()
-    client = Client()
-    client.force_login(admin)
+    client, admin = superuser_client(make_user, "root-admin")
     response = client.post(
         "/admin/accounts/user/add/",
         {
