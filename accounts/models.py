@@ -57,7 +57,8 @@ class User(AbstractUser):
     @property
     def has_inbox(self) -> bool:
         """Requests are routed to tiers (SPEC §2), so only an approver with a tier has any to
-        decide; a superuser or an approver whose tier is unset has no inbox."""
+        decide. `services.create_user` gives every approver one; a superuser, who holds every
+        role, may have none, and then has no inbox."""
         return bool(self.tier) and self.has_role(Role.APPROVER)
 
     @property

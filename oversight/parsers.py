@@ -26,18 +26,16 @@ class StrictJSONParser(JSONParser):
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
             raise PayloadTooLarge(limit)
+        too_deep = exceptions.ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
         try:
             data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
         except RecursionError:
-            data = _TOO_DEEP
+            raise too_deep from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise exceptions.ParseError(f"Malformed JSON: {exc}") from None
-        if data is _TOO_DEEP or nested_deeper_than(data):
-            raise exceptions.ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+        if nested_deeper_than(data):
+            raise too_deep
         return data
-
-
-_TOO_DEEP = object()
 
 
 def _refuse_constant(name: str) -> Any:

@@ -349,7 +349,7 @@ class Oversight:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         attempt = in_flight = 0
-        in_flight_since = time.monotonic()
+        give_up_at = 0.0  # on `idempotency_in_flight`, set by the first such answer
         while True:
             try:
                 response = self._client.request(method, path, **kwargs)
@@ -365,9 +365,8 @@ class Oversight:
             if response.status_code == 409 and error.code == "idempotency_in_flight":
                 # An earlier call with this key is still running, or died mid-way: the server
                 # hands a dead call's key over once its lease has run out, so ask until then.
-                if not in_flight:
-                    in_flight_since = time.monotonic()
-                if time.monotonic() - in_flight_since > IN_FLIGHT_PATIENCE:
+                give_up_at = give_up_at or time.monotonic() + IN_FLIGHT_PATIENCE
+                if time.monotonic() > give_up_at:
                     raise error
                 self._sleep(min(in_flight, 4))
                 in_flight += 1
