@@ -190,3 +190,13 @@ def test_people_without_a_role_get_403_and_anonymous_visitors_log_in(db, new_req
     response = Client().get(f"/requests/{request.pk}/")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/login/?next=")
+
+
+def test_changes_nested_too_deeply_are_a_form_error_that_keeps_the_typed_json():
+    from approvals.forms import ApproveForm
+
+    deep = "[" * 100 + "]" * 100
+    form = ApproveForm({"modified_params": f'{{"a": {deep}}}'}, original={"a": []})
+    assert not form.is_valid()
+    assert form.errors["modified_params"] == ["The arguments nest deeper than 64 levels."]
+    assert deep in form["modified_params"].value()
