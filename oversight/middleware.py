@@ -8,10 +8,11 @@ the same way and passes everything else straight through in async mode.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.middleware.security import SecurityMiddleware
 from whitenoise.middleware import WhiteNoiseMiddleware  # type: ignore[import-untyped]
 
 
@@ -54,3 +55,18 @@ class AsyncWhiteNoiseMiddleware(WhiteNoiseMiddleware):
                 return await serve(static_file, request)
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
         return await get_response(request)
+
+
+class InlineSecurityMiddleware(SecurityMiddleware):
+    """Django's SecurityMiddleware with its two hooks run on the event loop.
+
+    In an async stack Django's MiddlewareMixin runs each hook on a thread and comes back; these
+    two only read the request and settings and set headers, so the round trip buys nothing.
+    """
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        response: HttpResponse | None = self.process_request(request)
+        if response is None:
+            # In async mode the next layer is a coroutine function.
+            response = await cast(Awaitable[HttpResponse], self.get_response(request))
+        return self.process_response(request, response)

@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.test.client import ClientHandler
 
 from accounts import services as people
 from accounts.models import User
 from agents import services as agents
 from agents.models import Agent
+from oversight.handlers import ApiMiddlewareMixin, on_api_stack
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -51,12 +53,28 @@ def make_agent(db: None, make_user: Callable[..., User]) -> Callable[..., AgentW
     return make
 
 
+class ApiStackClientHandler(ApiMiddlewareMixin, ClientHandler):
+    """The test client's handler with the agent API's middleware, as the server runs it."""
+
+
+def api_stack_client() -> Client:
+    """A test client for the agent API's paths, through the middleware the server runs there."""
+    client = Client()
+    client.handler = ApiStackClientHandler(enforce_csrf_checks=False)
+    return client
+
+
 class ApiClient:
-    """A Django test client that sends JSON and the agent's Bearer key."""
+    """A Django test client that sends JSON and the agent's Bearer key, through the middleware
+    the server runs for the path (oversight.asgi): the API's own stack, or the pages' one."""
 
     def __init__(self, key: str | None) -> None:
-        self.client = Client()
+        self.api_client = api_stack_client()
+        self.pages_client = Client()
         self.key = key
+
+    def _client(self, path: str) -> Client:
+        return self.api_client if on_api_stack(path.partition("?")[0]) else self.pages_client
 
     def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
@@ -64,11 +82,11 @@ class ApiClient:
         return headers
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> Any:
-        return self.client.get(path, headers=self._headers(headers))
+        return self._client(path).get(path, headers=self._headers(headers))
 
     def post(self, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         data = body if isinstance(body, str | bytes) else json.dumps(body or {})
-        return self.client.post(
+        return self._client(path).post(
             path, data=data, content_type="application/json", headers=self._headers(headers)
         )
 

@@ -285,6 +285,10 @@ def hot_path(port: int, keys: list[str], warmup: float, duration: float) -> None
     )
     verdict = "meets" if ratio >= 0.4 else "BELOW"
     print(f"  ({verdict} the 0.4 target)")
+    print(
+        "  (the agent API runs on its own middleware stack, settings.API_MIDDLEWARE; the floor "
+        "on the pages' full one, settings.MIDDLEWARE)"
+    )
 
 
 def against_floor(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.conftest import api_stack_client
 
 URL = "/api/v1/approval-requests"
 FIELDS = [
@@ -95,7 +96,7 @@ def test_create_never_answers_500(fuzz_key, body, idempotency):
     headers = {"Authorization": f"Bearer {fuzz_key}"}
     if idempotency is not None and all(32 <= ord(c) < 127 for c in idempotency):
         headers["Idempotency-Key"] = idempotency
-    response = Client().post(
+    response = api_stack_client().post(
         URL, data=json.dumps(body), content_type="application/json", headers=headers
     )
     assert response.status_code in {200, 201, 400, 403, 409, 413, 422, 429}, response.content
@@ -109,7 +110,7 @@ def test_create_never_answers_500(fuzz_key, body, idempotency):
 )
 @given(raw=st.binary(max_size=200))
 def test_arbitrary_bytes_never_answer_500(fuzz_key, raw):
-    response = Client().post(
+    response = api_stack_client().post(
         URL,
         data=raw,
         content_type="application/json",

@@ -1,0 +1,100 @@
+"""The agent API runs on its own short middleware stack; pages keep the browser's."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.test import AsyncClient
+from django.test.client import AsyncClientHandler
+
+from oversight.handlers import ApiHandler, ApiMiddlewareMixin, on_api_stack
+from tests.conftest import PASSWORD
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/api/v1/approval-requests", True),
+        ("/api/v1/approval-requests/7d0c6a0e-4f6b-4f0e-9d55-2b1d2b6e1f0a", True),
+        ("/api/v1/costs", True),
+        ("/api/v1/schema/", True),
+        ("/api/v1/no-such-thing", True),
+        ("/api/v1/docs/", False),  # a page for people: CSP and framing headers
+        ("/healthz", False),
+        ("/apis", False),
+        ("/", False),
+        ("/admin/", False),
+    ],
+)
+def test_which_paths_the_api_stack_serves(path, expected):
+    assert on_api_stack(path) is expected
+
+
+def test_building_the_api_handler_leaves_the_browser_stack_in_the_settings():
+    before = list(settings.MIDDLEWARE)
+    handler = ApiHandler()
+    assert before == settings.MIDDLEWARE
+    # Only the API stack's hooks are collected: no CSRF check or login wall before the view.
+    assert vars(handler)["_view_middleware"] == []
+
+
+class AsyncApiStackClientHandler(ApiMiddlewareMixin, AsyncClientHandler):
+    """The API stack in async mode, as the ASGI server runs it."""
+
+
+def test_the_api_stack_redirects_plain_http_and_sets_hsts(settings):
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_HSTS_SECONDS = 3600
+    client = AsyncClient()
+    client.handler = AsyncApiStackClientHandler(enforce_csrf_checks=False)
+
+    plain = async_to_sync(client.get)("/api/v1/agents/me")
+    assert plain.status_code == 301
+    assert plain["Location"] == "https://testserver/api/v1/agents/me"
+
+    secure = async_to_sync(client.get)("/api/v1/agents/me", secure=True)
+    assert secure.status_code == 401
+    assert secure["Strict-Transport-Security"].startswith("max-age=3600")
+    assert secure["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_the_server_answers_agents_without_browser_middleware(web_server, make_agent, make_user):
+    agent = make_agent()
+    with httpx.Client(base_url=web_server.url, timeout=10) as http:
+        me = http.get("/api/v1/agents/me", headers={"Authorization": f"Bearer {agent.key}"})
+        assert me.status_code == 200
+        assert me.json()["name"] == agent.agent.name
+        # The security headers are there; the browser's session and framing ones are not.
+        assert me.headers["X-Content-Type-Options"] == "nosniff"
+        assert "X-Frame-Options" not in me.headers
+        assert "Cookie" not in me.headers.get("Vary", "")
+        assert "Set-Cookie" not in me.headers
+
+        # A logged-in person's session cookie is no way into the API, and a POST without a
+        # CSRF token gets the API's own answer (401), not the browser's CSRF refusal.
+        # Pages, the API's docs page among them, keep the browser stack.
+        for page in ("/login/", "/api/v1/docs/"):
+            response = http.get(page)
+            assert response.status_code == 200
+            assert response.headers["X-Frame-Options"] == "DENY"
+            assert "Content-Security-Policy" in response.headers
+
+        make_user("stack-person", roles=("approver",), tier="team_lead")
+
+        login = http.post(
+            "/login/",
+            data={
+                "username": "stack-person",
+                "password": PASSWORD,
+                "csrfmiddlewaretoken": http.cookies["csrftoken"],
+            },
+        )
+        assert login.status_code == 302
+        assert "sessionid" in http.cookies
+        refused = http.post("/api/v1/approval-requests", json={"action": "x"})
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "unauthenticated"
