@@ -255,7 +255,7 @@ def _vote(
         _ensure_pending(request)
         now = timezone.now()
         if request.is_overdue(now):
-            _expire(request, now)
+            _expire(request)
             outcome: VoteOutcome | None = None
         else:
             if seen_params_sha256 and seen_params_sha256 != request.current_params_sha256:
@@ -370,7 +370,7 @@ def cancel_request(*, request_id: uuid.UUID, agent: Agent) -> ApprovalRequest:
         now = timezone.now()
         expired = request.is_overdue(now)
         if expired:
-            _expire(request, now)
+            _expire(request)
         else:
             _finalize(
                 request, Status.CANCELLED, now=now, reason="Withdrawn by the agent.", actor=agent
@@ -390,7 +390,7 @@ def expire_request(*, request_id: uuid.UUID) -> bool:
         now = timezone.now()
         if request is None or not request.is_overdue(now):
             return False
-        _expire(request, now)
+        _expire(request)
     return True
 
 
@@ -442,10 +442,14 @@ def _escalate(request: ApprovalRequest, now: datetime, *, catching_up: bool = Fa
         notify.on_commit(request, notify.ESCALATED)
 
 
-def _expire(request: ApprovalRequest, now: datetime) -> None:
+def _expire(request: ApprovalRequest) -> None:
+    """A request expires at its deadline, whenever the sweep (or a late vote or cancel) finds
+    it: `decided_at` is `expires_at`, as every read reported since then, and an escalation
+    caught up on the way is dated then too, never after. The audit events say when each was
+    recorded."""
     if request.escalated_at is None:
-        _escalate(request, now, catching_up=True)
-    _finalize(request, Status.EXPIRED, now=now, reason=EXPIRED_REASON)
+        _escalate(request, request.expires_at, catching_up=True)
+    _finalize(request, Status.EXPIRED, now=request.expires_at, reason=EXPIRED_REASON)
 
 
 # --- helpers -------------------------------------------------------------------------------

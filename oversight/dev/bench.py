@@ -509,8 +509,9 @@ PUNCTUALITY_SAMPLES = 60
 
 def punctuality(port: int, key: str, env: dict[str, str], tmp: Path) -> None:
     """SPEC §10.3: how late escalation (at half-time) and expiry happen, with a real worker and
-    beat on their production defaults. Lateness is the time the change was made (the
-    `escalated_at` / `decided_at` written with its audit event) minus the time it was due."""
+    beat on their production defaults. Lateness is the time the change was made (its audit
+    event's time, from the database's clock) minus the time it was due. Not `decided_at`: an
+    expired request is dated at its deadline, however late the sweep."""
     import httpx
     import psycopg
 
@@ -551,9 +552,14 @@ def punctuality(port: int, key: str, env: dict[str, str], tmp: Path) -> None:
                 ids.append(response.json()["id"])
                 time.sleep(0.05)  # spread the deadlines out, as real traffic would
         query = """
-            SELECT EXTRACT(EPOCH FROM escalated_at - escalates_at),
-                   EXTRACT(EPOCH FROM decided_at - expires_at)
-            FROM approvals_approvalrequest WHERE id = ANY(%s) AND status = 'expired'
+            SELECT EXTRACT(EPOCH FROM escalated.occurred_at - r.escalates_at),
+                   EXTRACT(EPOCH FROM expired.occurred_at - r.expires_at)
+            FROM approvals_approvalrequest AS r
+            JOIN audit_auditevent AS expired
+                ON expired.subject_id = r.id::text AND expired.event_type = 'request.expired'
+            LEFT JOIN audit_auditevent AS escalated
+                ON escalated.subject_id = r.id::text AND escalated.event_type = 'request.escalated'
+            WHERE r.id = ANY(%s) AND r.status = 'expired'
         """
         rows: list[tuple[float, float]] = []
         with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:

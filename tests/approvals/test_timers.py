@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from approvals import tasks, timers
 from approvals.models import ApprovalRequest, Status
+from approvals.representation import represent
 from audit.models import AuditEvent
 from tests.approvals.test_races import run_together
 from tests.conftest import shift_into_past
@@ -140,6 +141,26 @@ def test_the_sweep_expires_overdue_requests_once_with_their_missed_escalation(ne
     assert half.current_tier == "engineering_manager"
     assert events(half.pk, "request.escalated") == 1
     assert ApprovalRequest.objects.get(pk=waiting.pk).escalated_at is None
+
+
+def test_a_late_sweep_dates_the_expiry_at_the_deadline_as_every_read_did(new_request):
+    """An hour late (worker and beat down): the request still expired at its deadline. Its
+    escalation, missed meanwhile, is dated then too, never after the expiry; the audit events
+    record when the sweep caught up."""
+    request = new_request(timeout_seconds=60)
+    shift_into_past(request.pk, 60 + 3600)
+    request.refresh_from_db()
+    before = represent(request, votes=[])
+    assert before["status"] == "expired"
+
+    assert timers.sweep() == (0, 1)
+    request.refresh_from_db()
+    after = represent(request, votes=[])
+    assert request.decided_at == request.expires_at
+    assert after["decision"]["decided_at"] == before["decision"]["decided_at"]
+    assert request.escalated_at == request.expires_at
+    recorded = AuditEvent.objects.get(subject_id=str(request.pk), event_type="request.expired")
+    assert recorded.occurred_at - request.expires_at > timedelta(hours=1)
 
 
 def test_concurrent_sweeps_change_each_request_once(new_request):
