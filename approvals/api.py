@@ -121,9 +121,10 @@ def _create(request: Request) -> Response:
         claimed = idempotency.claim(api_key=api_key, key=key, body=request.data)
         if isinstance(claimed, tuple):
             replay_status, replay_body = claimed
-            return Response(
-                replay_body, status=replay_status, headers={"Idempotent-Replayed": "true"}
-            )
+            headers = {"Idempotent-Replayed": "true"}
+            if replay_status == status.HTTP_201_CREATED:
+                headers["Location"] = _location(replay_body["id"])
+            return Response(replay_body, status=replay_status, headers=headers)
         claim = claimed
     try:
         with transaction.atomic():
@@ -158,8 +159,12 @@ def _create(request: Request) -> Response:
     return Response(
         body,
         status=status.HTTP_201_CREATED,
-        headers={"Location": f"/api/v1/approval-requests/{created.pk}"},
+        headers={"Location": _location(created.pk)},
     )
+
+
+def _location(request_id: object) -> str:
+    return f"/api/v1/approval-requests/{request_id}"
 
 
 def _list(request: Request) -> Response:
@@ -281,6 +286,12 @@ def _read_once(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], boo
 async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -> JsonResponse:
     if request.method != "GET":
         return _json_error(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
+    # Each database step hands its connection back when done, so 500 waiting agents hold no
+    # database connections while they wait (only an await on the waiter hub).
+    authenticated = await sync_to_async(_authenticate)(request)
+    if isinstance(authenticated, JsonResponse):
+        return authenticated
+    agent = authenticated
     raw_wait = request.GET.get("wait", "0")
     # ASCII digits only: str.isdigit() accepts "²", which int() refuses.
     if not re.fullmatch(r"[0-9]{1,2}", raw_wait) or int(raw_wait) > MAX_WAIT_SECONDS:
@@ -292,12 +303,6 @@ async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -
             ),
             status=400,
         )
-    # Each database step hands its connection back when done, so 500 waiting agents hold no
-    # database connections while they wait (only an await on the waiter hub).
-    authenticated = await sync_to_async(_authenticate)(request)
-    if isinstance(authenticated, JsonResponse):
-        return authenticated
-    agent = authenticated
     deadline = time.monotonic() + int(raw_wait)
     waiters = hub()
     with waiters.watch(str(request_id)) as changed:

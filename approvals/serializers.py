@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import httpx
 from rest_framework import serializers
 
@@ -40,6 +42,9 @@ class CreateRequestSerializer(StrictSerializer):
         if value:
             try:  # the client that will post to it must be able to use it
                 httpx.URL(value).host.encode("idna")
+                port = urlsplit(value).port  # ValueError outside 0-65535
+                if port == 0:
+                    raise ValueError(port)
             except Exception:
                 raise serializers.ValidationError("This callback URL cannot be reached.") from None
         return value

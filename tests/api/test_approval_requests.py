@@ -145,6 +145,8 @@ def test_cancel_a_pending_request_then_409(db, agent, api):
         ({"estimated_cost_cents": "100"}, "estimated_cost_cents"),
         ({"timeout_seconds": 0}, "timeout_seconds"),
         ({"callback_url": "ftp://example.com/x"}, "callback_url"),
+        ({"callback_url": "https://example.com:99999/x"}, "callback_url"),
+        ({"callback_url": "https://example.com:0/x"}, "callback_url"),
         ({"justification": None}, "justification"),
         ({"surprise": 1}, "surprise"),
         ({"justification": "   "}, "justification"),
@@ -243,6 +245,9 @@ def test_wait_must_be_0_to_60(db, agent, api):
         response = api(agent.key).get(f"{URL}/{created['id']}?wait={bad}")
         assert response.status_code == 400
         assert "wait" in response.json()["error"]["fields"]
+    # Without a key the answer is 401 whatever the query says.
+    response = api(None).get(f"{URL}/{created['id']}?wait=abc")
+    assert response.status_code == 401
 
 
 def test_rate_limit_is_429_with_retry_after(db, agent, api, settings):
@@ -269,6 +274,7 @@ def test_the_same_key_and_body_returns_the_first_response(db, agent, api):
     assert first.status_code == again.status_code == 201
     assert again.json()["id"] == first.json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == first.headers["Location"]
     assert ApprovalRequest.objects.count() == 1
 
 
