@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from oversight.api_errors import PayloadTooLarge, error_body
+from oversight.handlers import API_PREFIX
 
 _CODES_BY_EXCEPTION: list[tuple[type[exceptions.APIException], str]] = [
     (exceptions.NotAuthenticated, "unauthenticated"),
@@ -70,7 +71,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 def is_api_path(request: HttpRequest) -> bool:
-    return request.path.startswith("/api/")
+    return request.path_info.startswith(API_PREFIX)
 
 
 @csrf_exempt
@@ -79,6 +80,14 @@ def api_not_found(request: HttpRequest, exception: Exception | None = None) -> J
     return JsonResponse(
         error_body("not_found", f"No such endpoint: {request.path}"),
         status=status.HTTP_404_NOT_FOUND,
+    )
+
+
+def api_bad_request(request: HttpRequest) -> JsonResponse:
+    """Django's 400 for a request it refuses outright (a Host not in ALLOWED_HOSTS, ...)."""
+    return JsonResponse(
+        error_body("bad_request", "Refused as unsafe (for example: a Host not served here)."),
+        status=status.HTTP_400_BAD_REQUEST,
     )
 
 

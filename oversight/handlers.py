@@ -23,7 +23,11 @@ def on_api_stack(path_info: str) -> bool:
 
 
 class ApiMiddlewareMixin:
-    """A Django request handler that builds its chain from settings.API_MIDDLEWARE."""
+    """A Django request handler that builds its chain from settings.API_MIDDLEWARE.
+
+    The swap below is process-wide for its moment: build such a handler before anything is
+    served, not while another handler builds its chain (`oversight.asgi` builds both at import).
+    """
 
     def load_middleware(self, is_async: bool = False) -> None:
         # Django's BaseHandler reads the list from settings.MIDDLEWARE and takes no other. The

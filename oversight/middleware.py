@@ -11,7 +11,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponsePermanentRedirect,
+)
 from django.middleware.security import SecurityMiddleware
 from whitenoise.middleware import WhiteNoiseMiddleware  # type: ignore[import-untyped]
 
@@ -57,12 +62,26 @@ class AsyncWhiteNoiseMiddleware(WhiteNoiseMiddleware):
         return await get_response(request)
 
 
-class InlineSecurityMiddleware(SecurityMiddleware):
-    """Django's SecurityMiddleware with its two hooks run on the event loop.
+class ApiSecurityMiddleware(SecurityMiddleware):
+    """The agent API's one middleware: Django's SecurityMiddleware, plus the two things the
+    pages' CommonMiddleware does that an API needs too, with every hook run on the event loop.
+
+    - A Host outside ALLOWED_HOSTS is refused (Django answers 400) before any work is done.
+    - A response gets its Content-Length, so it is not sent chunked.
 
     In an async stack Django's MiddlewareMixin runs each hook on a thread and comes back; these
-    two only read the request and settings and set headers, so the round trip buys nothing.
+    only read the request and settings and set headers, so the round trip buys nothing.
     """
+
+    def process_request(self, request: HttpRequest) -> HttpResponsePermanentRedirect | None:
+        request.get_host()  # raises DisallowedHost
+        return super().process_request(request)
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        response = super().process_response(request, response)
+        if not response.streaming and not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
+        return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         response: HttpResponse | None = self.process_request(request)

@@ -67,10 +67,11 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 # The agent API's own stack (oversight.handlers, oversight.asgi): agents send a bearer key on
-# every call and read JSON, so of the stack above they need only the security headers. Each of
-# the others would cost a thread hop per hook (~0.15 ms of CPU each on the bench machine).
+# every call and read JSON, so of the stack above they need only the security headers and the
+# Host check. Each of the others would cost a thread hop per hook (~0.15 ms of CPU each on the
+# bench machine).
 API_MIDDLEWARE = [
-    "oversight.middleware.InlineSecurityMiddleware",
+    "oversight.middleware.ApiSecurityMiddleware",
 ]
 
 ROOT_URLCONF = "oversight.urls"

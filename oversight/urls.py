@@ -36,6 +36,12 @@ admin.site.site_header = "Oversight administration"
 admin.site.site_title = "Oversight admin"
 
 
+def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if api.is_api_path(request):
+        return api.api_bad_request(request)
+    return defaults.bad_request(request, exception)
+
+
 def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
     if api.is_api_path(request):
         return api.api_not_found(request)

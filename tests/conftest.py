@@ -61,6 +61,7 @@ def api_stack_client() -> Client:
     """A test client for the agent API's paths, through the middleware the server runs there."""
     client = Client()
     client.handler = ApiStackClientHandler(enforce_csrf_checks=False)
+    client.handler.load_middleware()  # now, not on a first request that may run in a thread
     return client
 
 

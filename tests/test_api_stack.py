@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from asgiref.sync import async_to_sync
@@ -9,8 +11,10 @@ from django.conf import settings
 from django.test import AsyncClient
 from django.test.client import AsyncClientHandler
 
+from approvals.models import ApprovalRequest
+from oversight.asgi import SplitByPath
 from oversight.handlers import ApiHandler, ApiMiddlewareMixin, on_api_stack
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, api_stack_client
 
 
 @pytest.mark.parametrize(
@@ -30,6 +34,30 @@ from tests.conftest import PASSWORD
 )
 def test_which_paths_the_api_stack_serves(path, expected):
     assert on_api_stack(path) is expected
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "expected"),
+    [
+        ("/api/v1/costs", "", "api"),
+        ("/api/v1/docs/", "", "pages"),
+        ("/oversight/api/v1/costs", "/oversight", "api"),
+        ("/oversight/api/v1/docs/", "/oversight", "pages"),
+        ("/oversight/login/", "/oversight", "pages"),
+    ],
+)
+def test_the_router_strips_the_root_path_as_django_does(path, root_path, expected):
+    served: list[str] = []
+
+    def app(name: str) -> Any:
+        async def serve(scope: Any, receive: Any, send: Any) -> None:
+            served.append(name)
+
+        return serve
+
+    router = SplitByPath(api=app("api"), pages=app("pages"))
+    async_to_sync(router)({"type": "http", "path": path, "root_path": root_path}, None, None)
+    assert served == [expected]
 
 
 def test_building_the_api_handler_leaves_the_browser_stack_in_the_settings():
@@ -54,6 +82,13 @@ def test_the_api_stack_redirects_plain_http_and_sets_hsts(settings):
     assert plain.status_code == 301
     assert plain["Location"] == "https://testserver/api/v1/agents/me"
 
+    # A Host this deployment does not serve is refused before any work, as on the pages.
+    foreign = async_to_sync(client.get)(
+        "/api/v1/agents/me", secure=True, headers={"Host": "evil.example"}
+    )
+    assert foreign.status_code == 400
+    assert foreign.json()["error"]["code"] == "bad_request"
+
     secure = async_to_sync(client.get)("/api/v1/agents/me", secure=True)
     assert secure.status_code == 401
     assert secure["Strict-Transport-Security"].startswith("max-age=3600")
@@ -70,6 +105,7 @@ def test_the_server_answers_agents_without_browser_middleware(web_server, make_a
         assert me.json()["name"] == agent.agent.name
         # The security headers are there; the browser's session and framing ones are not.
         assert me.headers["X-Content-Type-Options"] == "nosniff"
+        assert me.headers["Content-Length"] == str(len(me.content))  # not sent chunked
         assert "X-Frame-Options" not in me.headers
         assert "Cookie" not in me.headers.get("Vary", "")
         assert "Set-Cookie" not in me.headers
@@ -98,3 +134,17 @@ def test_the_server_answers_agents_without_browser_middleware(web_server, make_a
         refused = http.post("/api/v1/approval-requests", json={"action": "x"})
         assert refused.status_code == 401
         assert refused.json()["error"]["code"] == "unauthenticated"
+
+
+def test_a_create_for_a_foreign_host_is_refused_and_makes_nothing(make_agent):
+    agent = make_agent()
+    response = api_stack_client().post(
+        "/api/v1/approval-requests",
+        data={"action": "deploy", "justification": "ship"},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {agent.key}"},
+        HTTP_HOST="evil.example",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+    assert not ApprovalRequest.objects.exists()

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 from django.db import close_old_connections, connection
-from django.test import Client
 from django.utils import timezone
 
 from approvals import services
 from approvals.models import ApprovalRequest, Status, Vote
 from audit.models import AuditEvent
+from tests.conftest import api_stack_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -122,8 +122,11 @@ def test_ten_parallel_creates_with_one_idempotency_key_make_one_request(make_age
         "justification": "cleanup",
     }
 
-    def create() -> tuple[int, str | None]:
-        response = Client().post(
+    # Built here, not in the threads: building a client's API stack swaps a setting.
+    ready = [api_stack_client() for _ in range(10)]
+
+    def create(client: Any = None) -> tuple[int, str | None]:
+        response = (client or api_stack_client()).post(
             "/api/v1/approval-requests",
             data=body,
             content_type="application/json",
@@ -131,7 +134,7 @@ def test_ten_parallel_creates_with_one_idempotency_key_make_one_request(make_age
         )
         return response.status_code, response.json().get("id")
 
-    results = run_together([create] * 10)
+    results = run_together([functools.partial(create, client) for client in ready])
     assert ApprovalRequest.objects.filter(agent=agent.agent).count() == 1
     statuses = sorted(status for status, _ in results)
     assert set(statuses) <= {201, 409}
