@@ -1,8 +1,9 @@
-"""Middleware that keeps the whole stack async-capable.
+"""Middleware that runs in async mode without needless trips to a thread.
 
 WhiteNoise's middleware is sync-only; one sync-only middleware makes Django run every request,
-including the long-poll waits of the agent API, on a thread. This subclass serves static files
-the same way and passes everything else straight through in async mode.
+including the long-poll waits of the agent API, on a thread. AsyncWhiteNoiseMiddleware serves
+static files the same way and passes everything else straight through in async mode.
+ApiSecurityMiddleware is the agent API's whole stack (settings.API_MIDDLEWARE).
 """
 
 from __future__ import annotations
