@@ -44,6 +44,8 @@ def test_which_paths_the_api_stack_serves(path, expected):
         ("/oversight/api/v1/costs", "/oversight", "api"),
         ("/oversight/api/v1/docs/", "/oversight", "pages"),
         ("/oversight/login/", "/oversight", "pages"),
+        ("/oversight/api/v1/costs", "/oversight/", "api"),
+        ("/oversightapi/v1/costs", "/oversight", "pages"),
     ],
 )
 def test_the_router_strips_the_root_path_as_django_does(path, root_path, expected):
