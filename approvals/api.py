@@ -109,15 +109,18 @@ def approval_requests(request: Request) -> Response:
 
 def _create(request: Request) -> Response:
     agent = request_agent(request)
+    api_key = request.auth
+    assert isinstance(api_key, ApiKey)
+    key = request.headers.get("Idempotency-Key")
     serializer = CreateRequestSerializer(data=request.data)
-    serializer.is_valid(raise_exception=True)
+    if not serializer.is_valid():
+        if key is not None:
+            idempotency.refuse_reuse(api_key=api_key, key=key, body=request.data)
+        raise exceptions.ValidationError(serializer.errors)
     data = serializer.validated_data
 
     claim = None
-    key = request.headers.get("Idempotency-Key")
     if key is not None:
-        api_key = request.auth
-        assert isinstance(api_key, ApiKey)
         claimed = idempotency.claim(api_key=api_key, key=key, body=request.data)
         if isinstance(claimed, tuple):
             replay_status, replay_body = claimed

@@ -67,13 +67,38 @@ def claim(*, api_key: ApiKey, key: str, body: Any) -> IdempotencyKey | tuple[int
     )
 
 
+def refuse_reuse(*, api_key: ApiKey, key: str, body: Any) -> None:
+    """For a body that failed validation: a key that was already used is a 422 all the same.
+
+    The key's stored body was valid, so it differs from this one; answering the validation
+    error instead would tell the agent to fix a body that the key can never carry. Only the
+    error path pays this read; a key that is itself invalid leaves the validation error to
+    answer.
+    """
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        return
+    try:
+        digest = body_digest(body)
+    except (TypeError, ValueError):  # not JSON the parser made: nothing to compare
+        return
+    stored = IdempotencyKey.objects.filter(api_key=api_key, key=key).values_list(
+        "body_sha256", flat=True
+    )
+    if any(existing != digest for existing in stored):
+        raise _reused()
+
+
+def _reused() -> ApiError:
+    return ApiError(
+        status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        code="idempotency_key_reused",
+        message="This Idempotency-Key was used with a different body.",
+    )
+
+
 def _settle(existing: IdempotencyKey, digest: str, now: Any) -> IdempotencyKey | tuple[int, Any]:
     if existing.body_sha256 != digest:
-        raise ApiError(
-            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
-            code="idempotency_key_reused",
-            message="This Idempotency-Key was used with a different body.",
-        )
+        raise _reused()
     if existing.response_status is not None:
         return existing.response_status, existing.response_body
     taken_over = IdempotencyKey.objects.filter(

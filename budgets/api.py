@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import exceptions, status
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -41,9 +41,13 @@ MAX_KEY_LENGTH = 200
 @api_view(["POST"])
 def costs(request: Request) -> Response:
     agent = request_agent(request)
-    serializer = CostReportSerializer(data=request.data)
-    serializer.is_valid(raise_exception=True)
     key = request.headers.get("Idempotency-Key", "")
+    serializer = CostReportSerializer(data=request.data)
+    if not serializer.is_valid():
+        # A used key was used with a valid report, so not with this one: 422, as for any other.
+        if key and services.key_was_used(agent=agent, idempotency_key=key):
+            raise _reused(services.IdempotencyKeyReused.MESSAGE)
+        raise exceptions.ValidationError(serializer.errors)
     if len(key) > MAX_KEY_LENGTH:
         raise ApiError(
             status_code=400,
@@ -55,13 +59,17 @@ def costs(request: Request) -> Response:
             agent=agent, idempotency_key=key, **serializer.validated_data
         )
     except services.IdempotencyKeyReused as exc:
-        raise ApiError(status_code=422, code="idempotency_key_reused", message=str(exc)) from exc
+        raise _reused(str(exc)) from exc
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
     return Response(
         represent(outcome),
         status=status.HTTP_200_OK if outcome.replayed else status.HTTP_201_CREATED,
         headers=headers,
     )
+
+
+def _reused(message: str) -> ApiError:
+    return ApiError(status_code=422, code="idempotency_key_reused", message=message)
 
 
 def represent(outcome: services.CostOutcome) -> dict[str, Any]:

@@ -46,6 +46,15 @@ MAX_THRESHOLD = 1000  # percent: alerting at 10x the limit is the most anyone ne
 class IdempotencyKeyReused(Exception):
     """The same Idempotency-Key came with a different report."""
 
+    MESSAGE = "This Idempotency-Key was used for a different cost report; use a new key."
+
+    def __init__(self, message: str = MESSAGE) -> None:
+        super().__init__(message)
+
+
+def key_was_used(*, agent: Agent, idempotency_key: str) -> bool:
+    return CostRecord.objects.filter(agent=agent, idempotency_key=idempotency_key).exists()
+
 
 @dataclass(frozen=True)
 class CostOutcome:
@@ -164,9 +173,7 @@ def _claim_task_reservations(
 
 def _replay(first: CostRecord, fields: dict[str, Any]) -> CostOutcome:
     if any(getattr(first, name) != value for name, value in fields.items()):
-        raise IdempotencyKeyReused(
-            "This Idempotency-Key was used for a different cost report; use a new key."
-        )
+        raise IdempotencyKeyReused()
     return CostOutcome(record=first, budgets=selectors.agent_states(first.agent), replayed=True)
 
 

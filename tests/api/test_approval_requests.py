@@ -286,6 +286,23 @@ def test_the_same_key_with_another_body_is_422(db, agent, api):
     assert response.json()["error"]["code"] == "idempotency_key_reused"
 
 
+def test_the_same_key_with_an_invalid_body_is_422_not_a_validation_error(db, agent, api):
+    client = api(agent.key)
+    client.post(URL, BODY, headers={"Idempotency-Key": "abc-3"})
+    response = client.post(
+        URL, {**BODY, "urgency": "whenever"}, headers={"Idempotency-Key": "abc-3"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "idempotency_key_reused"
+    # A fresh key with that body is the body's own error.
+    fresh = client.post(URL, {**BODY, "urgency": "whenever"}, headers={"Idempotency-Key": "abc-4"})
+    assert fresh.status_code == 400
+    # And an unused key leaves nothing behind, so the fixed body still goes through.
+    fixed = client.post(URL, BODY, headers={"Idempotency-Key": "abc-4"})
+    assert fixed.status_code == 201
+    assert ApprovalRequest.objects.count() == 2
+
+
 def test_keys_are_scoped_to_the_api_key(db, agent, make_agent, api):
     other = make_agent()
     a = api(agent.key).post(URL, BODY, headers={"Idempotency-Key": "shared"}).json()

@@ -87,6 +87,17 @@ def test_a_retried_report_with_the_same_key_is_recorded_once(agent, api):
     assert CostRecord.objects.count() == 1
 
 
+def test_a_used_key_with_an_invalid_report_is_422_not_a_validation_error(agent, api):
+    client = api(agent.key)
+    client.post(URL, BODY, headers={"Idempotency-Key": "call-2"})
+    broken = {**BODY, "output_tokens": -1}
+    response = client.post(URL, broken, headers={"Idempotency-Key": "call-2"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "idempotency_key_reused"
+    assert client.post(URL, broken, headers={"Idempotency-Key": "call-3"}).status_code == 400
+    assert CostRecord.objects.count() == 1
+
+
 def test_keys_are_per_agent(agent, make_agent, api):
     other = make_agent()
     api(agent.key).post(URL, BODY, headers={"Idempotency-Key": "same"})
