@@ -25,7 +25,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["if_empty"] and User.objects.exists():
-            self.stdout.write("The database has people already; not seeding the demo.")
+            self.stdout.write(
+                "The database has people already; not seeding the demo. API keys are shown only"
+                " when made: for a new one, open an agent's page (Agents > support-agent > Create"
+                " API key) or run `manage.py create_agent NAME`."
+            )
             return
         with transaction.atomic():
             self._seed()
