@@ -24,6 +24,7 @@ from tests.conftest import PASSWORD, api_stack_client
         ("/api/v1/approval-requests/7d0c6a0e-4f6b-4f0e-9d55-2b1d2b6e1f0a", True),
         ("/api/v1/costs", True),
         ("/api/v1/schema/", True),
+        ("/api/v1/health", True),
         ("/api/v1/no-such-thing", True),
         ("/api/v1/docs/", False),  # a page for people: CSP and framing headers
         ("/healthz", False),

@@ -5,12 +5,21 @@ from __future__ import annotations
 from django.test import Client
 
 from oversight.dev.services import free_port
+from tests.conftest import api_stack_client
 
 
 def test_healthz_answers_without_login(db):
     response = Client().get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+def test_the_api_s_health_answers_through_the_api_s_stack_without_a_key(db):
+    response = api_stack_client().get("/api/v1/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert "X-Frame-Options" not in response  # the pages' middleware did not run
+    assert api_stack_client().post("/api/v1/health").status_code == 405
 
 
 def test_readyz_is_200_when_database_and_redis_answer(db):
