@@ -11,12 +11,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from oversight import health
 from oversight.api_errors import PayloadTooLarge, error_body
 from oversight.handlers import API_PREFIX
 
@@ -81,6 +82,48 @@ def api_not_found(request: HttpRequest, exception: Exception | None = None) -> J
         error_body("not_found", f"No such endpoint: {request.path}"),
         status=status.HTTP_404_NOT_FOUND,
     )
+
+
+@csrf_exempt
+@login_not_required
+def api_health(request: HttpRequest) -> HttpResponse:
+    """`/healthz` where agents reach the API (its stack, its prefix), with the API's JSON 405."""
+    if request.method not in ("GET", "HEAD"):
+        return JsonResponse(
+            error_body("method_not_allowed", f'Method "{request.method}" not allowed.'),
+            status=status.HTTP_405_METHOD_NOT_ALLOWED,
+            headers={"Allow": "GET, HEAD"},
+        )
+    return health.healthz(request)
+
+
+def document_health(
+    result: dict[str, Any], generator: Any, request: Any, public: Any
+) -> dict[str, Any]:
+    """drf-spectacular documents DRF views only; add the API's health check."""
+    result["paths"]["/api/v1/health"] = {
+        "get": {
+            "operationId": "health",
+            "summary": "The server answers (no key needed)",
+            "tags": ["health"],
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "It does",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"status": {"type": "string", "enum": ["ok"]}},
+                                "required": ["status"],
+                            }
+                        }
+                    },
+                }
+            },
+        }
+    }
+    return result
 
 
 def api_bad_request(request: HttpRequest) -> JsonResponse:

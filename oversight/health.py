@@ -12,12 +12,12 @@ from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 _REDIS_TIMEOUT_SECONDS = 1.0
 
 
-@require_GET
+@require_safe
 @never_cache
 @login_not_required
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -49,7 +49,7 @@ def _check_redis() -> str | None:
     return None
 
 
-@require_GET
+@require_safe
 @never_cache
 @login_not_required
 def readyz(request: HttpRequest) -> JsonResponse:

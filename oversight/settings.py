@@ -358,6 +358,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "approvals.api.document_async_endpoints",
+        "oversight.api.document_health",
     ],
 }
 

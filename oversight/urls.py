@@ -15,7 +15,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     # /healthz as the agents reach it: through the API's middleware, and under /api/ for a
     # proxy that forwards only that to the agents' network.
-    path("health", health.healthz, name="api-health"),
+    path("health", api.api_health, name="api-health"),
     path("", include("agents.api_urls")),
     path("", include("approvals.api_urls")),
     path("", include("budgets.api_urls")),

@@ -41,6 +41,8 @@ def test_which_paths_the_api_stack_serves(path, expected):
     ("path", "root_path", "expected"),
     [
         ("/api/v1/costs", "", "api"),
+        ("/api/v1/health", "", "api"),  # the bench's reference: a bare view on this stack
+        ("/healthz", "", "pages"),  # the bench's floor
         ("/api/v1/docs/", "", "pages"),
         ("/oversight/api/v1/costs", "/oversight", "api"),
         ("/oversight/api/v1/docs/", "/oversight", "pages"),

@@ -14,12 +14,21 @@ def test_healthz_answers_without_login(db):
     assert response.json() == {"status": "ok"}
 
 
-def test_the_api_s_health_answers_through_the_api_s_stack_without_a_key(db):
-    response = api_stack_client().get("/api/v1/health")
+def test_the_api_s_health_answers_without_a_key_and_its_errors_are_the_api_s(db):
+    client = api_stack_client()
+    response = client.get("/api/v1/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
-    assert "X-Frame-Options" not in response  # the pages' middleware did not run
-    assert api_stack_client().post("/api/v1/health").status_code == 405
+    assert client.head("/api/v1/health").status_code == 200  # load balancers probe with HEAD
+    refused = client.post("/api/v1/health")
+    assert refused.status_code == 405
+    assert refused["Allow"] == "GET, HEAD"
+    assert refused.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_healthz_and_readyz_answer_head(db):
+    assert Client().head("/healthz").status_code == 200
+    assert Client().head("/readyz").status_code == 200
 
 
 def test_readyz_is_200_when_database_and_redis_answer(db):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import resource
 import secrets
@@ -280,7 +281,7 @@ def hot_path(port: int, keys: list[str], warmup: float, duration: float) -> None
 
     print("\n§10.1 agent hot path")
     creates = [post_json("/api/v1/approval-requests", key, create_body) for key in keys]
-    ratio = against_floor(
+    ratios = against_floor(
         "POST /api/v1/approval-requests",
         "create",
         port,
@@ -289,12 +290,14 @@ def hot_path(port: int, keys: list[str], warmup: float, duration: float) -> None
         duration=duration,
         reference=True,
     )
-    verdict = "meets" if ratio >= 0.4 else "BELOW"
-    print(f"  ({verdict} the 0.4 target)")
+    for base, ratio in ratios.items():
+        verdict = "no verdict on" if math.isnan(ratio) else "meets" if ratio >= 0.4 else "BELOW"
+        print(f"  (against the {base}: {verdict} the 0.4 target)")
     print(
-        "  (the agent API runs on its own middleware stack, settings.API_MIDDLEWARE; the floor "
-        "on the pages' full one, settings.MIDDLEWARE. The reference is a bare view on the API's "
-        "stack: against it, the create's own work alone)"
+        "  (SPEC §10.1's floor is a bare Django JSON view on the same server: /healthz, on the "
+        "pages' middleware, settings.MIDDLEWARE. The agent API runs on its own, shorter stack, "
+        "settings.API_MIDDLEWARE; the reference is the same bare view on that stack, so against "
+        "it the ratio counts the create's own work alone)"
     )
 
 
@@ -307,52 +310,62 @@ def against_floor(
     warmup: float,
     duration: float,
     reference: bool = False,
-) -> float:
-    """Measure `payloads` and the floor in ROUNDS alternating rounds, so that a burst of other
-    work on the machine weighs on both alike; print both and their ratios; return the median
-    ratio of the rounds' throughputs.
+) -> dict[str, float]:
+    """Measure `payloads` and the floor in ROUNDS rounds, each scenario once a round, so that a
+    burst of other work on the machine weighs on all alike; print each and the ratios; return
+    the median ratio of the rounds' throughputs against each base.
 
     With `reference`, the same bare view on the agent API's own middleware stack (/api/v1/health)
-    is measured in the same rounds too, and the ratio against it is printed: what the measured
-    call costs beyond the stack it runs on.
+    is measured in the same rounds too: against it, the ratio is what the measured call costs
+    beyond the stack it runs on. The order within a round rotates, so that no scenario always
+    follows the measured call (and the background work its writes set off).
     """
-    floors: list[Result] = []
-    measured: list[Result] = []
-    references: list[Result] = []
-    slice_ = duration / ROUNDS
-    for _ in range(ROUNDS):
-        floors.append(measure("floor", port, [get("/healthz")] * CONCURRENCY,
-                              warmup=warmup, duration=slice_))  # fmt: skip
-        measured.append(measure(short, port, payloads, warmup=warmup, duration=slice_))
-        if reference:
-            references.append(measure("reference", port, [get(REFERENCE_PATH)] * CONCURRENCY,
-                                      warmup=warmup, duration=slice_))  # fmt: skip
-    floor = _combined("floor: GET /healthz (bare JSON view)", floors)
-    result = _combined(name, measured)
-    print(floor.line())
-    print(result.line())
-    _print_ratio(short, "floor", floors, measured)
-    print(f"  (median of the floor {statistics.median(floor.latencies) * 1000:.1f} ms)")
-    if references:
-        print(_combined(f"reference: GET {REFERENCE_PATH} (the same)", references).line())
-        _print_ratio(short, "reference", references, measured)
-    return statistics.median(_ratios(floors, measured))
+    scenarios: list[tuple[str, list[Callable[[], bytes]]]] = [
+        ("floor", [get(FLOOR_PATH)] * CONCURRENCY),
+        (short, payloads),
+    ]
+    if reference:
+        scenarios.append(("reference", [get(REFERENCE_PATH)] * CONCURRENCY))
+    rounds: dict[str, list[Result]] = {label: [] for label, _ in scenarios}
+    for n in range(ROUNDS):
+        turn = n % len(scenarios)
+        for label, load in scenarios[turn:] + scenarios[:turn]:
+            rounds[label].append(
+                measure(label, port, load, warmup=warmup, duration=duration / ROUNDS)
+            )
+    titles = {
+        "floor": f"floor: GET {FLOOR_PATH} (bare JSON view)",
+        short: name,
+        "reference": f"reference: GET {REFERENCE_PATH} (the same)",
+    }
+    combined = {label: _combined(titles[label], results) for label, results in rounds.items()}
+    for result in combined.values():
+        print(result.line())
+    print(f"  (median of the floor {statistics.median(combined['floor'].latencies) * 1000:.1f} ms)")
+    return {
+        base: _print_ratio(short, base, rounds[base], rounds[short])
+        for base in rounds
+        if base != short
+    }
 
 
+FLOOR_PATH = "/healthz"
 REFERENCE_PATH = "/api/v1/health"
 
 
-def _ratios(bases: list[Result], measured: list[Result]) -> list[float]:
-    return [m.throughput / b.throughput for b, m in zip(bases, measured, strict=True)]
-
-
-def _print_ratio(short: str, base: str, bases: list[Result], measured: list[Result]) -> None:
-    ratios = _ratios(bases, measured)
+def _print_ratio(short: str, base: str, bases: list[Result], measured: list[Result]) -> float:
+    ratios = [m.throughput / b.throughput for b, m in zip(bases, measured, strict=True)]
     p99 = _combined(base, bases).percentile(0.99) / _combined(short, measured).percentile(0.99)
+    median = statistics.median(ratios)
     print(
-        f"  ratio {short}/{base}: throughput {statistics.median(ratios):.2f} (median of rounds "
+        f"  ratio {short}/{base}: throughput {median:.2f} (median of rounds "
         f"{', '.join(f'{r:.2f}' for r in ratios)}), p99 {p99:.2f} ({base} p99 / {short} p99)"
     )
+    errors = sum(result.errors for result in (*bases, *measured))
+    if errors:
+        print(f"  ({errors} answers were errors: this ratio does not count)")
+        return math.nan
+    return median
 
 
 def _combined(name: str, results: list[Result]) -> Result:

@@ -303,6 +303,23 @@ def test_the_same_key_with_an_invalid_body_is_422_not_a_validation_error(db, age
     assert ApprovalRequest.objects.count() == 2
 
 
+def test_an_invalid_body_with_a_key_in_flight_is_422_and_with_a_released_key_400(db, agent, api):
+    from agents.models import ApiKey
+    from approvals import idempotency
+
+    api_key = ApiKey.objects.get(agent=agent.agent)
+    idempotency.claim(api_key=api_key, key="busy-2", body=json.loads(json.dumps(BODY)))
+    invalid = {**BODY, "urgency": "whenever"}
+    client = api(agent.key)
+    busy = client.post(URL, invalid, headers={"Idempotency-Key": "busy-2"})
+    assert busy.status_code == 422
+    assert busy.json()["error"]["code"] == "idempotency_key_reused"
+    # A create that failed (a time limit above the urgency's) gave its key back: unused again.
+    failed = client.post(URL, {**BODY, "timeout_seconds": 10**6}, headers={"Idempotency-Key": "k"})
+    assert (failed.status_code, failed.json()["error"]["code"]) == (422, "invalid")
+    assert client.post(URL, invalid, headers={"Idempotency-Key": "k"}).status_code == 400
+
+
 def test_keys_are_scoped_to_the_api_key(db, agent, make_agent, api):
     other = make_agent()
     a = api(agent.key).post(URL, BODY, headers={"Idempotency-Key": "shared"}).json()

@@ -56,4 +56,7 @@ def test_no_input_to_any_operation_gets_a_server_error(web_server: Any, make_age
         )
     # The schema really lists the agent API, and each operation was called many times.
     assert {"POST /api/v1/approval-requests", "GET /api/v1/approval-requests/{id}"} <= set(calls)
+    # The health check takes no input at all (no parameter, body or key): one call is all there
+    # is to send it.
+    assert calls.pop("GET /api/v1/health") >= 1
     assert min(calls.values()) >= 10, calls

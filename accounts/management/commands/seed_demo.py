@@ -27,8 +27,9 @@ class Command(BaseCommand):
         if options["if_empty"] and User.objects.exists():
             self.stdout.write(
                 "The database has people already; not seeding the demo. API keys are shown only"
-                " when made: for a new one, sign in as manager and open an agent (Agents >"
-                " support-agent > Create API key), or run `manage.py create_agent NAME`."
+                " when made: for a new one, open the agent's page as a manager (Agents > the"
+                " agent > Create API key; the demo's manager is `manager`), or run"
+                " `manage.py create_agent NAME`."
             )
             return
         with transaction.atomic():
