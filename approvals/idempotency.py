@@ -22,20 +22,25 @@ from rest_framework import status
 from agents.models import ApiKey
 from approvals.binding import canonical_json
 from approvals.models import ApprovalRequest, IdempotencyKey
-from oversight.api_errors import ApiError
+from oversight.api_errors import ApiError, IdempotencyKeyReused
 
 RETENTION = timedelta(hours=48)
 # How long a first attempt may be in flight before a retry may take over (it crashed).
 IN_FLIGHT_LEASE = timedelta(seconds=60)
 MAX_KEY_LENGTH = 255
+REUSED = "This Idempotency-Key was used with a different body."
 
 
 def body_digest(body: Any) -> str:
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
+def _well_formed(key: str) -> bool:
+    return bool(key) and len(key) <= MAX_KEY_LENGTH and key.isprintable()
+
+
 def validate_key(key: str) -> None:
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+    if not _well_formed(key):
         raise ApiError(
             status_code=status.HTTP_400_BAD_REQUEST,
             code="invalid_idempotency_key",
@@ -75,7 +80,7 @@ def refuse_reuse(*, api_key: ApiKey, key: str, body: Any) -> None:
     error path pays this read; a key that is itself invalid leaves the validation error to
     answer.
     """
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+    if not _well_formed(key):
         return
     try:
         digest = body_digest(body)
@@ -85,20 +90,12 @@ def refuse_reuse(*, api_key: ApiKey, key: str, body: Any) -> None:
         "body_sha256", flat=True
     )
     if any(existing != digest for existing in stored):
-        raise _reused()
-
-
-def _reused() -> ApiError:
-    return ApiError(
-        status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
-        code="idempotency_key_reused",
-        message="This Idempotency-Key was used with a different body.",
-    )
+        raise IdempotencyKeyReused(REUSED)
 
 
 def _settle(existing: IdempotencyKey, digest: str, now: Any) -> IdempotencyKey | tuple[int, Any]:
     if existing.body_sha256 != digest:
-        raise _reused()
+        raise IdempotencyKeyReused(REUSED)
     if existing.response_status is not None:
         return existing.response_status, existing.response_body
     taken_over = IdempotencyKey.objects.filter(

@@ -15,7 +15,7 @@ from approvals.serializers import ErrorSerializer
 from budgets import services
 from budgets.selectors import money
 from budgets.serializers import CostRecordSerializer, CostReportSerializer
-from oversight.api_errors import ApiError
+from oversight.api_errors import ApiError, IdempotencyKeyReused
 
 MAX_KEY_LENGTH = 200
 
@@ -46,7 +46,7 @@ def costs(request: Request) -> Response:
     if not serializer.is_valid():
         # A used key was used with a valid report, so not with this one: 422, as for any other.
         if key and services.key_was_used(agent=agent, idempotency_key=key):
-            raise _reused(services.IdempotencyKeyReused.MESSAGE)
+            raise IdempotencyKeyReused(services.IdempotencyKeyReused.MESSAGE)
         raise exceptions.ValidationError(serializer.errors)
     if len(key) > MAX_KEY_LENGTH:
         raise ApiError(
@@ -59,17 +59,13 @@ def costs(request: Request) -> Response:
             agent=agent, idempotency_key=key, **serializer.validated_data
         )
     except services.IdempotencyKeyReused as exc:
-        raise _reused(str(exc)) from exc
+        raise IdempotencyKeyReused(str(exc)) from exc
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
     return Response(
         represent(outcome),
         status=status.HTTP_200_OK if outcome.replayed else status.HTTP_201_CREATED,
         headers=headers,
     )
-
-
-def _reused(message: str) -> ApiError:
-    return ApiError(status_code=422, code="idempotency_key_reused", message=message)
 
 
 def represent(outcome: services.CostOutcome) -> dict[str, Any]:

@@ -22,6 +22,17 @@ def error_body(code: str, message: str, fields: dict[str, Any] | None = None) ->
     return {"error": error}
 
 
+class IdempotencyKeyReused(ApiError):
+    """422: this Idempotency-Key came with another body before (SPEC §3)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            code="idempotency_key_reused",
+            message=message,
+        )
+
+
 class PayloadTooLarge(ApiError):
     def __init__(self, limit: int) -> None:
         super().__init__(
