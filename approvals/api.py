@@ -40,7 +40,7 @@ from approvals.serializers import (
     ErrorSerializer,
 )
 from approvals.waiters import hub
-from oversight.api_errors import ApiError, error_body
+from oversight.api_errors import ApiError, json_error, method_not_allowed
 from oversight.throttling import AgentRateThrottle
 
 MAX_WAIT_SECONDS = 60
@@ -220,12 +220,6 @@ def cancel(request: Request, request_id: uuid.UUID) -> Response:
 # --- read one, with long-poll -----------------------------------------------------------------
 
 
-def _json_error(
-    status_code: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JsonResponse:
-    return JsonResponse(error_body(code, message), status=status_code, headers=headers)
-
-
 def _authenticate(request: HttpRequest) -> Agent | JsonResponse:
     try:
         return _authenticate_once(request)
@@ -238,17 +232,24 @@ def _authenticate_once(request: HttpRequest) -> Agent | JsonResponse:
         resolved = authenticate_bearer(request.headers.get("Authorization", "").encode("latin-1"))
     except exceptions.AuthenticationFailed as exc:
         code = "key_revoked" if exc.get_codes() == "key_revoked" else "invalid_api_key"
-        return _json_error(401, code, str(exc.detail), {"WWW-Authenticate": BEARER_CHALLENGE})
+        return json_error(
+            401, code, str(exc.detail), headers={"WWW-Authenticate": BEARER_CHALLENGE}
+        )
     if resolved is None:
         message = "Send `Authorization: Bearer <api key>`."
-        return _json_error(401, "unauthenticated", message, {"WWW-Authenticate": BEARER_CHALLENGE})
+        return json_error(
+            401, "unauthenticated", message, headers={"WWW-Authenticate": BEARER_CHALLENGE}
+        )
     agent, _ = resolved
     throttle = AgentRateThrottle()
     request.user = agent  # type: ignore[assignment]
     if not throttle.allow_request(request, None):
         wait = int(throttle.wait())
-        return _json_error(
-            429, "rate_limited", f"Too many calls; retry in {wait} s.", {"Retry-After": str(wait)}
+        return json_error(
+            429,
+            "rate_limited",
+            f"Too many calls; retry in {wait} s.",
+            headers={"Retry-After": str(wait)},
         )
     # Paused and disabled agents may still read their own requests (SPEC §6).
     return agent
@@ -288,7 +289,7 @@ def _read_once(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], boo
 @login_not_required
 async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -> JsonResponse:
     if request.method != "GET":
-        return _json_error(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
+        return method_not_allowed(request.method, ("GET",))
     # Each database step hands its connection back when done, so 500 waiting agents hold no
     # database connections while they wait (only an await on the waiter hub).
     authenticated = await sync_to_async(_authenticate)(request)
@@ -298,13 +299,11 @@ async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -
     raw_wait = request.GET.get("wait", "0")
     # ASCII digits only: str.isdigit() accepts "²", which int() refuses.
     if not re.fullmatch(r"[0-9]{1,2}", raw_wait) or int(raw_wait) > MAX_WAIT_SECONDS:
-        return JsonResponse(
-            error_body(
-                "invalid",
-                "The request has invalid fields.",
-                {"wait": [f"A whole number from 0 to {MAX_WAIT_SECONDS}."]},
-            ),
-            status=400,
+        return json_error(
+            400,
+            "invalid",
+            "The request has invalid fields.",
+            fields={"wait": [f"A whole number from 0 to {MAX_WAIT_SECONDS}."]},
         )
     deadline = time.monotonic() + int(raw_wait)
     waiters = hub()
@@ -312,7 +311,7 @@ async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -
         while True:
             result = await sync_to_async(_read)(agent, request_id)
             if result is None:
-                return _json_error(404, "not_found", "No such approval request.")
+                return json_error(404, "not_found", "No such approval request.")
             body, pending, expires_at = result
             remaining = deadline - time.monotonic()
             if not pending or remaining <= 0:

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from oversight import health
-from oversight.api_errors import PayloadTooLarge, error_body
+from oversight.api_errors import PayloadTooLarge, error_body, json_error, method_not_allowed
 from oversight.handlers import API_PREFIX
 
 _CODES_BY_EXCEPTION: list[tuple[type[exceptions.APIException], str]] = [
@@ -78,10 +78,7 @@ def is_api_path(request: HttpRequest) -> bool:
 @csrf_exempt
 @login_not_required
 def api_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(
-        error_body("not_found", f"No such endpoint: {request.path}"),
-        status=status.HTTP_404_NOT_FOUND,
-    )
+    return json_error(status.HTTP_404_NOT_FOUND, "not_found", f"No such endpoint: {request.path}")
 
 
 @csrf_exempt
@@ -89,11 +86,7 @@ def api_not_found(request: HttpRequest, exception: Exception | None = None) -> J
 def api_health(request: HttpRequest) -> HttpResponse:
     """`/healthz` where agents reach the API (its stack, its prefix), with the API's JSON 405."""
     if request.method not in ("GET", "HEAD"):
-        return JsonResponse(
-            error_body("method_not_allowed", f'Method "{request.method}" not allowed.'),
-            status=status.HTTP_405_METHOD_NOT_ALLOWED,
-            headers={"Allow": "GET, HEAD"},
-        )
+        return method_not_allowed(request.method, ("GET", "HEAD"))
     return health.healthz(request)
 
 
@@ -128,14 +121,16 @@ def document_health(
 
 def api_bad_request(request: HttpRequest) -> JsonResponse:
     """Django's 400 for a request it refuses outright (a Host not in ALLOWED_HOSTS, ...)."""
-    return JsonResponse(
-        error_body("bad_request", "Refused as unsafe (for example: a Host not served here)."),
-        status=status.HTTP_400_BAD_REQUEST,
+    return json_error(
+        status.HTTP_400_BAD_REQUEST,
+        "bad_request",
+        "Refused as unsafe (for example: a Host not served here).",
     )
 
 
 def api_server_error(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(
-        error_body("server_error", "Something went wrong on our side; it has been logged."),
-        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    return json_error(
+        status.HTTP_500_INTERNAL_SERVER_ERROR,
+        "server_error",
+        "Something went wrong on our side; it has been logged.",
     )

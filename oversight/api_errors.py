@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import JsonResponse
 from rest_framework import exceptions, status
 
 
@@ -20,6 +21,27 @@ def error_body(code: str, message: str, fields: dict[str, Any] | None = None) ->
     if fields:
         error["fields"] = fields
     return {"error": error}
+
+
+def json_error(
+    status_code: int,
+    code: str,
+    message: str,
+    *,
+    fields: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    """The error body as a response, for the API's views that are not DRF's."""
+    return JsonResponse(error_body(code, message, fields), status=status_code, headers=headers)
+
+
+def method_not_allowed(method: str | None, allowed: tuple[str, ...]) -> JsonResponse:
+    return json_error(
+        status.HTTP_405_METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        f'Method "{method}" not allowed.',
+        headers={"Allow": ", ".join(allowed)},
+    )
 
 
 class IdempotencyKeyReused(ApiError):
