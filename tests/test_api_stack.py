@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 from asgiref.sync import async_to_sync
-from django.conf import settings
+from django.conf import settings as django_settings
 from django.test import AsyncClient
 from django.test.client import AsyncClientHandler
 
@@ -66,11 +66,11 @@ def test_the_router_strips_the_root_path_as_django_does(path, root_path, expecte
 
 
 def test_building_the_api_handler_leaves_the_browser_stack_in_the_settings():
-    before = list(settings.MIDDLEWARE)
+    before = list(django_settings.MIDDLEWARE)
     handler = ApiHandler()
-    assert before == settings.MIDDLEWARE
+    assert before == django_settings.MIDDLEWARE
     # Only the API stack's hooks are collected: no CSRF check or login wall before the view.
-    assert vars(handler)["_view_middleware"] == []
+    assert vars(handler)["_view_middleware"] == []  # set by load_middleware; not in the stubs
 
 
 class AsyncApiStackClientHandler(ApiMiddlewareMixin, AsyncClientHandler):
@@ -115,8 +115,6 @@ def test_the_server_answers_agents_without_browser_middleware(web_server, make_a
         assert "Cookie" not in me.headers.get("Vary", "")
         assert "Set-Cookie" not in me.headers
 
-        # A logged-in person's session cookie is no way into the API, and a POST without a
-        # CSRF token gets the API's own answer (401), not the browser's CSRF refusal.
         # Pages, the API's docs page among them, keep the browser stack.
         for page in ("/login/", "/api/v1/docs/"):
             response = http.get(page)
@@ -136,6 +134,8 @@ def test_the_server_answers_agents_without_browser_middleware(web_server, make_a
         )
         assert login.status_code == 302
         assert "sessionid" in http.cookies
+        # A guard (it held before the split too): the API knows no session authentication, so a
+        # logged-in person's cookie is no way in.
         refused = http.post("/api/v1/approval-requests", json={"action": "x"})
         assert refused.status_code == 401
         assert refused.json()["error"]["code"] == "unauthenticated"

@@ -1,8 +1,10 @@
 """The logging configuration: the every-few-seconds beat tasks do not log a line per run, other
 tasks still do, and the periodic tasks log a line of their own when they do something.
 
-The records are made by Celery's own logging calls (the worker's "received" and "succeeded",
-beat's "Sending due task"), so a change in their shape would show here.
+The task-trace record ("succeeded") comes from Celery's own logging call; the worker's
+"received" and beat's "Sending due task" are built here after Celery's logger names and formats,
+so a change in those two would show only in `tests/test_make_run.py`, which reads a real
+worker's and beat's output.
 """
 
 from __future__ import annotations

@@ -7,16 +7,14 @@ import re
 import pytest
 from django.test import Client
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, client_for
 
 
 def superuser_client(make_user, username: str):
     person = make_user(username, roles=("admin",))
     person.is_superuser = True
     person.save()
-    client = Client()
-    client.force_login(person)
-    return client, person
+    return client_for(person), person
 
 
 def test_anonymous_visitors_are_sent_to_login_and_back(db):

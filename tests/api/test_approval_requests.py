@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import base64
-import json
 from urllib.parse import quote
 
 import pytest
 
 from agents import services as agents
-from approvals import services
-from approvals.models import ApprovalRequest
+from agents.models import ApiKey
+from approvals import idempotency, services
+from approvals.models import ApprovalRequest, IdempotencyKey
 from tests.conftest import shift_into_past
 
 URL = "/api/v1/approval-requests"
@@ -303,21 +303,20 @@ def test_the_same_key_with_an_invalid_body_is_422_not_a_validation_error(db, age
     assert ApprovalRequest.objects.count() == 2
 
 
-def test_an_invalid_body_with_a_key_in_flight_is_422_and_with_a_released_key_400(db, agent, api):
-    from agents.models import ApiKey
-    from approvals import idempotency
+def hold_key(agent, key: str) -> IdempotencyKey:
+    """Claim `key` for BODY, as a create still in flight holds it."""
+    claim = idempotency.claim(api_key=ApiKey.objects.get(agent=agent.agent), key=key, body=BODY)
+    assert isinstance(claim, IdempotencyKey)
+    return claim
 
-    api_key = ApiKey.objects.get(agent=agent.agent)
-    idempotency.claim(api_key=api_key, key="busy-2", body=json.loads(json.dumps(BODY)))
-    invalid = {**BODY, "urgency": "whenever"}
-    client = api(agent.key)
-    busy = client.post(URL, invalid, headers={"Idempotency-Key": "busy-2"})
+
+def test_an_invalid_body_with_a_key_in_flight_is_422(db, agent, api):
+    hold_key(agent, "busy-2")
+    busy = api(agent.key).post(
+        URL, {**BODY, "urgency": "whenever"}, headers={"Idempotency-Key": "busy-2"}
+    )
     assert busy.status_code == 422
     assert busy.json()["error"]["code"] == "idempotency_key_reused"
-    # A create that failed (a time limit above the urgency's) gave its key back: unused again.
-    failed = client.post(URL, {**BODY, "timeout_seconds": 10**6}, headers={"Idempotency-Key": "k"})
-    assert (failed.status_code, failed.json()["error"]["code"]) == (422, "invalid")
-    assert client.post(URL, invalid, headers={"Idempotency-Key": "k"}).status_code == 400
 
 
 def test_keys_are_scoped_to_the_api_key(db, agent, make_agent, api):
@@ -328,11 +327,7 @@ def test_keys_are_scoped_to_the_api_key(db, agent, make_agent, api):
 
 
 def test_a_key_in_flight_is_409(db, agent, api):
-    from agents.models import ApiKey
-    from approvals import idempotency
-
-    api_key = ApiKey.objects.get(agent=agent.agent)
-    idempotency.claim(api_key=api_key, key="busy", body=json.loads(json.dumps(BODY)))
+    hold_key(agent, "busy")
     response = api(agent.key).post(URL, BODY, headers={"Idempotency-Key": "busy"})
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "idempotency_in_flight"
@@ -343,19 +338,11 @@ def test_a_call_that_outlived_its_lease_does_not_release_the_retry_s_claim(db, a
 
     from django.utils import timezone
 
-    from agents.models import ApiKey
-    from approvals import idempotency
-    from approvals.models import IdempotencyKey
-
-    api_key = ApiKey.objects.get(agent=agent.agent)
-    body = json.loads(json.dumps(BODY))
-    slow = idempotency.claim(api_key=api_key, key="slow", body=body)
-    assert isinstance(slow, IdempotencyKey)
+    slow = hold_key(agent, "slow")
     IdempotencyKey.objects.filter(pk=slow.pk).update(
         locked_until=timezone.now() - timedelta(seconds=1)
     )
-    retry = idempotency.claim(api_key=api_key, key="slow", body=body)  # takes the key over
-    assert isinstance(retry, IdempotencyKey)
+    retry = hold_key(agent, "slow")  # takes the key over
     idempotency.release(slow)  # the first call fails at last and gives back what it held
     assert IdempotencyKey.objects.filter(pk=retry.pk, locked_until=retry.locked_until).exists()
 
@@ -363,7 +350,11 @@ def test_a_call_that_outlived_its_lease_does_not_release_the_retry_s_claim(db, a
 def test_a_failed_create_releases_its_key(db, agent, api):
     client = api(agent.key)
     bad = {**BODY, "urgency": "critical", "timeout_seconds": 99999}
-    assert client.post(URL, bad, headers={"Idempotency-Key": "k"}).status_code == 422
+    failed = client.post(URL, bad, headers={"Idempotency-Key": "k"})
+    assert (failed.status_code, failed.json()["error"]["code"]) == (422, "invalid")
+    # Unused again: an invalid body with it is the body's own 400, not a reused key's 422.
+    invalid = {**BODY, "urgency": "whenever"}
+    assert client.post(URL, invalid, headers={"Idempotency-Key": "k"}).status_code == 400
     assert client.post(URL, BODY, headers={"Idempotency-Key": "k"}).status_code == 201
 
 

@@ -125,8 +125,8 @@ def test_ten_parallel_creates_with_one_idempotency_key_make_one_request(make_age
     # Built here, not in the threads: building a client's API stack swaps a setting.
     ready = [api_stack_client() for _ in range(10)]
 
-    def create(client: Any = None) -> tuple[int, str | None]:
-        response = (client or api_stack_client()).post(
+    def create(client: Any) -> tuple[int, str | None]:
+        response = client.post(
             "/api/v1/approval-requests",
             data=body,
             content_type="application/json",
@@ -141,5 +141,5 @@ def test_ten_parallel_creates_with_one_idempotency_key_make_one_request(make_age
     ids = {request_id for status, request_id in results if status == 201}
     assert len(ids) == 1
     # Afterwards the key replays the one response, and a different body is refused.
-    again = create()
+    again = create(api_stack_client())
     assert again == (201, ids.pop())
