@@ -22,6 +22,7 @@ _SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Escalations", "approvals:escalations", (Role.MANAGER,)),
     ("Agents", "agents:list", (Role.MANAGER, Role.ADMIN)),
     ("Budgets", "budgets:overview", (Role.MANAGER, Role.ADMIN)),
+    ("Policies", "guardrails:list", (Role.MANAGER, Role.ADMIN, Role.COMPLIANCE)),
     ("Audit", "audit:events", (Role.COMPLIANCE,)),
     ("API docs", "api-docs", ()),
     ("Admin", "admin:index", (Role.ADMIN,)),
@@ -44,4 +45,5 @@ def navigation(request: HttpRequest) -> dict[str, object]:
         except NoReverseMatch:
             continue  # a section whose app has not shipped its pages yet
         items.append(NavItem(label, url, request.path.startswith(url)))
-    return {"nav_items": items}
+    # Managers' pages show alerts live (repeated violations, ...): approvals.consumers.
+    return {"nav_items": items, "live_notices": user.has_role(Role.MANAGER)}

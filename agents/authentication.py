@@ -13,6 +13,7 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection, models
 from django.db.models.expressions import Col
+from django.http import HttpRequest, JsonResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -20,6 +21,7 @@ from rest_framework.request import Request
 
 from agents import keys
 from agents.models import Agent, ApiKey
+from oversight.api_errors import json_error
 
 BEARER_CHALLENGE = 'Bearer realm="oversight"'
 _INVALID = "Invalid API key. Send `Authorization: Bearer ovs_<prefix>_<secret>`."
@@ -49,6 +51,24 @@ def authenticate_bearer(header: bytes) -> tuple[Agent, ApiKey] | None:
         raise exceptions.AuthenticationFailed("This API key has been revoked.", code="key_revoked")
     api_key.touch()
     return api_key.agent, api_key
+
+
+def agent_or_401(request: HttpRequest) -> Agent | JsonResponse:
+    """For the API's views that are not DRF's: the agent behind the request's key, or the 401
+    answer (the same codes and messages as DRF's views give)."""
+    try:
+        resolved = authenticate_bearer(request.headers.get("Authorization", "").encode("latin-1"))
+    except exceptions.AuthenticationFailed as exc:
+        code = "key_revoked" if exc.get_codes() == "key_revoked" else "invalid_api_key"
+        return json_error(
+            401, code, str(exc.detail), headers={"WWW-Authenticate": BEARER_CHALLENGE}
+        )
+    if resolved is None:
+        message = "Send `Authorization: Bearer <api key>`."
+        return json_error(
+            401, "unauthenticated", message, headers={"WWW-Authenticate": BEARER_CHALLENGE}
+        )
+    return resolved[0]
 
 
 def _key_with_agent(prefix: str) -> ApiKey | None:

@@ -18,6 +18,16 @@ if TYPE_CHECKING:  # DRF imports this module while its own views module is half-
     from rest_framework.views import APIView
 
 
+def stopped(agent: Agent) -> tuple[str, str] | None:
+    """(code, message) of the 403 a paused or disabled agent gets; None for an active one."""
+    if agent.status == AgentStatus.ACTIVE:
+        return None
+    reason = f" Reason: {agent.status_reason}" if agent.status_reason else ""
+    if agent.status == AgentStatus.PAUSED:
+        return "agent_paused", f"Agent {agent.name} is paused.{reason}"
+    return "agent_disabled", f"Agent {agent.name} is disabled (kill switch).{reason}"
+
+
 class IsActiveAgent(BasePermission):
     # Methods a paused or disabled agent may still use on a view with this permission.
     stopped_agents_may: tuple[str, ...] = ()
@@ -26,18 +36,11 @@ class IsActiveAgent(BasePermission):
         agent = request.user
         if not isinstance(agent, Agent):
             raise exceptions.NotAuthenticated("Send `Authorization: Bearer <api key>`.")
-        if agent.status == AgentStatus.ACTIVE:
+        refusal = stopped(agent)
+        if refusal is None or request.method in self.stopped_agents_may:
             return True
-        if request.method in self.stopped_agents_may:
-            return True
-        reason = f" Reason: {agent.status_reason}" if agent.status_reason else ""
-        if agent.status == AgentStatus.PAUSED:
-            raise exceptions.PermissionDenied(
-                f"Agent {agent.name} is paused.{reason}", code="agent_paused"
-            )
-        raise exceptions.PermissionDenied(
-            f"Agent {agent.name} is disabled (kill switch).{reason}", code="agent_disabled"
-        )
+        code, message = refusal
+        raise exceptions.PermissionDenied(message, code=code)
 
 
 class ReadsOwnRequests(IsActiveAgent):

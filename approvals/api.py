@@ -15,7 +15,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_not_required
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -28,7 +28,7 @@ from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents.authentication import BEARER_CHALLENGE, authenticate_bearer, request_agent
+from agents.authentication import agent_or_401, request_agent
 from agents.models import Agent, ApiKey
 from agents.permissions import ReadsOwnRequests
 from approvals import idempotency, services
@@ -50,7 +50,8 @@ ERRORS = {
 
 
 def _api_error(exc: services.ApprovalError) -> ApiError:
-    return ApiError(status_code=exc.status, code=exc.code, message=exc.message)
+    details = exc.details if isinstance(exc, services.GuardrailDenied) else None
+    return ApiError(status_code=exc.status, code=exc.code, message=exc.message, details=details)
 
 
 class NewestFirst(CursorPagination):
@@ -129,27 +130,34 @@ def _create(request: Request) -> Response:
                 headers["Location"] = _location(replay_body["id"])
             return Response(replay_body, status=replay_status, headers=headers)
         claim = claimed
-    try:
-        with transaction.atomic():
-            created = services.create_request(
-                agent=agent,
-                action=data["action"],
-                params=data["params"],
-                risk_level=data.get("risk_level"),
-                urgency=data["urgency"],
-                justification=data["justification"],
-                confidence=data.get("confidence"),
-                estimated_cost_cents=data.get("estimated_cost_cents"),
-                timeout_seconds=data.get("timeout_seconds"),
-                callback_url=data["callback_url"],
+
+    def complete(created: ApprovalRequest) -> None:
+        # In the create's transaction: the key's record commits with the request or not at all.
+        # The audit append holds a lock until COMMIT: serialise the body there only when the
+        # idempotency record needs it.
+        if claim is not None:
+            idempotency.complete(
+                claim,
+                request=created,
+                status_code=status.HTTP_201_CREATED,
+                body=represent(created, votes=[]),
             )
-            # The audit append holds a lock until COMMIT: serialise the body inside the
-            # transaction only when the idempotency record needs it.
-            if claim is not None:
-                body = represent(created, votes=[])
-                idempotency.complete(
-                    claim, request=created, status_code=status.HTTP_201_CREATED, body=body
-                )
+
+    try:
+        # Not inside a transaction of ours: a create the guardrails refuse keeps its violation.
+        created = services.create_request(
+            agent=agent,
+            action=data["action"],
+            params=data["params"],
+            risk_level=data.get("risk_level"),
+            urgency=data["urgency"],
+            justification=data["justification"],
+            confidence=data.get("confidence"),
+            estimated_cost_cents=data.get("estimated_cost_cents"),
+            timeout_seconds=data.get("timeout_seconds"),
+            callback_url=data["callback_url"],
+            before_commit=complete,
+        )
     except BaseException as exc:
         # A failed create gives its key back, so the agent can retry it with a fixed body.
         if claim is not None:
@@ -157,8 +165,7 @@ def _create(request: Request) -> Response:
         if isinstance(exc, services.ApprovalError):
             raise _api_error(exc) from exc
         raise
-    if claim is None:
-        body = represent(created, votes=[])
+    body = represent(created, votes=[])
     return Response(
         body,
         status=status.HTTP_201_CREATED,
@@ -172,7 +179,9 @@ def _location(request_id: object) -> str:
 
 def _list(request: Request) -> Response:
     agent = request_agent(request)
-    queryset = ApprovalRequest.objects.filter(agent=agent).select_related("decided_by")
+    queryset = ApprovalRequest.objects.filter(agent=agent).select_related(
+        "decided_by", "policy_version"
+    )
     wanted = request.query_params.get("status")
     if wanted:
         if wanted not in Status.values:
@@ -228,19 +237,9 @@ def _authenticate(request: HttpRequest) -> Agent | JsonResponse:
 
 
 def _authenticate_once(request: HttpRequest) -> Agent | JsonResponse:
-    try:
-        resolved = authenticate_bearer(request.headers.get("Authorization", "").encode("latin-1"))
-    except exceptions.AuthenticationFailed as exc:
-        code = "key_revoked" if exc.get_codes() == "key_revoked" else "invalid_api_key"
-        return json_error(
-            401, code, str(exc.detail), headers={"WWW-Authenticate": BEARER_CHALLENGE}
-        )
-    if resolved is None:
-        message = "Send `Authorization: Bearer <api key>`."
-        return json_error(
-            401, "unauthenticated", message, headers={"WWW-Authenticate": BEARER_CHALLENGE}
-        )
-    agent, _ = resolved
+    agent = agent_or_401(request)
+    if isinstance(agent, JsonResponse):
+        return agent
     throttle = AgentRateThrottle()
     request.user = agent  # type: ignore[assignment]
     if not throttle.allow_request(request, None):
@@ -271,7 +270,7 @@ def _read(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], bool, da
 
 def _read_once(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], bool, datetime] | None:
     found = (
-        ApprovalRequest.objects.select_related("agent", "decided_by")
+        ApprovalRequest.objects.select_related("agent", "decided_by", "policy_version")
         .filter(pk=request_id, agent=agent)
         .first()
     )

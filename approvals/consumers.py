@@ -1,4 +1,5 @@
-"""The one WebSocket consumer: pushes inbox rows to approvers as server-rendered fragments.
+"""The WebSocket consumers: inbox rows pushed to approvers as server-rendered fragments, and
+alerts pushed to managers' pages.
 
 Authorised on connect (a logged-in, active approver from an allowed origin) and again on every
 event (the person may have lost the role since), and closed when the person logs out. The
@@ -15,7 +16,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import QueryDict
 from django.template.loader import render_to_string
 
-from accounts.models import User
+from accounts.models import Role, User
 from approvals import live
 from approvals.views import inbox_row_context
 
@@ -55,6 +56,48 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def session_ended(self, event: dict[str, Any]) -> None:
         await self.close(code=FORBIDDEN)
+
+
+class NoticeConsumer(AsyncWebsocketConsumer):
+    """Alerts for managers on every page they have open (SPEC §6: repeated violations alert
+    the managers live). Authorised on connect and again on every notice."""
+
+    groups_joined: list[str]
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        self.groups_joined = []
+        if user is None or not user.is_authenticated or not await _is_manager(user.pk):
+            await self.close(code=FORBIDDEN)
+            return
+        self.user_id = user.pk
+        self.groups_joined = [live.MANAGERS_GROUP, live.person_group(user.pk)]
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Nothing to receive: what a manager sees follows from who they are."""
+
+    async def notice_posted(self, event: dict[str, Any]) -> None:
+        if not await _is_manager(self.user_id):
+            await self.close(code=FORBIDDEN)
+            return
+        notice = {key: event[key] for key in ("title", "message", "url")}
+        await self.send(text_data=render_to_string("_notice.html", {"notice": notice}))
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        await self.close(code=FORBIDDEN)
+
+
+@database_sync_to_async
+def _is_manager(user_id: int) -> bool:
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    return bool(user and user.has_role(Role.MANAGER))
 
 
 @database_sync_to_async

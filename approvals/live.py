@@ -16,6 +16,7 @@ sent before returning.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -26,7 +27,18 @@ from oversight.server_loop import server_loop, spawn
 logger = logging.getLogger(__name__)
 
 REQUEST_CHANGED = "request.changed"  # -> LiveConsumer.request_changed
-SESSION_ENDED = "session.ended"  # -> LiveConsumer.session_ended
+SESSION_ENDED = "session.ended"  # -> LiveConsumer.session_ended, NoticeConsumer.session_ended
+NOTICE_POSTED = "notice.posted"  # -> NoticeConsumer.notice_posted
+MANAGERS_GROUP = "role.manager"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An alert for the managers' pages (repeated violations, ...): plain text and a link."""
+
+    title: str
+    message: str
+    url: str
 
 
 def tier_group(tier: str) -> str:
@@ -47,6 +59,11 @@ def announce_request(request_id: str, first_tier_rank: int) -> None:
     """Tell everyone who may decide the request that it changed (after commit)."""
     first_tier = list(Tier.values)[first_tier_rank]
     _send([tier_group(first_tier)], {"type": REQUEST_CHANGED, "id": request_id})
+
+
+def announce_to_managers(notice: Notice) -> None:
+    """Show `notice` on every page a manager has open (after commit)."""
+    _send([MANAGERS_GROUP], {"type": NOTICE_POSTED, **asdict(notice)})
 
 
 def end_session(user_id: int) -> None:

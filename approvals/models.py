@@ -112,8 +112,19 @@ class ApprovalRequest(models.Model):
     risk_level = models.CharField(max_length=16, choices=RiskLevel.choices)  # effective risk
     claimed_risk_level = models.CharField(max_length=16, choices=RiskLevel.choices)
     risk_source = models.CharField(
-        max_length=200, help_text="What set the effective risk: the agent's claim or a policy."
+        max_length=200, help_text="What set the effective risk: policy, or the agent's claim."
     )
+    # The policy version the create's check applied (None: no policy covered the action) and
+    # the reasons it gave, which say why the request needs a person (SPEC §3, §6).
+    policy_version = models.ForeignKey(
+        "guardrails.PolicyVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+    check_reasons = models.JSONField(default=list, blank=True)
     urgency = models.CharField(max_length=16, choices=Urgency.choices)
     justification = models.TextField()
     confidence = models.FloatField(null=True, blank=True)

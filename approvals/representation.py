@@ -77,4 +77,13 @@ def represent(request: ApprovalRequest, *, votes: list[Vote] | None = None) -> d
         "approvals": [_vote(vote) for vote in votes],
         "decision": decision,
         "url": page_url(request),
+        "policy": _policy(request),
+        "reasons": request.check_reasons,
     }
+
+
+def _policy(request: ApprovalRequest) -> dict[str, Any] | None:
+    version = request.policy_version
+    if version is None:
+        return None
+    return {"name": version.name, "version": version.version, "scope": version.scope}

@@ -1,4 +1,5 @@
-"""The pure rules of SPEC §2: effective risk, time limits, routing, who may decide.
+"""The pure rules of SPEC §2: time limits, routing, who may decide. (The effective risk is the
+guardrails check's: `guardrails.rules`.)
 
 No writes here; `approvals.services` applies these under a row lock.
 """
@@ -30,16 +31,6 @@ def deadlines(*, created_at: datetime, urgency: str, timeout_seconds: int | None
     return Deadlines(expires_at=expires_at, escalates_at=created_at + (expires_at - created_at) / 2)
 
 
-def effective_risk(*, action: str, claimed: str | None) -> tuple[str, str]:
-    """The higher of the agent's claim and the action policy's risk, and what set it.
-
-    Action policies arrive with the guardrails feature; until then the claim stands.
-    """
-    if claimed is None:
-        raise ValueError("risk_level is required when no action policy sets it")
-    return claimed, "the agent's claim"
-
-
 # Routes change rarely (an admin edits them) and every create reads one: each process keeps
 # them for a few seconds. A new route applies to requests created after that; existing requests
 # keep the route they were created with either way.
@@ -61,6 +52,16 @@ def forget_routes() -> None:
     """Drop this process's cached routes (after a change, and in tests)."""
     global _route_cache
     _route_cache = (float("-inf"), {})
+
+
+def raised(route: list[str]) -> list[str]:
+    """The route started one tier above its first (SPEC §6: an agent's confidence below 0.3):
+    the next tier up the ranking, then the route's tiers above that. At the top it stays."""
+    above = Tier.at_or_above(route[0])[1:]
+    if not above:
+        return list(route)
+    first = above[0]
+    return [first, *(tier for tier in route[1:] if Tier.rank(tier) > Tier.rank(first))]
 
 
 def required_approvals(risk_level: str) -> int:

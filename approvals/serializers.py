@@ -8,6 +8,7 @@ import httpx
 from rest_framework import serializers
 
 from approvals.models import RiskLevel, Status, Urgency
+from guardrails.serializers import ActionField, PolicyRefSerializer, ReasonSerializer
 from oversight.fields import (
     JSONObjectField,
     StrictCharField,
@@ -18,13 +19,18 @@ from oversight.fields import (
 
 
 class CreateRequestSerializer(StrictSerializer):
-    action = StrictCharField(
+    action = ActionField(
         max_length=200, help_text="What the agent wants to do, e.g. deploy_to_production."
     )
     params = JSONObjectField(
         required=False, default=dict, help_text="The action's arguments (a JSON object)."
     )
-    risk_level = serializers.ChoiceField(choices=RiskLevel.choices, required=False)
+    risk_level = serializers.ChoiceField(
+        choices=RiskLevel.choices,
+        required=False,
+        help_text="The agent's claim: it can raise the risk its action's policy sets, never "
+        "lower it.",
+    )
     urgency = serializers.ChoiceField(choices=Urgency.choices, default=Urgency.NORMAL)
     justification = StrictCharField(max_length=10_000, help_text="Why the agent wants to do it.")
     confidence = StrictFloatField(min_value=0, max_value=1, required=False, allow_null=True)
@@ -85,7 +91,10 @@ class ApprovalRequestSerializer(serializers.Serializer):
     params_sha256 = serializers.CharField()
     risk_level = serializers.ChoiceField(choices=RiskLevel.choices)
     claimed_risk_level = serializers.ChoiceField(choices=RiskLevel.choices)
-    risk_source = serializers.CharField()
+    risk_source = serializers.ChoiceField(
+        choices=["policy", "claim"],
+        help_text="What set risk_level: the action's policy, or the agent's claim above it.",
+    )
     urgency = serializers.ChoiceField(choices=Urgency.choices)
     justification = serializers.CharField()
     confidence = serializers.FloatField(allow_null=True)
@@ -101,6 +110,12 @@ class ApprovalRequestSerializer(serializers.Serializer):
     approvals = VoteSerializer(many=True)
     decision = DecisionSerializer(allow_null=True)
     url = serializers.URLField()
+    policy = PolicyRefSerializer(
+        allow_null=True, help_text="The policy version the create's check applied."
+    )
+    reasons = ReasonSerializer(
+        many=True, help_text="The check's reasons: why the action needs a person."
+    )
 
 
 class ErrorDetailSerializer(serializers.Serializer):

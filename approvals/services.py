@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,6 +39,10 @@ from approvals.representation import represent
 from audit.events import EventType
 from audit.services import record_event
 from budgets import admission
+from guardrails import services as guardrails
+from guardrails.models import CheckPurpose, PolicyVersion
+from guardrails.rules import CompiledPolicy
+from guardrails.services import CheckOutcome
 from oversight.fields import MAX_JSON_DEPTH, nested_deeper_than, unstorable_text
 from oversight.rows import insert_row
 
@@ -86,6 +91,27 @@ class BudgetRefused(ApprovalError):
     status = 403
 
 
+class GuardrailDenied(ApprovalError):
+    """The create's guardrails check answered deny: 403 with the deciding reason's code (e.g.
+    `forbidden_pattern`, `budget_exceeded`) and every reason."""
+
+    status = 403
+
+    def __init__(self, check: CheckOutcome) -> None:
+        deciding = check.verdict.deciding
+        assert deciding is not None
+        self.code = deciding.code
+        self.check = check
+        super().__init__(f"The guardrails refuse this action: {deciding.message}")
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {
+            "reasons": [reason.as_json() for reason in self.check.verdict.reasons],
+            "violation_id": self.check.violation_id,
+        }
+
+
 class AgentStopped(ApprovalError):
     status = 403
 
@@ -109,16 +135,25 @@ def create_request(
     estimated_cost_cents: int | None = None,
     timeout_seconds: int | None = None,
     callback_url: str = "",
+    before_commit: Callable[[ApprovalRequest], None] | None = None,
 ) -> ApprovalRequest:
     """Open a pending request routed to its route's first tier (SPEC §2).
 
-    Raises `Invalid` for semantic errors (a timeout longer than the urgency allows, no risk
-    level and no policy to set one) and `AgentStopped` for a paused or disabled agent.
+    The guardrails check runs first (SPEC §6): a deny refuses the create (`GuardrailDenied`,
+    with its violation recorded), otherwise the effective risk is the higher of the claim and
+    the policy's, and a confidence below 0.3 starts the request one tier higher. Call it outside
+    a transaction, so that a refused create's violation is kept; `before_commit` runs inside the
+    create's own transaction (the API completes its idempotency record there).
+
+    Raises `Invalid` for semantic errors (a timeout longer than the urgency allows, ...) and
+    `AgentStopped` for a paused or disabled agent.
     """
     if agent.status != AgentStatus.ACTIVE:
         raise AgentStopped(agent)
     if urgency not in Urgency.values:
         raise Invalid(f"Unknown urgency {urgency!r}.")
+    if risk_level is not None and risk_level not in RiskLevel.values:
+        raise Invalid(f"Unknown risk level {risk_level!r}.")
     limit = Urgency.time_limit(urgency)
     if timeout_seconds is not None and not 1 <= timeout_seconds <= limit.total_seconds():
         raise Invalid(
@@ -128,18 +163,31 @@ def create_request(
     if not justification.strip():
         raise Invalid("A justification is required.")
     _check_params_size(params)
-    try:
-        effective, source = rules.effective_risk(action=action, claimed=risk_level)
-    except ValueError as exc:
-        raise Invalid(str(exc)) from exc
+    check = guardrails.check_action(
+        agent=agent,
+        action=action,
+        params=params,
+        estimated_cost_cents=estimated_cost_cents,
+        confidence=confidence,
+        claimed_risk=risk_level,
+        purpose=CheckPurpose.CREATE,
+    )
+    if check.denied:
+        raise GuardrailDenied(check)
+    verdict = check.verdict
+    # Not a deny, so a policy (or the unknown-action setting, at high) set a risk.
+    effective = verdict.risk_level
+    assert effective is not None
+    route = rules.route_for(effective)
+    if verdict.raise_tier:
+        route = rules.raised(route)
 
     # No savepoint: a failure must doom the caller's transaction anyway, and the two extra
     # round trips would sit inside the audit append lock's critical section.
     with transaction.atomic(savepoint=False):
         now = timezone.now()
         times = rules.deadlines(created_at=now, urgency=urgency, timeout_seconds=timeout_seconds)
-        route = rules.route_for(effective)
-        digest = params_sha256(action, params)
+        digest = check.params_sha256
         request = ApprovalRequest(
             agent=agent,
             action=action,
@@ -148,7 +196,9 @@ def create_request(
             current_params_sha256=digest,
             risk_level=effective,
             claimed_risk_level=risk_level or effective,
-            risk_source=source,
+            risk_source=verdict.risk_source,
+            policy_version=_version_of(verdict.policy),
+            check_reasons=[reason.as_json() for reason in verdict.reasons],
             urgency=urgency,
             justification=justification.strip(),
             confidence=confidence,
@@ -178,14 +228,31 @@ def create_request(
                 "params_sha256": digest,
                 "risk_level": effective,
                 "claimed_risk_level": request.claimed_risk_level,
-                "risk_source": source,
+                "risk_source": verdict.risk_source,
+                "policy": verdict.policy.name if verdict.policy else None,
+                "policy_version": verdict.policy.version if verdict.policy else None,
+                "reasons": verdict.codes,
                 "urgency": urgency,
                 "expires_at": request.expires_at.isoformat(),
                 "tier": request.current_tier,
             },
         )
         notify.on_commit(request, notify.CREATED)
+        if before_commit is not None:
+            before_commit(request)
     return request
+
+
+def _version_of(policy: CompiledPolicy | None) -> PolicyVersion | None:
+    """The version row the check applied, as far as the request's representation reads it:
+    the check knows these fields already, so nothing is read back from the database."""
+    if policy is None or policy.version_id is None:
+        return None
+    version = PolicyVersion(
+        pk=policy.version_id, name=policy.name, scope=policy.scope, version=policy.version
+    )
+    version._state.adding = False
+    return version
 
 
 # --- vote ----------------------------------------------------------------------------------
@@ -456,7 +523,9 @@ def _expire(request: ApprovalRequest) -> None:
 
 
 def _lock(request_id: uuid.UUID, *, missing_ok: bool = False) -> Any:
-    queryset = ApprovalRequest.objects.select_for_update(of=("self",)).select_related("agent")
+    queryset = ApprovalRequest.objects.select_for_update(of=("self",)).select_related(
+        "agent", "policy_version"
+    )
     try:
         return queryset.get(pk=request_id)
     except ApprovalRequest.DoesNotExist:
@@ -544,6 +613,7 @@ __all__ = [
     "AlreadyVoted",
     "ApprovalError",
     "BudgetRefused",
+    "GuardrailDenied",
     "Invalid",
     "NotAllowed",
     "NotPending",

@@ -117,7 +117,10 @@ def _pretty(value: object) -> str:
 
 def _load(request_id: uuid.UUID) -> ApprovalRequest:
     return get_object_or_404(
-        ApprovalRequest.objects.select_related("agent", "agent__owner", "decided_by"), pk=request_id
+        ApprovalRequest.objects.select_related(
+            "agent", "agent__owner", "decided_by", "policy_version"
+        ),
+        pk=request_id,
     )
 
 

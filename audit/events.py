@@ -34,6 +34,8 @@ class EventType(models.TextChoices):
 
     # Guardrails and budgets
     GUARDRAIL_VIOLATION = "guardrail.violation", "Guardrail violation"
+    GUARDRAIL_ALERT = "guardrail.alert", "Repeated guardrail violations"
+    DATA_ACCESSED = "data.accessed", "Sensitive data accessed"
     BUDGET_ALERT = "budget.alert", "Budget alert"
 
     # Configuration

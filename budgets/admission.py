@@ -66,6 +66,29 @@ def reserve_for_request(request: ApprovalRequest) -> None:
     Reservation.objects.bulk_create(held)
 
 
+def refusal(agent: Agent, estimated_cost_cents: int | None) -> str:
+    """Why an enforced budget of `agent` refuses a new action now, or "" when none does: it is
+    used up, or the action's estimate would take it past its limit (SPEC §6, the check's second
+    step). Only a read: a check holds nothing, the approval request reserves its estimate."""
+    rules = [rule for rule in selectors.rules_for(agent) if rule.enforce]
+    if not rules:
+        return ""
+    amount = Decimal(estimated_cost_cents or 0)
+    for state in selectors.states(rules):
+        left = state.rule.limit_cents - state.spent_cents - state.reserved_cents
+        if not (state.exhausted or amount > left):
+            continue
+        if not Budget.objects.filter(pk=state.rule.id).exists():
+            continue  # deleted since this process cached it
+        if state.exhausted:
+            return state.explain()
+        return (
+            f"The estimate, {amount}¢, is more than the {left:.2f}¢ left in the "
+            f"{state.rule.label} this period."
+        )
+    return ""
+
+
 def claim_reservations(
     request_id: uuid.UUID, agent: Agent | None = None
 ) -> list[tuple[int, datetime, int, Decimal]]:

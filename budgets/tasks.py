@@ -7,20 +7,16 @@ import uuid
 from celery import shared_task
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db.models import Q
 
-from accounts.models import Role, User
+from accounts import selectors
 from budgets.models import Alert, AlertEmail
 from oversight import outbox
 
 
 def alert_recipients(alert: Alert) -> list[str]:
     """Managers and admins, and the owner of the agent whose budget it is."""
-    people = User.objects.filter(is_active=True).exclude(email="")
-    watchers = Q(groups__name__in=[Role.MANAGER, Role.ADMIN]) | Q(is_superuser=True)
-    if alert.budget is not None and alert.budget.agent is not None:
-        watchers |= Q(pk=alert.budget.agent.owner_id)
-    return sorted(set(people.filter(watchers).values_list("email", flat=True)))
+    agent = alert.budget.agent if alert.budget is not None else None
+    return selectors.alert_recipients(owner_id=agent.owner_id if agent is not None else None)
 
 
 def _messages(email: AlertEmail) -> list[EmailMessage]:

@@ -34,11 +34,11 @@ _CODES_BY_EXCEPTION: list[tuple[type[exceptions.APIException], str]] = [
 ]
 
 
-def _flatten(detail: Any) -> Any:
+def flatten(detail: Any) -> Any:
     if isinstance(detail, dict):
-        return {key: _flatten(value) for key, value in detail.items()}
+        return {key: flatten(value) for key, value in detail.items()}
     if isinstance(detail, list):
-        return [_flatten(item) for item in detail]
+        return [flatten(item) for item in detail]
     return str(detail)
 
 
@@ -53,9 +53,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail
         if isinstance(detail, dict):
-            body = error_body("invalid", "The request body has invalid fields.", _flatten(detail))
+            body = error_body("invalid", "The request body has invalid fields.", flatten(detail))
         else:
-            messages = _flatten(detail)
+            messages = flatten(detail)
             text = "; ".join(messages) if isinstance(messages, list) else str(messages)
             body = error_body("invalid", text)
     else:
@@ -66,7 +66,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             code = own
         else:
             code = next((c for cls, c in _CODES_BY_EXCEPTION if isinstance(exc, cls)), "error")
-        body = error_body(code, str(exc.detail))
+        body = error_body(code, str(exc.detail), details=getattr(exc, "details", None))
     response.data = body
     return response
 

@@ -9,17 +9,27 @@ from rest_framework import exceptions, status
 
 
 class ApiError(exceptions.APIException):
-    """An API error with an explicit status and stable code, raised by views and services."""
+    """An API error with an explicit status and stable code, raised by views and services.
+    `details` go into the error object beside code and message (e.g. a refusal's reasons)."""
 
-    def __init__(self, *, status_code: int, code: str, message: str) -> None:
+    def __init__(
+        self, *, status_code: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         self.status_code = status_code
+        self.details = details or {}
         super().__init__(detail=message, code=code)
 
 
-def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+def error_body(
+    code: str,
+    message: str,
+    fields: dict[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if fields:
         error["fields"] = fields
+    error.update(details or {})
     return {"error": error}
 
 

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "approvals",
     "audit",
     "budgets",
+    "guardrails",
 ]
 
 MIDDLEWARE = [
@@ -218,10 +219,28 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
         "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
     },
+    # Checks are logged to a Redis stream on their hot path; this moves them to the database.
+    "drain-check-log": {
+        "task": "guardrails.tasks.drain_check_log",
+        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
+        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
+    },
+    "sweep-violation-alert-emails": {
+        "task": "guardrails.tasks.sweep_alert_emails",
+        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
+        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
+    },
+    # Caches' versions again, in case a publication was lost (oversight.cache).
+    "republish-cache-versions": {
+        "task": "guardrails.tasks.republish_cache_versions",
+        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
+        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
+    },
     "purge-idempotency-keys": {
         "task": "approvals.tasks.purge_idempotency_keys",
         "schedule": 3600.0,
     },
+    "purge-check-records": {"task": "guardrails.tasks.purge_check_records", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = env_str(
     "OVERSIGHT_BEAT_SCHEDULE_FILE", str(VAR_DIR / "celerybeat-schedule")
@@ -270,6 +289,16 @@ OVERSIGHT_CALLBACK_ALLOW_PRIVATE = env_bool("OVERSIGHT_CALLBACK_ALLOW_PRIVATE", 
 
 # Approvers may not decide their own agents' requests unless an admin allows it (SPEC §2).
 OVERSIGHT_ALLOW_SELF_APPROVAL = env_bool("OVERSIGHT_ALLOW_SELF_APPROVAL", default=False)
+
+# Guardrails (SPEC §6). An action no policy covers is refused; `require_approval` lets a person
+# decide it instead, at high risk.
+OVERSIGHT_UNKNOWN_ACTIONS = env_str("OVERSIGHT_UNKNOWN_ACTIONS", "deny")
+if OVERSIGHT_UNKNOWN_ACTIONS not in ("deny", "require_approval"):
+    raise ImproperlyConfigured(
+        f"OVERSIGHT_UNKNOWN_ACTIONS={OVERSIGHT_UNKNOWN_ACTIONS!r}: use deny or require_approval."
+    )
+# This many violations by one agent within an hour alert the managers (once per hour).
+OVERSIGHT_VIOLATION_ALERT_THRESHOLD = env_int("OVERSIGHT_VIOLATION_ALERT_THRESHOLD", 3, minimum=1)
 
 # --- Security --------------------------------------------------------------------------------
 
@@ -354,7 +383,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"RiskLevelEnum": "approvals.models.RiskLevel"},
+    "ENUM_NAME_OVERRIDES": {
+        "RiskLevelEnum": "approvals.models.RiskLevel",
+        # A reason's effect and what unknown actions get: the same two outcomes of a check.
+        "GuardrailEffectEnum": ["deny", "require_approval"],
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "approvals.api.document_async_endpoints",

@@ -1,8 +1,16 @@
-"""Per-agent rate limiting of the agent API (429 with Retry-After)."""
+"""Per-agent rate limiting of the agent API (429 with Retry-After).
+
+A fixed one-minute window per agent, counted in Redis so every web replica shares it. DRF views
+count with `AgentRateThrottle`; the guardrails check counts the same key inside its own Redis
+round trip (`guardrails.counters`), so both share one limit. If Redis cannot be reached the call
+is let through: availability of the approval path matters more than this limit, and guardrails
+still apply.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -10,30 +18,59 @@ from rest_framework.throttling import BaseThrottle
 
 from oversight.redis_clients import UNAVAILABLE, quick_client
 
+WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class CallWindow:
+    key: str
+    limit: int
+    seconds: int
+    retry_after: float
+
+    @property
+    def counted(self) -> tuple[str, int, int]:
+        return self.key, self.limit, self.seconds
+
+
+def call_window(agent_id: int) -> CallWindow | None:
+    """The agent's current window, or None when the limit is off."""
+    limit = settings.OVERSIGHT_API_RATE_LIMIT_PER_MINUTE
+    if not limit:
+        return None
+    now = time.time()
+    window = int(now // WINDOW_SECONDS)
+    return CallWindow(
+        key=f"oversight:rate:{agent_id}:{window}",
+        limit=limit,
+        seconds=WINDOW_SECONDS + 1,
+        retry_after=max(1.0, WINDOW_SECONDS - (now % WINDOW_SECONDS)),
+    )
+
+
+class Throttled(Exception):
+    """Too many calls this minute; `retry_after` seconds until the next window."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"Too many calls; retry in {int(retry_after)} s.")
+        self.retry_after = int(retry_after)
+
 
 class AgentRateThrottle(BaseThrottle):
-    """A fixed one-minute window per agent, counted in Redis so every web replica shares it.
-
-    If Redis cannot be reached the call is let through: availability of the approval path
-    matters more than the rate limit, and guardrails still apply.
-    """
-
-    window_seconds = 60
-
     def allow_request(self, request: Any, view: Any) -> bool:
-        limit = settings.OVERSIGHT_API_RATE_LIMIT_PER_MINUTE
         agent = getattr(request, "user", None)
-        if not limit or agent is None or not hasattr(agent, "pk"):
+        if agent is None or not hasattr(agent, "pk"):
             return True
-        now = time.time()
-        window = int(now // self.window_seconds)
-        self.retry_after = self.window_seconds - (now % self.window_seconds)
+        window = call_window(agent.pk)
+        if window is None:
+            return True
+        self.retry_after = window.retry_after
         try:
-            count = rate_counter(f"oversight:rate:{agent.pk}:{window}", self.window_seconds)
+            count = rate_counter(window.key, window.seconds)
         except UNAVAILABLE:
             # ValueError too: redis-py reports a socket closed under it that way.
             return True
-        return count <= limit
+        return count <= window.limit
 
     def wait(self) -> float:
         return max(1.0, self.retry_after)
@@ -44,6 +81,6 @@ def rate_counter(key: str, ttl: int) -> int:
     # leaves a key that the next window no longer reads).
     pipe = quick_client().pipeline(transaction=False)
     pipe.incr(key)
-    pipe.expire(key, ttl + 1)
+    pipe.expire(key, ttl)
     count, _ = pipe.execute()
     return int(count)

@@ -19,6 +19,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("agents.api_urls")),
     path("", include("approvals.api_urls")),
     path("", include("budgets.api_urls")),
+    path("", include("guardrails.api_urls")),
     # Agents get JSON for unknown endpoints even with DEBUG on (no HTML debug page).
     re_path(r"^.*$", api.api_not_found),
 ]
@@ -31,6 +32,7 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("agents/", include("agents.urls")),
     path("budgets/", include("budgets.urls")),
+    path("policies/", include("guardrails.urls")),
     path("", include("accounts.urls")),
     path("", include("approvals.urls")),
 ]

@@ -1,12 +1,19 @@
 """A small typed Python client for the Oversight agent API.
 
-    from oversight_client import Oversight, ApprovalDenied
+    from oversight_client import Oversight, ActionDenied, ApprovalDenied
 
     oversight = Oversight("https://oversight.example.com", api_key=os.environ["OVERSIGHT_API_KEY"])
 
+    # Check the guardrails; if a person must decide, ask and wait; refused -> ActionDenied.
+    with oversight.guard(
+        "write_file", {"path": "/srv/app/config.yml"}, justification="Turn on the cache."
+    ) as go:
+        write_file(**go.params)            # the allowed or approved arguments
+
+    # Or always ask a person:
     with oversight.require_approval(
         "deploy_to_production", {"service": "api", "version": "1.2.3"},
-        risk_level="high", justification="Roll out the fix for INC-42.",
+        justification="Roll out the fix for INC-42.",
     ) as approval:
         deploy(**approval.params)          # the approved arguments (an approver may change them)
 
@@ -34,12 +41,17 @@ from typing import Any, ParamSpec, TypeVar
 import httpx
 
 __all__ = [
+    "ActionDenied",
+    "Approval",
     "ApprovalDenied",
     "ApprovalRequest",
     "ApprovalTimeout",
+    "Clearance",
     "CostReport",
+    "Decision",
     "Oversight",
     "OversightError",
+    "Reason",
     "params_sha256",
 ]
 
@@ -49,16 +61,103 @@ R = TypeVar("R")
 
 
 class OversightError(Exception):
-    """An error answer from the API, with its stable `code` and HTTP `status`."""
+    """An error answer from the API, with its stable `code` and HTTP `status`; `details` holds
+    the error's other members (a refused create's `reasons`, say)."""
 
     def __init__(
-        self, status: int, code: str, message: str, fields: dict[str, Any] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.fields = fields or {}
+        self.details = details or {}
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason of a guardrails answer: a stable `code`, a message, and its `effect`."""
+
+    code: str
+    message: str
+    effect: str
+    param: str | None = None
+    pattern: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Reason:
+        return cls(
+            code=data["code"],
+            message=data["message"],
+            effect=data.get("effect", "deny"),
+            param=data.get("param"),
+            pattern=data.get("pattern"),
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The guardrails' answer to `check`: allow, deny or require_approval, and why."""
+
+    decision: str
+    reasons: tuple[Reason, ...]
+    risk_level: str | None = None
+    category: str | None = None
+    policy: dict[str, Any] | None = None
+    violation_id: int | None = None
+    params_sha256: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Decision:
+        return cls(
+            decision=data["decision"],
+            reasons=tuple(Reason.from_json(reason) for reason in data.get("reasons", [])),
+            risk_level=data.get("risk_level"),
+            category=data.get("category"),
+            policy=data.get("policy"),
+            violation_id=data.get("violation_id"),
+            params_sha256=data.get("params_sha256"),
+            raw=data,
+        )
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision == "allow"
+
+    @property
+    def denied(self) -> bool:
+        return self.decision == "deny"
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.decision == "require_approval"
+
+    @property
+    def codes(self) -> list[str]:
+        return [reason.code for reason in self.reasons]
+
+
+class ActionDenied(Exception):
+    """The guardrails refuse the action (a check's deny, or a create refused with reasons)."""
+
+    def __init__(self, action: str, reasons: tuple[Reason, ...], violation_id: int | None) -> None:
+        first = next((r for r in reasons if r.effect == "deny"), reasons[0] if reasons else None)
+        why = f"{first.code}: {first.message}" if first else "refused"
+        super().__init__(f"{action} is refused by the guardrails ({why})")
+        self.action = action
+        self.reasons = reasons
+        self.violation_id = violation_id
+
+    @property
+    def codes(self) -> list[str]:
+        return [reason.code for reason in self.reasons]
 
 
 class ApprovalDenied(Exception):
@@ -172,6 +271,16 @@ class Approval:
 
     request: ApprovalRequest
     params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Clearance:
+    """What a `guard` block gets: the arguments to use (the approved ones when a person
+    decided), the guardrails' answer, and the approval request if one was needed."""
+
+    params: dict[str, Any]
+    decision: Decision
+    request: ApprovalRequest | None = None
 
 
 class Oversight:
@@ -301,6 +410,34 @@ class Oversight:
         result: dict[str, Any] = self._call("GET", "agents/me")
         return result
 
+    def check(
+        self,
+        action: str,
+        params: dict[str, Any] | None = None,
+        *,
+        estimated_cost_cents: int | None = None,
+        confidence: float | None = None,
+    ) -> Decision:
+        """Ask the guardrails whether `action` may go ahead. A paused or disabled agent gets a
+        deny (`agent_paused` / `agent_disabled`) like any other refusal."""
+        body: dict[str, Any] = {"action": action, "params": params or {}}
+        if estimated_cost_cents is not None:
+            body["estimated_cost_cents"] = estimated_cost_cents
+        if confidence is not None:
+            body["confidence"] = confidence
+        try:
+            return Decision.from_json(self._call("POST", "guardrails/check", json=body))
+        except OversightError as error:
+            if error.status == 403 and error.code in {"agent_paused", "agent_disabled"}:
+                reason = Reason(error.code, error.message, "deny")
+                return Decision("deny", (reason,), raw={"error": error.message})
+            raise
+
+    def policies(self) -> dict[str, Any]:
+        """The action policies that apply to this agent (to plan with)."""
+        result: dict[str, Any] = self._call("GET", "policies")
+        return result
+
     # --- the guard ------------------------------------------------------------------------------
 
     @contextmanager
@@ -315,9 +452,16 @@ class Oversight:
         """Ask, wait, and enter the block only when approved; raise ApprovalDenied otherwise.
 
         If the caller stops waiting (timeout, Ctrl-C), the request is withdrawn so nobody
-        approves something that will not happen.
+        approves something that will not happen. A create the guardrails refuse raises
+        ActionDenied with their reasons.
         """
-        request = self.request_approval(action, params, **fields)
+        try:
+            request = self.request_approval(action, params, **fields)
+        except OversightError as error:
+            if error.status == 403 and "reasons" in error.details:
+                reasons = tuple(Reason.from_json(r) for r in error.details["reasons"])
+                raise ActionDenied(action, reasons, error.details.get("violation_id")) from error
+            raise
         try:
             decided = self.wait(request.id, timeout=timeout)
         except BaseException:
@@ -325,6 +469,32 @@ class Oversight:
                 self.cancel(request.id)
             raise
         yield Approval(request=decided, params=decided.approved_params)
+
+    def guard(
+        self,
+        action: str,
+        params: dict[str, Any] | None = None,
+        *,
+        justification: str | Callable[..., str] = "",
+        estimated_cost_cents: int | None = None,
+        confidence: float | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Guard:
+        """Check the guardrails first; on allow go ahead, on require_approval ask a person and
+        wait, on deny raise ActionDenied with the reasons. As a context manager it yields a
+        `Clearance` (use its `params`); as a decorator the function's keyword arguments are the
+        params and it runs with the allowed or approved ones."""
+        return Guard(
+            self,
+            action,
+            params,
+            justification=justification,
+            estimated_cost_cents=estimated_cost_cents,
+            confidence=confidence,
+            timeout=timeout,
+            fields=fields,
+        )
 
     def requires_approval(
         self, action: str, *, justification: str | Callable[..., str], **fields: Any
@@ -385,11 +555,89 @@ class Oversight:
         time.sleep(self.backoff * 2**attempt * (0.5 + random.random() / 2))  # noqa: S311 - jitter
 
 
+class Guard:
+    """`Oversight.guard`: a context manager and a decorator."""
+
+    def __init__(
+        self,
+        client: Oversight,
+        action: str,
+        params: dict[str, Any] | None,
+        *,
+        justification: str | Callable[..., str],
+        estimated_cost_cents: int | None,
+        confidence: float | None,
+        timeout: float | None,
+        fields: dict[str, Any],
+    ) -> None:
+        self.client = client
+        self.action = action
+        self.params = params or {}
+        self.justification = justification
+        self.estimated_cost_cents = estimated_cost_cents
+        self.confidence = confidence
+        self.timeout = timeout
+        self.fields = fields
+        self._stack: contextlib.ExitStack | None = None
+
+    def __enter__(self) -> Clearance:
+        stack = contextlib.ExitStack()
+        approval = stack.enter_context(self._run(self.params, self.justification))
+        self._stack = stack
+        return approval
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        stack, self._stack = self._stack, None
+        return stack.__exit__(*exc) if stack is not None else None
+
+    def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(function)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            why = self.justification
+            if callable(why):
+                why = why(*args, **kwargs)
+            with self._run(dict(kwargs), why) as approval:
+                return function(*args, **approval.params)
+
+        return wrapper
+
+    @contextmanager
+    def _run(self, params: dict[str, Any], justification: Any) -> Iterator[Clearance]:
+        decision = self.client.check(
+            self.action,
+            params,
+            estimated_cost_cents=self.estimated_cost_cents,
+            confidence=self.confidence,
+        )
+        if decision.denied:
+            raise ActionDenied(self.action, decision.reasons, decision.violation_id)
+        if decision.allowed:
+            yield Clearance(params=params, decision=decision)
+            return
+        why = justification or "; ".join(reason.message for reason in decision.reasons)
+        optional = {
+            "estimated_cost_cents": self.estimated_cost_cents,
+            "confidence": self.confidence,
+        }
+        with self.client.require_approval(
+            self.action,
+            params,
+            justification=why,
+            timeout=self.timeout,
+            **{key: value for key, value in optional.items() if value is not None},
+            **self.fields,
+        ) as approval:
+            yield Clearance(params=approval.params, decision=decision, request=approval.request)
+
+
 def _error(response: httpx.Response) -> OversightError:
     try:
         error = response.json()["error"]
+        details = {
+            key: value for key, value in error.items() if key not in {"code", "message", "fields"}
+        }
         return OversightError(
-            response.status_code, error["code"], error["message"], error.get("fields")
+            response.status_code, error["code"], error["message"], error.get("fields"), details
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return OversightError(response.status_code, "http_error", response.text[:200])

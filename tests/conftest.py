@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -118,18 +119,30 @@ def approvers(make_user: Callable[..., User]) -> dict[str, User]:
     }
 
 
+# A seeded policy (guardrails/migrations/0002_seed_policies.py) whose risk is each level, so a
+# request made for a risk level gets that risk from policy (the claim alone cannot lower it).
+ACTION_AT_RISK = {
+    "low": "read_file",
+    "medium": "write_file",
+    "high": "run_command",
+    "critical": "deploy_to_production",
+}
+
+
 @pytest.fixture
 def new_request(make_agent: Callable[..., AgentWithKey]) -> Callable[..., Any]:
+    """An approval request made through the service; its action is the seeded policy of the
+    risk level asked for (medium by default) unless the test names one."""
     from approvals import services as approvals
 
     def make(agent: Agent | None = None, **overrides: Any) -> Any:
         fields: dict[str, Any] = {
-            "action": "deploy_to_production",
             "params": {"service": "api", "version": "1.2.3"},
             "risk_level": "medium",
             "justification": "Ship the fix for the login outage.",
         }
         fields.update(overrides)
+        fields.setdefault("action", ACTION_AT_RISK[fields["risk_level"] or "medium"])
         return approvals.create_request(agent=agent or make_agent().agent, **fields)
 
     return make
@@ -258,3 +271,48 @@ def seeded_prices(request: Any) -> None:
     request.getfixturevalue("transactional_db" if transactional else "db")
     if not ModelPrice.objects.exists():
         importlib.import_module("budgets.migrations.0002_seed_prices").seed(apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_guardrails(request: Any) -> None:
+    """Each test starts with this process's policy copy dropped, no guardrail counters in Redis
+    (agent ids repeat between tests), and the seeded policies in the database (a transactional
+    test's flush empties the table)."""
+    from guardrails import selectors
+    from oversight.redis_clients import UNAVAILABLE, quick_client
+
+    selectors.POLICIES.forget()
+    with contextlib.suppress(*UNAVAILABLE):
+        quick_client().eval(_DELETE_KEYS, 0, "oversight:guard:*", "oversight:version:*")
+    marker = request.node.get_closest_marker("django_db")
+    uses_db = (
+        "db" in request.fixturenames
+        or "transactional_db" in request.fixturenames
+        or marker is not None
+    )
+    if uses_db:
+        seed_policies(request)
+
+
+_DELETE_KEYS = """
+for _, pattern in ipairs(ARGV) do
+  for _, key in ipairs(redis.call('KEYS', pattern)) do redis.call('DEL', key) end
+end
+"""
+
+
+def seed_policies(request: Any) -> None:
+    """The policies the migration seeds, unless the table has some."""
+    import importlib
+
+    from django.apps import apps
+
+    from guardrails.models import Policy
+
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or bool(
+        marker and marker.kwargs.get("transaction")
+    )
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    if not Policy.objects.exists():
+        importlib.import_module("guardrails.migrations.0002_seed_policies").seed(apps, None)

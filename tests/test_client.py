@@ -56,9 +56,8 @@ def test_require_approval_runs_the_block_with_the_approved_changes(
     with (
         Oversight(web_server.url, agent.key) as oversight,
         oversight.require_approval(
-            "deploy_to_production",
+            "run_command",  # high risk (guardrails' seed): an engineering manager decides
             {"service": "api", "version": "1.2.3"},
-            risk_level="high",
             justification="Roll out the fix.",
         ) as approval,
     ):
@@ -67,7 +66,7 @@ def test_require_approval_runs_the_block_with_the_approved_changes(
     assert executed == changed
     assert approval.request.decision is not None
     assert approval.request.decision["approved_params_sha256"] == params_sha256(
-        "deploy_to_production", changed
+        "run_command", changed
     )
 
 
@@ -76,7 +75,7 @@ def test_a_rejection_raises_and_the_block_never_runs(web_server, make_agent, app
     approver = decide_when_asked(
         agent.agent,
         lambda r: services.reject_request(
-            request_id=r.pk, reviewer=approvers["lead"], reason="freeze"
+            request_id=r.pk, reviewer=approvers["em"], reason="freeze"
         ),
     )
     ran = False
@@ -84,7 +83,7 @@ def test_a_rejection_raises_and_the_block_never_runs(web_server, make_agent, app
         Oversight(web_server.url, agent.key) as oversight,
         pytest.raises(ApprovalDenied, match="freeze"),
         oversight.require_approval(
-            "run_command", {"cmd": "rm -rf /tmp/x"}, risk_level="low", justification="x"
+            "run_command", {"cmd": "ls /tmp/x"}, risk_level="low", justification="x"
         ),
     ):
         ran = True
@@ -97,7 +96,7 @@ def test_the_decorator_passes_the_approved_keyword_arguments(web_server, make_ag
     oversight = Oversight(web_server.url, agent.key)
 
     @oversight.requires_approval(
-        "delete_resource", risk_level="medium", justification=lambda **kw: f"drop {kw['name']}"
+        "write_file", risk_level="medium", justification=lambda **kw: f"drop {kw['name']}"
     )
     def delete(*, name: str) -> str:
         return f"deleted {name}"
@@ -185,7 +184,7 @@ def test_a_key_held_by_a_dead_call_is_waited_out_then_taken_over(web_server, mak
 
     agent = make_agent()
     body = {
-        "action": "rotate_keys",
+        "action": "read_file",
         "params": {"service": "billing"},
         "justification": "Quarterly rotation.",
         "urgency": "normal",
@@ -199,7 +198,7 @@ def test_a_key_held_by_a_dead_call_is_waited_out_then_taken_over(web_server, mak
     )
     with Oversight(web_server.url, agent.key, max_retries=1, backoff=0.1) as oversight:
         created = oversight.request_approval(
-            "rotate_keys",
+            "read_file",
             {"service": "billing"},
             justification="Quarterly rotation.",
             risk_level="low",
@@ -213,7 +212,7 @@ def test_a_long_poll_outlasts_a_short_client_timeout(web_server, make_agent):
     agent = make_agent()
     with Oversight(web_server.url, agent.key, timeout=1.0, max_retries=0) as oversight:
         created = oversight.request_approval(
-            "rotate_keys", justification="Quarterly rotation.", risk_level="low"
+            "read_file", justification="Quarterly rotation.", risk_level="low"
         )
         started = time.monotonic()
         # The server holds each poll up to the 3 s asked for; a 1 s read timeout used to cut

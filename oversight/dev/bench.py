@@ -272,8 +272,9 @@ def hot_path(port: int, keys: list[str], warmup: float, duration: float) -> None
 
     def create_body() -> dict[str, object]:
         return {
-            "action": "deploy_to_production",
-            "params": {"service": "api", "build": next(counter)},
+            # A policy without a rate limit (guardrails' seed), claimed at medium risk.
+            "action": "read_file",
+            "params": {"path": "/srv/builds/api", "build": next(counter)},
             "risk_level": "medium",
             "urgency": "low",
             "justification": "benchmark",
@@ -472,7 +473,7 @@ def push_latency(port: int, key: str, env: dict[str, str]) -> None:
         headers = {"Authorization": f"Bearer {key}"}
         for n in range(PUSH_SAMPLES):
             body = {
-                "action": "run_command",
+                "action": "read_file",  # low risk, no rate limit (guardrails' seed)
                 "params": {"n": n},
                 "risk_level": "low",
                 "justification": "push bench",
@@ -585,7 +586,7 @@ def punctuality(port: int, key: str, env: dict[str, str], tmp: Path) -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as agent:
             for n in range(PUNCTUALITY_SAMPLES):
                 body = {
-                    "action": "rotate_credentials",
+                    "action": "write_file",
                     "params": {"n": n},
                     "risk_level": "medium",
                     "justification": "punctuality bench",

@@ -60,8 +60,8 @@ def _template_request() -> ApprovalRequest:
     with transaction.atomic():
         return services.create_request(
             agent=agent,
-            action="deploy_to_production",
-            params={"service": "api"},
+            action="write_file",
+            params={"path": "/srv/app/release.txt"},
             risk_level="medium",
             justification="scale benchmark",
             urgency="low",

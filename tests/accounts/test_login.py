@@ -60,7 +60,7 @@ def test_a_superuser_without_a_tier_gets_the_overview_and_why_not_an_empty_inbox
     client, _ = superuser_client(make_user, "ivan")
     html = client.get("/").content.decode()
     assert "<h1>Inbox</h1>" not in html
-    assert "ws-connect" not in html
+    assert "/ws/live/" not in html
     assert "You have no approver tier" in html
     assert '<a href="/" aria-current="page">Overview</a>' in html
     assert ">Inbox</a>" not in html

@@ -15,7 +15,7 @@ from tests.conftest import shift_into_past
 
 URL = "/api/v1/approval-requests"
 BODY = {
-    "action": "deploy_to_production",
+    "action": "run_command",  # a high-risk policy (guardrails' seed)
     "params": {"service": "api", "version": "1.2.3"},
     "risk_level": "high",
     "urgency": "high",
@@ -206,7 +206,7 @@ def test_a_body_over_the_limit_is_413(db, agent, api):
     ("change", "message"),
     [
         ({"urgency": "critical", "timeout_seconds": 3600}, "never lengthen"),
-        ({"risk_level": None}, "risk_level is required"),
+        ({"urgency": "high", "timeout_seconds": 3601}, "never lengthen"),
     ],
 )
 def test_semantic_errors_are_422(db, agent, api, change, message):

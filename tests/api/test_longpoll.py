@@ -22,8 +22,8 @@ def _quiet_httpx(caplog):
 
 
 BODY = {
-    "action": "run_command",
-    "params": {"cmd": "make deploy"},
+    "action": "write_file",  # medium risk (guardrails' seed): a team lead decides
+    "params": {"path": "/srv/app/release.txt"},
     "risk_level": "medium",
     "justification": "ship",
 }

@@ -10,7 +10,13 @@ from approvals.binding import params_sha256
 from approvals.models import ApprovalRequest
 
 URL = "/api/v1/approval-requests"
-BODY = {"action": "pay", "params": {"amount": 1}, "risk_level": "low", "justification": "x"}
+# A medium-risk policy (guardrails' seed) a team lead may decide.
+BODY = {
+    "action": "external_api_call",
+    "params": {"amount": 1},
+    "risk_level": "low",
+    "justification": "x",
+}
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def test_a_new_request_emails_its_first_tier_with_a_link_to_its_page(
     assert sorted(m.to[0] for m in mailoutbox) == ["lead-a@example.com", "lead-b@example.com"]
     message = mailoutbox[0]
     link = f"https://oversight.example.com/requests/{request.pk}/"
-    assert "Approval needed: deploy_to_production" in message.subject
+    assert "Approval needed: write_file" in message.subject
     assert link in message.body
     html, mimetype = message.alternatives[0]
     assert mimetype == "text/html"
@@ -76,7 +76,7 @@ def test_a_rolled_back_request_sends_nothing(make_agent, people, mailoutbox):
     with pytest.raises(RuntimeError), transaction.atomic():
         services.create_request(
             agent=agent,
-            action="deploy",
+            action="deploy_to_production",
             params={},
             risk_level="low",
             justification="x",

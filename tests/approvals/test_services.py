@@ -20,7 +20,7 @@ def test_a_new_request_is_pending_routed_and_bound_to_its_arguments(db, new_requ
     assert request.current_tier == "engineering_manager"
     assert request.required_approvals == 1
     assert request.params_sha256 == params_sha256(
-        "deploy_to_production", {"service": "api", "version": "1.2.3"}
+        "run_command", {"service": "api", "version": "1.2.3"}
     )
     assert request.expires_at - request.created_at == timedelta(hours=1)
     assert request.escalates_at - request.created_at == timedelta(minutes=30)

@@ -282,7 +282,7 @@ def test_a_redis_outage_keeps_the_api_and_votes_working_and_loses_no_timer(
             response = api.post(
                 "/api/v1/approval-requests",
                 json={
-                    "action": "restart_service",
+                    "action": "read_file",
                     "params": {"timeout": timeout},
                     "risk_level": "low",
                     "justification": "outage drill",

@@ -11,8 +11,8 @@ from tests.conftest import client_for, shift_into_past
 
 def test_the_inbox_lists_what_the_person_may_decide_most_urgent_first(db, new_request, approvers):
     later = new_request(risk_level="low", urgency="low", action="read_file")
-    sooner = new_request(risk_level="medium", urgency="high", action="run_command")
-    high = new_request(risk_level="high", action="deploy_to_production")
+    sooner = new_request(risk_level="medium", urgency="high", action="write_file")
+    high = new_request(risk_level="high", action="run_command")
     html = client_for(approvers["lead"]).get("/").content.decode()
     assert html.index(f"request-{sooner.pk}") < html.index(f"request-{later.pk}")
     assert f"request-{high.pk}" not in html, "a team lead may not decide high-risk requests"
@@ -38,8 +38,8 @@ def test_the_inbox_leaves_out_the_owners_own_agents_and_finished_requests(
 def test_the_inbox_filters_by_risk_urgency_and_agent_or_action(
     db, new_request, make_agent, approvers
 ):
-    deploy = new_request(risk_level="high", action="deploy_to_production")
-    urgent = new_request(risk_level="medium", urgency="high", action="run_command")
+    deploy = new_request(risk_level="critical", action="deploy_to_production")
+    urgent = new_request(risk_level="medium", urgency="high", action="write_file")
     billing = new_request(agent=make_agent("billing-bot").agent, action="read_file")
     client = client_for(approvers["director"])
 
@@ -48,15 +48,15 @@ def test_the_inbox_filters_by_risk_urgency_and_agent_or_action(
         return {r for r in (deploy, urgent, billing) if f"request-{r.pk}" in html}
 
     assert shown("") == {deploy, urgent, billing}
-    assert shown("risk=high") == {deploy}
+    assert shown("risk=critical") == {deploy}
     assert shown("urgency=high") == {urgent}
     assert shown("q=BILLING") == {billing}, "agent names match, in any case"
-    assert shown("q=deploy&risk=high") == {deploy}
+    assert shown("q=deploy&risk=critical") == {deploy}
     assert shown("risk=bogus") == {deploy, urgent, billing}, "a bad filter is ignored"
-    page = client.get("/?risk=high&q=deploy").content.decode()
+    page = client.get("/?risk=critical&q=deploy").content.decode()
     # The periodic refresh and the live socket keep the filters.
-    assert 'hx-get="/?risk=high&amp;q=deploy"' in page
-    assert 'ws-connect="/ws/live/?risk=high&amp;q=deploy"' in page
+    assert 'hx-get="/?risk=critical&amp;q=deploy"' in page
+    assert 'ws-connect="/ws/live/?risk=critical&amp;q=deploy"' in page
     assert "No pending request matches these filters" in page
 
 
@@ -172,7 +172,9 @@ def test_the_request_page_shows_what_an_approver_needs(db, new_request, approver
         "Ship the fix for the login outage.",  # justification
         "42 %",  # confidence
         "$12.34",  # estimated cost
-        "set by the agent&#x27;s claim",  # what set the effective risk
+        "set by the policy",  # what set the effective risk
+        "<code>write_file</code></a> version 1",  # the policy and its version
+        "policy_requires_approval",  # why a person decides
         request.current_params_sha256,
         "read_file",  # the agent's recent requests
         "No votes yet.",

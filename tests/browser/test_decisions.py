@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pyte
 
 def create(server, agent, **overrides) -> dict:
     body = {
-        "action": "deploy_to_production",
+        "action": "write_file",  # medium risk (guardrails' seed)
         "params": {"service": "api", "version": "1.2.3"},
         "risk_level": "medium",
         "justification": "Ship the fix for the login outage.",
@@ -135,7 +135,7 @@ def test_inbox_keys_move_the_selection_and_open_the_decision(
     connection.close()
     page = log_in("t-lead")
     first = create(web_server, agent, urgency="high")  # the sooner deadline: listed first
-    second = create(web_server, agent, urgency="normal", action="run_command")
+    second = create(web_server, agent, urgency="normal", action="external_api_call")
     page.wait_for_selector(f"#request-{second['id']}", timeout=5_000)
     page.keyboard.press("j")
     page.keyboard.press("j")

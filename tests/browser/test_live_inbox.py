@@ -20,8 +20,8 @@ def test_a_new_request_appears_live_and_a_decision_reaches_the_agent(
     manager = log_in("t-em")
     headers = {"Authorization": f"Bearer {agent.key}"}
     body = {
-        "action": "run_command",
-        "params": {"cmd": "make deploy"},
+        "action": "write_file",  # medium risk (guardrails' seed)
+        "params": {"path": "/srv/app/release.txt"},
         "risk_level": "medium",
         "justification": "ship it",
     }
@@ -55,8 +55,8 @@ def test_a_team_lead_never_sees_a_high_risk_request(web_server, log_in, make_age
     director = log_in("t-director")
     headers = {"Authorization": f"Bearer {agent.key}"}
     body = {
-        "action": "delete_resource",
-        "params": {"id": 1},
+        "action": "run_command",  # high risk (guardrails' seed)
+        "params": {"cmd": "make clean"},
         "risk_level": "high",
         "justification": "cleanup",
     }
@@ -76,7 +76,8 @@ def test_pushed_rows_take_their_place_by_deadline(web_server, log_in, make_agent
     ids = {}
     for urgency in ("low", "critical", "normal"):  # 24 h, 15 min, 4 h
         body = {
-            "action": f"step_{urgency}",
+            "action": "read_file",
+            "params": {"path": f"/srv/steps/{urgency}"},
             "risk_level": "low",
             "urgency": urgency,
             "justification": "order",

@@ -1,0 +1,168 @@
+"""The check's one Redis round trip: the API call throttle, the policy set's published version,
+the hourly rate limit of the action, and the check log, in one Lua script.
+
+Counting in a script makes the limit exact under concurrency: Redis runs one script at a time,
+so of 60 simultaneous checks against a limit of 50, exactly 50 find a free slot. The window is
+the clock hour (a fixed window: a burst at the end of one hour and the start of the next may
+pass up to twice the limit within sixty minutes; the count starts again at each full hour).
+
+Only a call that nothing else denies uses up a slot. A check that answers require_approval also
+holds its slot for the approval request that usually follows (same agent, action and
+arguments, within `HOLD_SECONDS`): that create does not count a second time, so an agent that
+checks before it asks is not counted twice for one action.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from redis.commands.core import Script
+
+from oversight.redis_clients import quick_client
+
+HOLD_SECONDS = 600
+CHECK_LOG = "oversight:guard:checks"
+CHECK_LOG_LENGTH = 50_000  # about a day's checks at a few a second; drained every tick
+
+# KEYS: 1 API calls this minute, 2 policy version, 3 action count this hour, 4 held slot,
+#       5 check log.
+# ARGV: 1 API call limit (0: not counted), 2 its window, 3 the policy version the caller holds,
+#       4 the action's limit (0: none), 5 seconds to the end of the hour, 6 mode (peek, count,
+#       hold, create), 7 hold seconds, 8 log (1/0), 9 log length, 10 decision, 11 codes,
+#       12... the log entry's fields.
+# Returns {API calls, published version ('' when Redis has none), used, outcome}; outcome is
+# 1 admitted, 0 refused, 2 admitted by the slot its check held, -1 the caller's policies are
+# stale (nothing was counted), -2 throttled (nothing else was done).
+_SCRIPT = """
+local calls = 0
+if ARGV[1] ~= '0' then
+  calls = redis.call('INCR', KEYS[1])
+  if calls == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+  if calls > tonumber(ARGV[1]) then return {calls, '', 0, -2} end
+end
+local version = redis.call('GET', KEYS[2]) or ''
+if version ~= ARGV[3] then return {calls, version, 0, -1} end
+local used, outcome = 0, 1
+local limit = tonumber(ARGV[4])
+local mode = ARGV[6]
+if limit > 0 then
+  used = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if mode == 'create' and redis.call('DEL', KEYS[4]) == 1 then
+    outcome = 2
+  elseif used >= limit then
+    outcome = 0
+  elseif mode ~= 'peek' then
+    used = redis.call('INCR', KEYS[3])
+    if used == 1 then redis.call('EXPIRE', KEYS[3], ARGV[5]) end
+    if mode == 'hold' then redis.call('SET', KEYS[4], '1', 'EX', ARGV[7]) end
+  end
+end
+if ARGV[8] == '1' then
+  local decision, codes = ARGV[10], ARGV[11]
+  if outcome == 0 then
+    decision = 'deny'
+    codes = codes .. ' rate_limited'
+  end
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[9], '*', 'decision', decision,
+             'codes', codes, unpack(ARGV, 12))
+end
+return {calls, version, used, outcome}
+"""
+
+STALE = -1
+THROTTLED = -2
+
+
+@dataclass(frozen=True)
+class Answer:
+    api_calls: int
+    published: int | None  # the policy set's version in Redis
+    used: int
+    outcome: int
+    resets_in_seconds: int
+
+    @property
+    def stale(self) -> bool:
+        return self.outcome == STALE
+
+    @property
+    def throttled(self) -> bool:
+        return self.outcome == THROTTLED
+
+    @property
+    def admitted(self) -> bool:
+        return self.outcome > 0
+
+
+@cache
+def _script() -> Script:
+    return quick_client().register_script(_SCRIPT)
+
+
+def action_key(agent_id: int, action: str, hour: int) -> str:
+    return f"oversight:guard:rate:{agent_id}:{hour}:{action}"
+
+
+def held_key(agent_id: int, params_sha256: str) -> str:
+    return f"oversight:guard:held:{agent_id}:{params_sha256}"
+
+
+def count(
+    *,
+    agent_id: int,
+    action: str,
+    params_sha256: str,
+    api_call: tuple[str, int, int] | None,
+    version_key: str,
+    holding: int | None,
+    limit: int | None,
+    mode: str,
+    log: dict[str, Any] | None,
+    decision: str,
+    codes: list[str],
+) -> Answer:
+    """One round trip; raises one of `oversight.redis_clients.UNAVAILABLE` when Redis does not
+    answer. `api_call` is the throttle's (key, limit, window seconds), or None not to count the
+    call; `holding` the policy set version this process holds (None: none yet)."""
+    now = time.time()
+    hour = int(now // 3600)
+    resets = 3600 - int(now % 3600)
+    fields: list[str] = []
+    for name, value in (log or {}).items():
+        fields += [name, "" if value is None else str(value)]
+    throttle_key, throttle_limit, throttle_window = api_call or ("-", 0, 0)
+    reply = _script()(
+        keys=[
+            throttle_key,
+            version_key,
+            action_key(agent_id, action, hour),
+            held_key(agent_id, params_sha256),
+            CHECK_LOG,
+        ],
+        args=[
+            throttle_limit,
+            throttle_window,
+            "" if holding is None else str(holding),
+            limit or 0,
+            resets + 60,  # outlives its hour a little: a late reader still sees the count
+            mode,
+            HOLD_SECONDS,
+            "1" if log is not None else "0",
+            CHECK_LOG_LENGTH,
+            decision,
+            " ".join(codes),
+            *fields,
+        ],
+    )
+    calls, published, used, outcome = reply
+    published_text = published.decode() if isinstance(published, bytes) else str(published)
+    return Answer(
+        api_calls=int(calls),
+        published=int(published_text) if published_text else None,
+        used=int(used),
+        outcome=int(outcome),
+        resets_in_seconds=resets,
+    )

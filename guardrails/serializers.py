@@ -1,0 +1,100 @@
+"""Input validation and the documented response shapes of the guardrails API (SPEC §3, §6)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from approvals.models import RiskLevel
+from budgets.models import Scope
+from guardrails.models import Category
+from oversight.fields import (
+    JSONObjectField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictSerializer,
+)
+
+DECISIONS = ["allow", "deny", "require_approval"]
+
+
+class ActionField(StrictCharField):
+    """An action's name: what a policy is named after. Control characters are refused: the name
+    goes into email subjects, logs and pages."""
+
+    default_error_messages = {"control": "No control characters (newlines, tabs, ...)."}
+
+    def to_internal_value(self, data: object) -> str:
+        value = super().to_internal_value(data)
+        if any(ord(c) < 32 or c == "\x7f" for c in value):
+            self.fail("control")
+        return value
+
+
+class CheckSerializer(StrictSerializer):
+    action = ActionField(max_length=200, help_text="What the agent is about to do, e.g. read_file.")
+    params = JSONObjectField(
+        required=False, default=dict, help_text="The action's arguments (a JSON object)."
+    )
+    estimated_cost_cents = StrictIntegerField(
+        min_value=0, max_value=10**12, required=False, allow_null=True
+    )
+    confidence = StrictFloatField(
+        min_value=0,
+        max_value=1,
+        required=False,
+        allow_null=True,
+        help_text="How sure the agent is (0-1); below 0.5 a person decides, below 0.1 it is "
+        "refused.",
+    )
+
+
+class PolicyRefSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+    scope = serializers.ChoiceField(choices=Scope.choices)
+
+
+class ReasonSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable: e.g. forbidden_pattern, rate_limited.")
+    message = serializers.CharField()
+    effect = serializers.ChoiceField(choices=["deny", "require_approval"])
+    param = serializers.CharField(required=False, help_text="Where in params, if it applies.")
+    pattern = serializers.CharField(required=False, help_text="The forbidden pattern matched.")
+
+
+class CheckResultSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=DECISIONS)
+    risk_level = serializers.ChoiceField(choices=RiskLevel.choices, allow_null=True)
+    category = serializers.ChoiceField(choices=Category.choices, allow_null=True)
+    policy = PolicyRefSerializer(allow_null=True)
+    reasons = ReasonSerializer(many=True)
+    violation_id = serializers.IntegerField(
+        allow_null=True, help_text="The guardrail violation a deny recorded."
+    )
+    params_sha256 = serializers.CharField(
+        help_text="The argument hash (as an approval request of this call would carry)."
+    )
+
+
+class PolicySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+    scope = serializers.ChoiceField(choices=Scope.choices)
+    category = serializers.ChoiceField(choices=Category.choices)
+    risk_level = serializers.ChoiceField(choices=RiskLevel.choices)
+    requires_approval = serializers.BooleanField()
+    max_cost_cents = serializers.IntegerField(allow_null=True)
+    rate_limit_per_hour = serializers.IntegerField(allow_null=True)
+    allowed_resources = serializers.ListField(child=serializers.CharField())
+    forbidden_patterns = serializers.ListField(child=serializers.CharField())
+    sensitive = serializers.BooleanField()
+    params_schema = serializers.JSONField(allow_null=True)
+
+
+class PolicyListSerializer(serializers.Serializer):
+    policies = PolicySerializer(many=True)
+    unknown_actions = serializers.ChoiceField(
+        choices=["deny", "require_approval"],
+        help_text="What the check answers for an action no policy covers.",
+    )

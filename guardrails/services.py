@@ -1,0 +1,609 @@
+"""Every state change of the guardrails app: checking an action (and recording what a check
+leaves behind), and changing policies.
+
+`check_action` is the one check (SPEC §6): the API's `guardrails/check`, the check inside every
+approval request's create, and the simulator (`simulate`, which records nothing) all call it.
+It reads the agent's budgets (only when some apply), evaluates the policy in process
+(`guardrails.rules`), and makes one Redis round trip (`guardrails.counters`) for the rate limit,
+the policy set's freshness and the check log. An allowed call writes nothing to the database;
+a denied one records a violation and its audit event, and may alert the managers.
+
+Policy changes (`save_policy`, `delete_policy`, `import_policies`) each write a version and a
+`policy.changed` audit event in their transaction; on commit every process's policy set is
+stale and reloads on its next check.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import User
+from agents.models import Agent, AgentStatus
+from approvals import live
+from approvals.binding import params_sha256
+from audit.events import EventType
+from audit.services import record_event
+from budgets import admission
+from budgets.models import Scope
+from guardrails import counters, policyfile, rules, selectors
+from guardrails.models import (
+    CheckPurpose,
+    CheckRecord,
+    Policy,
+    PolicyVersion,
+    VersionChange,
+    Violation,
+    ViolationAlert,
+    ViolationAlertEmail,
+)
+from oversight.redis_clients import UNAVAILABLE
+from oversight.throttling import Throttled, call_window
+
+logger = logging.getLogger(__name__)
+
+# Arguments larger than this (as JSON) are logged by their hash only: they cannot be replayed.
+MAX_LOGGED_PARAMS = 8 * 1024
+REPLAY_DAYS = 7
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    verdict: rules.Verdict
+    params_sha256: str
+    violation_id: int | None = None
+    rate: rules.RateOutcome | None = None
+
+    @property
+    def decision(self) -> str:
+        return self.verdict.decision
+
+    @property
+    def decision_label(self) -> str:
+        return self.verdict.decision.replace("_", " ")
+
+    @property
+    def denied(self) -> bool:
+        return self.verdict.decision == rules.DENY
+
+    def as_json(self) -> dict[str, Any]:
+        """The check's answer (SPEC §3)."""
+        verdict = self.verdict
+        return {
+            "decision": verdict.decision,
+            "risk_level": verdict.risk_level,
+            "category": verdict.category,
+            "policy": verdict.policy.as_ref() if verdict.policy else None,
+            "reasons": [reason.as_json() for reason in verdict.reasons],
+            "violation_id": self.violation_id,
+            "params_sha256": self.params_sha256,
+        }
+
+
+def check_action(
+    *,
+    agent: Agent,
+    action: str,
+    params: dict[str, Any],
+    estimated_cost_cents: int | None = None,
+    confidence: float | None = None,
+    claimed_risk: str | None = None,
+    purpose: str = CheckPurpose.CHECK,
+    count_api_call: bool = False,
+) -> CheckOutcome:
+    """Check an action of `agent` against its policy (SPEC §6) and record what it leaves.
+
+    With `count_api_call` the call also counts against the agent's API rate limit (in the same
+    Redis round trip) and `Throttled` is raised past it. `claimed_risk` is a create's claim: the
+    answer's risk is the higher of it and the policy's.
+    """
+    digest = params_sha256(action, params)
+    facts = _facts(agent, action, params, estimated_cost_cents, confidence, claimed_risk)
+    held = selectors.POLICIES.peek()
+    policies = held[1] if held is not None else selectors.policy_set()
+    holding = held[0] if held is not None else selectors.POLICIES.held_version()
+    verdict = rules.evaluate(policies.policy_for(agent, action), facts)
+    window = call_window(agent.pk) if count_api_call else None
+    try:
+        answer = _count(agent, digest, verdict, facts, purpose, window, holding, log=True)
+        if answer.throttled:
+            raise Throttled(window.retry_after if window else 1)
+        if answer.stale:
+            policies = selectors.policy_set(answer.published)
+            verdict = rules.evaluate(policies.policy_for(agent, action), facts)
+            holding = selectors.POLICIES.held_version()
+            answer = _count(agent, digest, verdict, facts, purpose, None, holding, log=True)
+            if answer.stale:  # changed again within a breath: the database decides
+                raise ConnectionError("policy version moving")
+        rate = _rate(verdict, answer)
+    except UNAVAILABLE:
+        # Redis does not answer: policies from the database's version, the rate limit fails
+        # safe (a person decides) and the check log misses this one.
+        policies = selectors.POLICIES.from_database()
+        verdict = rules.evaluate(policies.policy_for(agent, action), facts)
+        rate = _unavailable(verdict)
+    verdict = verdict.with_rate(rate)
+    outcome = CheckOutcome(verdict, digest, rate=rate)
+    if verdict.decision == rules.DENY:
+        violation = _record_violation(agent, verdict, facts, digest, purpose)
+        return CheckOutcome(verdict, digest, violation.pk, rate)
+    if verdict.decision == rules.ALLOW and verdict.policy and verdict.policy.sensitive:
+        _record_access(agent, verdict.policy, digest)
+    return outcome
+
+
+def simulate(
+    *,
+    agent: Agent | None,
+    action: str,
+    params: dict[str, Any],
+    estimated_cost_cents: int | None = None,
+    confidence: float | None = None,
+) -> CheckOutcome:
+    """What `check_action` would answer now, and why, recording nothing and using up no rate
+    limit (the simulator page, `policies test`). Without an agent: an active one with no team,
+    no budget and no policy of its own."""
+    subject = agent or Agent(name="any-agent", status=AgentStatus.ACTIVE)
+    digest = params_sha256(action, params)
+    facts = _facts(subject, action, params, estimated_cost_cents, confidence, None)
+    policies = selectors.policy_set()
+    verdict = rules.evaluate(policies.policy_for(subject, action), facts)
+    rate = None
+    if subject.pk is not None:
+        try:
+            holding = selectors.POLICIES.held_version()
+            answer = _count(subject, digest, verdict, facts, "", None, holding, log=False)
+            rate = None if answer.stale else _rate(verdict, answer)
+        except UNAVAILABLE:
+            rate = _unavailable(verdict)
+    return CheckOutcome(verdict.with_rate(rate), digest, rate=rate)
+
+
+def _facts(
+    agent: Agent,
+    action: str,
+    params: dict[str, Any],
+    estimated_cost_cents: int | None,
+    confidence: float | None,
+    claimed_risk: str | None,
+) -> rules.Facts:
+    return rules.Facts(
+        action=action,
+        params=params,
+        estimated_cost_cents=estimated_cost_cents,
+        confidence=confidence,
+        claimed_risk=claimed_risk,
+        agent_status=agent.status,
+        budget_refusal=admission.refusal(agent, estimated_cost_cents),
+        unknown_actions=settings.OVERSIGHT_UNKNOWN_ACTIONS,
+    )
+
+
+def _count(
+    agent: Agent,
+    digest: str,
+    verdict: rules.Verdict,
+    facts: rules.Facts,
+    purpose: str,
+    window: Any,
+    holding: int | None,
+    *,
+    log: bool,
+) -> counters.Answer:
+    """The Redis round trip. Only a call nothing else denies uses up a slot (`mode`)."""
+    if verdict.decision == rules.DENY or not purpose:
+        mode = "peek"
+    elif purpose == CheckPurpose.CREATE:
+        mode = "create"
+    elif verdict.decision == rules.REQUIRE_APPROVAL:
+        mode = "hold"  # the approval request that follows does not count again
+    else:
+        mode = "count"
+    policy = verdict.policy
+    return counters.count(
+        agent_id=agent.pk,
+        action=facts.action,
+        params_sha256=digest,
+        api_call=window.counted if window else None,
+        version_key=selectors.POLICIES.key,
+        holding=holding,
+        limit=policy.rate_limit_per_hour if policy else None,
+        mode=mode,
+        log=_log_entry(agent, facts, purpose) if log else None,
+        decision=verdict.decision,
+        codes=verdict.codes,
+    )
+
+
+def _rate(verdict: rules.Verdict, answer: counters.Answer) -> rules.RateOutcome | None:
+    policy = verdict.policy
+    if policy is None or not policy.rate_limit_per_hour:
+        return None
+    return rules.RateOutcome(
+        limit=policy.rate_limit_per_hour,
+        used=answer.used,
+        admitted=answer.admitted,
+        resets_in_seconds=answer.resets_in_seconds,
+    )
+
+
+def _unavailable(verdict: rules.Verdict) -> rules.RateOutcome | None:
+    policy = verdict.policy
+    if policy is None or not policy.rate_limit_per_hour:
+        return None
+    return rules.RateOutcome(limit=policy.rate_limit_per_hour, unavailable=True)
+
+
+def _log_entry(agent: Agent, facts: rules.Facts, purpose: str) -> dict[str, Any]:
+    params = json.dumps(facts.params, separators=(",", ":"), ensure_ascii=False)
+    return {
+        "agent": agent.pk,
+        "action": facts.action,
+        "params": params if len(params) <= MAX_LOGGED_PARAMS else "",
+        "cost": facts.estimated_cost_cents,
+        "confidence": facts.confidence,
+        "purpose": purpose,
+    }
+
+
+# --- what a check leaves behind ------------------------------------------------------------
+
+
+@transaction.atomic
+def _record_violation(
+    agent: Agent, verdict: rules.Verdict, facts: rules.Facts, digest: str, purpose: str
+) -> Violation:
+    deciding = verdict.deciding
+    assert deciding is not None
+    policy = verdict.policy
+    now = timezone.now()
+    violation = Violation.objects.create(
+        agent=agent,
+        action=facts.action,
+        code=deciding.code,
+        severity=rules.SEVERITY.get(deciding.code, "high"),
+        message=deciding.message,
+        reasons=[reason.as_json() for reason in verdict.reasons],
+        param=deciding.param[:300],
+        excerpt=deciding.excerpt[:100],
+        pattern=deciding.pattern[:500],
+        params_sha256=digest,
+        policy_version_id=policy.version_id if policy else None,
+        purpose=purpose,
+        created_at=now,
+    )
+    alert = _repeated_violations(agent, now)
+    # The audit appends last: they hold the chain's lock until this transaction commits.
+    record_event(
+        event_type=EventType.GUARDRAIL_VIOLATION,
+        actor=agent,
+        subject=violation,
+        payload={
+            "action": facts.action,
+            "code": deciding.code,
+            "codes": verdict.codes,
+            "severity": violation.severity,
+            "purpose": purpose,
+            "params_sha256": digest,
+            "policy": policy.name if policy else None,
+            "version": policy.version if policy else None,
+            "param": violation.param,
+            "pattern": violation.pattern,
+        },
+    )
+    if alert is not None:
+        record_event(
+            event_type=EventType.GUARDRAIL_ALERT,
+            subject=agent,
+            payload={
+                "count": alert.count,
+                "window_start": alert.window_start,
+                "threshold": settings.OVERSIGHT_VIOLATION_ALERT_THRESHOLD,
+            },
+        )
+        notice = live.Notice(
+            title="Repeated guardrail violations",
+            message=alert.message,
+            url=reverse("guardrails:violations") + f"?agent={agent.name}",
+        )
+        transaction.on_commit(lambda: live.announce_to_managers(notice), robust=True)
+    return violation
+
+
+def _repeated_violations(agent: Agent, now: datetime) -> ViolationAlert | None:
+    """The alert for ≥ threshold violations by `agent` within an hour, if this violation is the
+    one that reaches it this clock hour (SPEC §6: once per hour)."""
+    window_start = now.replace(minute=0, second=0, microsecond=0)
+    if ViolationAlert.objects.filter(agent=agent, window_start=window_start).exists():
+        return None
+    threshold = settings.OVERSIGHT_VIOLATION_ALERT_THRESHOLD
+    recent = Violation.objects.filter(agent=agent, created_at__gt=now - timedelta(hours=1))
+    count = recent.count()
+    if count < threshold:
+        return None
+    alert = ViolationAlert(
+        agent=agent,
+        window_start=window_start,
+        count=count,
+        message=(
+            f"Agent {agent.name} was refused {count} times by its guardrails within an hour "
+            f"(the alert threshold is {threshold})."
+        ),
+        created_at=now,
+    )
+    try:
+        with transaction.atomic():
+            alert.save(force_insert=True)
+    except IntegrityError:  # another process's violation reached it first
+        return None
+    ViolationAlertEmail.objects.create(alert=alert)
+    return alert
+
+
+@transaction.atomic
+def _record_access(agent: Agent, policy: rules.CompiledPolicy, digest: str) -> None:
+    record_event(
+        event_type=EventType.DATA_ACCESSED,
+        actor=agent,
+        subject=agent,
+        payload={
+            "action": policy.name,
+            "policy": policy.name,
+            "version": policy.version,
+            "params_sha256": digest,
+        },
+    )
+
+
+# --- policies ------------------------------------------------------------------------------
+
+
+def _resolve_agent(fields: dict[str, Any]) -> Agent | None:
+    if fields.get("scope") != Scope.AGENT:
+        return None
+    agent = Agent.objects.filter(name=fields.get("agent")).first()
+    if agent is None:
+        raise ValidationError({"agent": [f"There is no agent named {fields.get('agent')!r}."]})
+    return agent
+
+
+@transaction.atomic
+def save_policy(
+    *,
+    fields: dict[str, Any],
+    policy: Policy | None = None,
+    actor: User | None = None,
+    source: str = "admin",
+) -> Policy:
+    """Create a policy (`policy` None) or change one, from its fields in the policy file's
+    form (`guardrails.policyfile.snapshot`). Each change is a new version; saving the same
+    fields again changes nothing. Raises ValidationError naming what is wrong."""
+    problems = policyfile.setting_problems(fields, agent_names=None)
+    if problems:
+        raise ValidationError(problems)
+    agent = _resolve_agent(fields)
+    before: dict[str, Any] | None = None
+    if policy is not None and policy.pk:
+        policy = Policy.objects.select_for_update().select_related("agent").get(pk=policy.pk)
+        before = policyfile.snapshot(policy)
+        if before == {name: fields[name] for name in policyfile.FIELDS}:
+            return policy
+    else:
+        policy = Policy(version=0)
+    for name in policyfile.FIELDS:
+        if name != "agent":
+            setattr(policy, name, fields[name])
+    policy.agent = agent
+    policy.version += 1
+    policy.updated_at = timezone.now()
+    try:
+        with transaction.atomic():
+            policy.save()
+    except IntegrityError:
+        raise ValidationError(
+            f"There is a policy for {fields['name']} with this scope already; change that one."
+        ) from None
+    change = VersionChange.CHANGED if before is not None else VersionChange.CREATED
+    _version_and_audit(policy, policyfile.snapshot(policy), before, change, actor, source)
+    return policy
+
+
+@transaction.atomic
+def delete_policy(*, policy: Policy, actor: User | None = None, source: str = "admin") -> None:
+    """Remove a policy; its versions stay (decisions refer to them). The action falls back to
+    the team's or global policy of its name, or becomes unknown."""
+    locked = Policy.objects.select_for_update().select_related("agent").get(pk=policy.pk)
+    before = policyfile.snapshot(locked)
+    locked.version += 1
+    _version_and_audit(locked, before, before, VersionChange.DELETED, actor, source)
+    locked.delete()
+
+
+def _version_and_audit(
+    policy: Policy,
+    after: dict[str, Any],
+    before: dict[str, Any] | None,
+    change: str,
+    actor: User | None,
+    source: str,
+) -> None:
+    PolicyVersion.objects.create(
+        policy=policy,
+        name=policy.name,
+        scope=policy.scope,
+        team=policy.team,
+        agent_name=policy.agent.name if policy.agent else "",
+        version=policy.version,
+        change=change,
+        snapshot=after,
+        created_by=actor,
+        note=source[:300],
+    )
+    selectors.POLICIES.changed()
+    record_event(
+        event_type=EventType.POLICY_CHANGED,
+        actor=actor,
+        subject=("policy", str(policy.pk)),
+        payload={
+            "name": policy.name,
+            "scope": policy.scope,
+            "version": policy.version,
+            "change": change,
+            "from": before,
+            "to": None if change == VersionChange.DELETED else after,
+            "source": source,
+        },
+    )
+
+
+# --- policies as code ----------------------------------------------------------------------
+
+
+@dataclass
+class Replay:
+    """What the last days of checks would have answered under a new policy file."""
+
+    replayed: int = 0
+    skipped: int = 0  # logged without their arguments (too large to keep)
+    changed: Counter[tuple[str, str, str, str, str]] = field(default_factory=Counter)
+
+    def lines(self, limit: int = 50) -> list[str]:
+        total = sum(self.changed.values())
+        skipped = (
+            f" ({self.skipped} could not be: their arguments were too large to keep)"
+            if self.skipped
+            else ""
+        )
+        shown = [
+            f"Replayed {self.replayed} checks of the last {REPLAY_DAYS} days{skipped}: "
+            f"{total} decisions would change."
+        ]
+        for (agent, action, old, new, codes), times in self.changed.most_common(limit):
+            why = f" ({codes})" if codes else ""
+            shown.append(f"  {times:>6} x {agent} {action}: {old} -> {new}{why}")
+        if len(self.changed) > limit:
+            shown.append(f"  … and {len(self.changed) - limit} more kinds of change")
+        return shown
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    changes: list[policyfile.Change]
+    replay: Replay | None
+    applied: bool
+
+
+def import_policies(
+    *, text: str, actor: User | None = None, dry_run: bool = False, source: str = "import"
+) -> ImportReport:
+    """Make the policies what the file says, in one transaction: each created, changed and
+    deleted policy a new version and an audit event. With `dry_run`, change nothing and replay
+    the last week's checks against the file instead. Raises `policyfile.FileProblem`."""
+    agent_names = set(Agent.objects.values_list("name", flat=True))
+    entries = policyfile.parse(text, agent_names=agent_names)
+    current = list(Policy.objects.select_related("agent"))
+    changes = policyfile.diff(entries, current)
+    if dry_run:
+        return ImportReport(changes, replay(entries), applied=False)
+    by_key = {policyfile.identity(policyfile.snapshot(p)): p for p in current}
+    with transaction.atomic():
+        for change in changes:
+            if change.kind == "deleted":
+                assert change.before is not None
+                policy = by_key[policyfile.identity(change.before)]
+                delete_policy(policy=policy, actor=actor, source=source)
+        for change in changes:
+            if change.kind != "deleted":
+                assert change.after is not None
+                existing = by_key.get(policyfile.identity(change.after))
+                save_policy(fields=change.after, policy=existing, actor=actor, source=source)
+    return ImportReport(changes, None, applied=True)
+
+
+def replay(entries: list[policyfile.Entry], *, days: int = REPLAY_DAYS) -> Replay:
+    """Answer the logged checks of the last `days` under today's policies and under `entries`,
+    and count the decisions that differ. The replay counts each hour's rate limits as it goes;
+    agent status and budgets are taken as they are now for both (a file changes neither)."""
+    agents = {agent.pk: agent for agent in Agent.objects.all()}
+    today = selectors.policy_set()
+    proposed = _policy_set_of(entries, agents)
+    report = Replay()
+    counts: dict[str, Counter[tuple[int, str, int]]] = {"old": Counter(), "new": Counter()}
+    budget_refusals: dict[int, str] = {}
+    since = timezone.now() - timedelta(days=days)
+    for record in _records(since):
+        agent = agents.get(record.agent_id)
+        if agent is None:
+            continue
+        if record.params is None:
+            report.skipped += 1
+            continue
+        report.replayed += 1
+        if agent.pk not in budget_refusals:
+            budget_refusals[agent.pk] = admission.refusal(agent, None)
+        facts = rules.Facts(
+            action=record.action,
+            params=record.params,
+            estimated_cost_cents=record.estimated_cost_cents,
+            confidence=record.confidence,
+            agent_status=AgentStatus.ACTIVE,
+            budget_refusal=budget_refusals[agent.pk],
+            unknown_actions=settings.OVERSIGHT_UNKNOWN_ACTIONS,
+        )
+        hour = int(record.checked_at.timestamp() // 3600)
+        old = _replayed(today.policy_for(agent, record.action), facts, counts["old"], hour, agent)
+        new = _replayed(
+            proposed.policy_for(agent, record.action), facts, counts["new"], hour, agent
+        )
+        if old.decision != new.decision:
+            codes = ", ".join(new.codes)
+            report.changed[(agent.name, record.action, old.decision, new.decision, codes)] += 1
+    return report
+
+
+def _records(since: datetime) -> Iterator[CheckRecord]:
+    return CheckRecord.objects.filter(checked_at__gte=since).order_by("checked_at", "id").iterator()
+
+
+def _replayed(
+    policy: rules.CompiledPolicy | None,
+    facts: rules.Facts,
+    counts: Counter[tuple[int, str, int]],
+    hour: int,
+    agent: Agent,
+) -> rules.Verdict:
+    verdict = rules.evaluate(policy, facts)
+    if policy is None or not policy.rate_limit_per_hour:
+        return verdict
+    key = (agent.pk, facts.action, hour)
+    admitted = verdict.decision == rules.DENY or counts[key] < policy.rate_limit_per_hour
+    if verdict.decision != rules.DENY and admitted:
+        counts[key] += 1
+    outcome = rules.RateOutcome(
+        limit=policy.rate_limit_per_hour, used=counts[key], admitted=admitted
+    )
+    return verdict.with_rate(outcome)
+
+
+def _policy_set_of(entries: list[policyfile.Entry], agents: dict[int, Agent]) -> Any:
+    ids = {agent.name: pk for pk, agent in agents.items()}
+    return selectors.index(
+        (
+            selectors.compile_fields(entry.fields),
+            entry.fields["team"],
+            ids.get(entry.fields["agent"]),
+        )
+        for entry in entries
+        if entry.fields["enabled"]
+    )

@@ -1,0 +1,144 @@
+"""Process-local copies of rarely-changing rows, never stale after a change commits.
+
+A `VersionedCache` keeps one copy of what its `load` builds (the policy set, say) and the
+version of the rows it was built from: a number from the database that every change raises
+(`version`). The change's transaction calls `changed()`; once it commits, the new version is
+published in Redis. Each read compares the copy's version with the published one (the
+guardrails check reads it in the same Redis round trip as its counters, so freshness costs no
+extra trip) and reloads when they differ.
+
+How stale can a read be? Not at all while Redis answers: a change is published before the call
+that made it returns, and the next read anywhere sees it. While Redis does not answer, each read
+asks the database for the version instead (one small query), so it is exact then too. The one
+window: a change committed while Redis was unreachable for the writer but not for the readers
+(or while Redis kept its old value through an outage) is seen once any process republishes the
+version: a reader that holds a newer copy does so at once, and beat does every timer tick
+(`republish`), so within a few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+
+from oversight.redis_clients import UNAVAILABLE, quick_client
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "oversight:version:"
+
+# Raise the published version, never lower it: a slow publisher must not undo a newer one.
+_PUBLISH = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if ARGV[2] == '1' or tonumber(ARGV[1]) > current then
+    redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+
+class Unread:
+    """The published version was not read by the caller: `get` reads it."""
+
+
+UNREAD = Unread()
+_REGISTRY: dict[str, VersionedCache[Any]] = {}
+
+
+class VersionedCache[T]:
+    def __init__(self, name: str, *, version: Callable[[], int], load: Callable[[], T]) -> None:
+        self.name = name
+        self.key = KEY_PREFIX + name
+        self._version = version
+        self._load = load
+        self._held: tuple[int, T] | None = None
+        self._reload_lock = threading.Lock()
+        _REGISTRY[name] = self
+
+    def get(self, published: int | Unread | None = UNREAD) -> T:
+        """The rows as of the newest committed change.
+
+        `published` is the version Redis holds, when the caller has read it already (None when
+        Redis has none); otherwise it is read here. When Redis does not answer, the database's
+        version is read instead."""
+        if isinstance(published, Unread):
+            try:
+                raw = quick_client().get(self.key)
+                published = None if raw is None else int(raw)
+            except UNAVAILABLE:
+                return self.from_database()
+        held = self._held
+        if published is None:  # Redis lost the key (a restart): the database says, then Redis
+            value = self.from_database()
+            self.publish()
+            return value
+        if held is not None and held[0] == published:
+            return held[1]
+        if held is not None and held[0] > published:
+            self.publish()  # Redis missed a publication; this copy is newer
+            return held[1]
+        version, value = self._reload()
+        if version < published:
+            # The database is the truth: it went back (a restore, a test's rollback).
+            self.publish(force=True)
+        return value
+
+    def peek(self) -> tuple[int, T] | None:
+        """This process's copy and its version, without asking anyone (None: no copy yet)."""
+        return self._held
+
+    def held_version(self) -> int | None:
+        held = self._held
+        return held[0] if held is not None else None
+
+    def from_database(self) -> T:
+        """The rows as of the database's version, without Redis (when it does not answer)."""
+        return self._from_database()
+
+    def forget(self) -> None:
+        """Drop this process's copy (tests, and after a change here)."""
+        self._held = None
+
+    def changed(self) -> None:
+        """Call inside the transaction that changes the rows: on commit, every process sees the
+        change on its next read."""
+        self.forget()
+        transaction.on_commit(self._after_commit)
+
+    def _after_commit(self) -> None:
+        self.forget()
+        self.publish()
+
+    def publish(self, *, force: bool = False) -> None:
+        """Put the database's version in Redis (best effort: readers fall back on their own)."""
+        try:
+            version = self._version()
+            quick_client().eval(_PUBLISH, 1, self.key, str(version), "1" if force else "0")
+        except UNAVAILABLE:
+            logger.warning("could not publish the %s version; readers catch up", self.name)
+
+    def _from_database(self) -> T:
+        version = self._version()
+        held = self._held
+        if held is not None and held[0] == version:
+            return held[1]
+        return self._reload()[1]
+
+    def _reload(self) -> tuple[int, T]:
+        with self._reload_lock:  # one thread loads; the others wait for its copy
+            version = self._version()  # first: rows read after it are at least this new
+            held = self._held
+            if held is not None and held[0] == version:
+                return held
+            self._held = (version, self._load())
+            return self._held
+
+
+def republish() -> None:
+    """Publish every cache's version again (beat): closes the window of a lost publication."""
+    for cache in list(_REGISTRY.values()):
+        cache.publish()
