@@ -8,8 +8,7 @@ from typing import Any
 from django import forms
 
 from approvals.models import RiskLevel, Urgency
-from approvals.services import MAX_PARAMS_BYTES
-from oversight.fields import MAX_JSON_DEPTH, nested_deeper_than
+from oversight.fields import MAX_JSON_DEPTH, MAX_PARAMS_BYTES, nested_deeper_than
 
 
 class RejectForm(forms.Form):

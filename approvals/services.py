@@ -9,7 +9,6 @@ change notifies nobody.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,10 +42,8 @@ from guardrails import services as guardrails
 from guardrails.models import CheckPurpose, PolicyVersion
 from guardrails.rules import CompiledPolicy
 from guardrails.services import CheckOutcome
-from oversight.fields import MAX_JSON_DEPTH, nested_deeper_than, unstorable_text
+from oversight.fields import params_problem
 from oversight.rows import insert_row
-
-MAX_PARAMS_BYTES = 64 * 1024
 
 
 class ApprovalError(Exception):
@@ -128,8 +125,8 @@ def create_request(
     agent: Agent,
     action: str,
     params: dict[str, Any],
-    risk_level: str | None,
     justification: str,
+    risk_level: str | None = None,
     urgency: str = Urgency.NORMAL,
     confidence: float | None = None,
     estimated_cost_cents: int | None = None,
@@ -595,17 +592,9 @@ def _finalize(
 
 
 def _check_params_size(params: dict[str, Any]) -> None:
-    if nested_deeper_than(params):
-        raise Invalid(f"params nest deeper than {MAX_JSON_DEPTH} levels.")
-    where = unstorable_text(params)
-    if where:
-        raise Invalid(f"Text at {where} contains a NUL character or a lone surrogate.")
-    try:
-        size = len(json.dumps(params, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise Invalid(f"params must be plain JSON: {exc}") from exc
-    if size > MAX_PARAMS_BYTES:
-        raise Invalid(f"params are {size} bytes; the limit is {MAX_PARAMS_BYTES}.")
+    problem = params_problem(params)
+    if problem:
+        raise Invalid(problem)
 
 
 __all__ = [

@@ -66,6 +66,8 @@ def check(request: HttpRequest) -> HttpResponse:
     except Throttled as exc:
         headers = {"Retry-After": str(exc.retry_after)}
         return json_error(429, "rate_limited", str(exc), headers=headers)
+    except services.InvalidParams as exc:
+        return json_error(422, "invalid", str(exc), fields={"params": [str(exc)]})
     return JsonResponse(outcome.as_json())
 
 
@@ -84,7 +86,10 @@ class CheckDocs(APIView):
         request=CheckSerializer,
         responses={
             200: CheckResultSerializer,
-            **{code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 413, 415, 429)},
+            **{
+                code: OpenApiResponse(ErrorSerializer)
+                for code in (400, 401, 403, 413, 415, 422, 429)
+            },
         },
         tags=["guardrails"],
     )

@@ -13,7 +13,7 @@ from audit.forms import DateTimeLocalInput
 from guardrails import policyfile
 from guardrails.models import Policy
 from guardrails.rules import SEVERITY
-from oversight.fields import MAX_JSON_DEPTH, nested_deeper_than, unstorable_text
+from oversight.fields import params_problem
 
 # Every code a violation can carry (the deciding reason of a deny).
 VIOLATION_CODES = sorted(SEVERITY)
@@ -85,37 +85,35 @@ class SimulatorForm(forms.Form):
             raise forms.ValidationError(f"Not JSON: {exc}") from None
         if not isinstance(value, dict):
             raise forms.ValidationError('The arguments are a JSON object, e.g. {"path": "/x"}.')
-        if nested_deeper_than(value):
-            raise forms.ValidationError(f"Nested deeper than {MAX_JSON_DEPTH} levels.")
-        where = unstorable_text(value)
-        if where:
-            raise forms.ValidationError(f"Text at {where} has a NUL or a lone surrogate.")
+        problem = params_problem(value)
+        if problem:
+            raise forms.ValidationError(problem)
         return value
 
 
-class JSONListField(forms.JSONField):
-    """A list of strings, one per line in the admin (JSON is accepted too)."""
+class LinesField(forms.CharField):
+    """A list of strings, one per line (patterns begin with `[` often enough that reading
+    JSON here would be a guess)."""
 
-    widget = forms.Textarea(attrs={"rows": 4, "class": "mono"})
+    widget = forms.Textarea(attrs={"rows": 4, "class": "mono", "spellcheck": "false"})
 
     def prepare_value(self, value: Any) -> str:
         if isinstance(value, list):
             return "\n".join(str(item) for item in value)
         return str(value or "")
 
-    def to_python(self, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip().startswith("["):
-            return [line.strip() for line in value.splitlines() if line.strip()]
-        return super().to_python(value)
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = super().to_python(value) or ""
+        return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 class PolicyAdminForm(forms.ModelForm):
-    forbidden_patterns = JSONListField(
+    forbidden_patterns = LinesField(
         required=False,
         help_text="One RE2 regular expression per line, matched case-insensitively against "
         "every string in the arguments; lookarounds and backreferences are not supported.",
     )
-    allowed_resources = JSONListField(
+    allowed_resources = LinesField(
         required=False,
         help_text="One prefix per line for the path, file_path and resource arguments "
         "(empty: any).",

@@ -19,6 +19,7 @@ from approvals.models import RiskLevel
 from budgets.models import Scope
 from guardrails import matching, rules
 from guardrails.models import Category, Policy
+from oversight.fields import unstorable_text
 
 FORMAT_VERSION = 1
 HEADER = (
@@ -171,12 +172,18 @@ def check_fields(raw: object, *, agent_names: set[str]) -> tuple[dict[str, Any],
     return fields, problems
 
 
+# The largest values the columns hold (guardrails.models.Policy).
+MAX_RATE_LIMIT = 2**31 - 1
+MAX_COST_CENTS = 10**12
+LENGTHS = {"name": 200, "team": 100, "agent": 100}
+
+
 def setting_problems(fields: dict[str, Any], *, agent_names: set[str] | None) -> list[str]:
     """Every problem with a policy's fields (the file's and the admin form's one definition).
     `agent_names`: the agents that exist, or None not to check them."""
     problems = []
     name = fields.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+    if not isinstance(name, str) or not name.strip() or len(name) > LENGTHS["name"]:
         problems.append("name: the action's name, 1 to 200 characters.")
     elif name != name.strip() or any(ord(c) < 32 or c == "\x7f" for c in name):
         problems.append("name: no spaces around it and no control characters.")
@@ -185,6 +192,8 @@ def setting_problems(fields: dict[str, Any], *, agent_names: set[str] | None) ->
         problems.append(f"scope: one of {', '.join(Scope.values)}.")
     elif not isinstance(team, str) or not isinstance(agent, str):
         problems.append("team and agent are names (text).")
+    elif len(team) > LENGTHS["team"] or len(agent) > LENGTHS["agent"]:
+        problems.append("team and agent: at most 100 characters.")
     elif scope == Scope.TEAM and (not team or agent):
         problems.append("a team's policy names its team (and no agent).")
     elif scope == Scope.AGENT and (not agent or team):
@@ -202,12 +211,15 @@ def setting_problems(fields: dict[str, Any], *, agent_names: set[str] | None) ->
             problems.append(f"{flag}: true or false.")
     if not isinstance(fields.get("description"), str):
         problems.append("description: text.")
-    for limit in ("max_cost_cents", "rate_limit_per_hour"):
+    for limit, most in (
+        ("max_cost_cents", MAX_COST_CENTS),
+        ("rate_limit_per_hour", MAX_RATE_LIMIT),
+    ):
         value = fields.get(limit)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             problems.append(f"{limit}: a whole number, or nothing for no limit.")
-        elif value is not None and not 0 <= value <= 10**12:
-            problems.append(f"{limit}: from 0 to 10^12.")
+        elif value is not None and not 0 <= value <= most:
+            problems.append(f"{limit}: from 0 to {most}.")
     problems += [f"forbidden_patterns: {p}" for p in matching.pattern_problems(
         fields.get("forbidden_patterns"))]  # fmt: skip
     resources = fields.get("allowed_resources")
@@ -219,6 +231,9 @@ def setting_problems(fields: dict[str, Any], *, agent_names: set[str] | None) ->
             rules.schema_validator(schema)
         except rules.PolicyProblem as exc:
             problems += [f"params_schema: {m}" for m in exc.errors["params_schema"]]
+    for key in ("name", "team", "agent", "description", "allowed_resources", "params_schema"):
+        if unstorable_text(fields.get(key)):
+            problems.append(f"{key}: no NUL characters or lone surrogates.")
     return problems
 
 

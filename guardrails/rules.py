@@ -9,6 +9,7 @@ adds its reason with `Verdict.with_rate`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -313,15 +314,8 @@ def _policy_steps(policy: CompiledPolicy, facts: Facts, add: Any) -> None:
         error = next(iter(policy.validator.iter_errors(dict(facts.params))), None)
         if error is not None:
             where = ".".join(str(part) for part in error.instance_path) or "params"
-            add(
-                Reason(
-                    "invalid_params",
-                    f"{where}: {error.message}",
-                    DENY,
-                    STEP_COST,
-                    param=where,
-                )
-            )
+            message = _schema_message(where, error, policy.params_schema)
+            add(Reason("invalid_params", message, DENY, STEP_COST, where))
     if policy.matcher is not None:
         _patterns(policy.matcher, facts.params, add)
     if policy.allowed_resources:
@@ -339,11 +333,30 @@ def _policy_steps(policy: CompiledPolicy, facts: Facts, add: Any) -> None:
             add(Reason("resource_not_allowed", message, DENY, STEP_RESOURCE, key, "", shown))
 
 
+def _schema_message(where: str, error: Any, schema: Any) -> str:
+    """The first schema error: where, and the schema's rule it breaks, never the value itself
+    (jsonschema's own message quotes it, and it may be a secret)."""
+    path = list(error.schema_path)
+    if path and path[-1] == "required":
+        return f"{where}: {error.message}"  # names the missing property, from the schema
+    rule: Any = schema
+    for part in path:
+        rule = rule[part] if isinstance(rule, dict | list) else None
+    shown = json.dumps(rule, ensure_ascii=False)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    keyword = str(path[-1]) if path else "schema"
+    return f"{where}: must satisfy the arguments schema's {keyword} {shown}."
+
+
 def _patterns(matcher: matching.PatternSet, params: Mapping[str, Any], add: Any) -> None:
+    """Step 6. Every pattern scans all the strings at once; only on a hit are they scanned one
+    by one, to name each string and pattern that match (see `guardrails.matching`)."""
+    if not matcher.matching("\n".join(matching.texts(params))):
+        return
     found = 0
     for where, text in matching.strings(params):
         hits = matcher.matching(text)
-        normal = matching.normal_path(text)
+        normal = matching.normal_path(text) if ("/." in text or "//" in text) else None
         if normal is not None:
             hits += [p for p in matcher.matching(normal) if p not in hits]
         for pattern in hits:

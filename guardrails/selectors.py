@@ -99,9 +99,10 @@ def _load() -> PolicySet:
                 version=policy.version,
                 version_id=current.get(policy.pk),
             )
-        except rules.PolicyProblem:
-            # Saved before a stricter check existed: fail safe, as if the action were unknown.
-            logger.warning("policy %s cannot be compiled; its action counts as unknown", policy)
+        except Exception:
+            # Saved before a stricter check existed, say: one policy that cannot be used must
+            # not take every check down. Fail safe: its action counts as unknown (refused).
+            logger.exception("policy %s cannot be compiled; its action counts as unknown", policy)
             continue
         built.append((compiled, policy.team, policy.agent_id))
     return index(built)
@@ -161,7 +162,8 @@ def violations(
         found = found.filter(created_at__gte=since)
     if until is not None:
         found = found.filter(created_at__lt=until)
-    return found.order_by("-created_at", "-id")
+    # By id, newest first: the page pages by id (`before=`), and ids grow with time.
+    return found.order_by("-id")
 
 
 def recent_alerts(limit: int = 5) -> list[ViolationAlert]:

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -48,6 +49,7 @@ from guardrails.models import (
     ViolationAlert,
     ViolationAlertEmail,
 )
+from oversight.fields import params_problem
 from oversight.redis_clients import UNAVAILABLE
 from oversight.throttling import Throttled, call_window
 
@@ -56,6 +58,11 @@ logger = logging.getLogger(__name__)
 # Arguments larger than this (as JSON) are logged by their hash only: they cannot be replayed.
 MAX_LOGGED_PARAMS = 8 * 1024
 REPLAY_DAYS = 7
+HOLD = timedelta(seconds=counters.HOLD_SECONDS)
+
+
+class InvalidParams(ValueError):
+    """Arguments no check takes (too large, too deep, not plain JSON): the API's 422."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +113,12 @@ def check_action(
 
     With `count_api_call` the call also counts against the agent's API rate limit (in the same
     Redis round trip) and `Throttled` is raised past it. `claimed_risk` is a create's claim: the
-    answer's risk is the higher of it and the policy's.
+    answer's risk is the higher of it and the policy's. Raises `InvalidParams` for arguments no
+    check takes (more than 64 KB, ...).
     """
+    problem = params_problem(params)
+    if problem:
+        raise InvalidParams(problem)
     digest = params_sha256(action, params)
     facts = _facts(agent, action, params, estimated_cost_cents, confidence, claimed_risk)
     held = selectors.POLICIES.peek()
@@ -155,6 +166,9 @@ def simulate(
     limit (the simulator page, `policies test`). Without an agent: an active one with no team,
     no budget and no policy of its own."""
     subject = agent or Agent(name="any-agent", status=AgentStatus.ACTIVE)
+    problem = params_problem(params)
+    if problem:
+        raise InvalidParams(problem)
     digest = params_sha256(action, params)
     facts = _facts(subject, action, params, estimated_cost_cents, confidence, None)
     policies = selectors.policy_set()
@@ -395,7 +409,9 @@ def save_policy(
     agent = _resolve_agent(fields)
     before: dict[str, Any] | None = None
     if policy is not None and policy.pk:
-        policy = Policy.objects.select_for_update().select_related("agent").get(pk=policy.pk)
+        policy = (
+            Policy.objects.select_for_update(of=("self",)).select_related("agent").get(pk=policy.pk)
+        )
         before = policyfile.snapshot(policy)
         if before == {name: fields[name] for name in policyfile.FIELDS}:
             return policy
@@ -410,10 +426,14 @@ def save_policy(
     try:
         with transaction.atomic():
             policy.save()
-    except IntegrityError:
-        raise ValidationError(
-            f"There is a policy for {fields['name']} with this scope already; change that one."
-        ) from None
+    except IntegrityError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.UniqueViolation) or "UNIQUE" in str(exc):
+            raise ValidationError(
+                f"There is a policy for {fields['name']} with this scope already; change that one."
+            ) from None
+        raise ValidationError(f"The database refuses this policy: {exc}") from None
+    except DataError as exc:
+        raise ValidationError(f"The database refuses this policy: {exc}") from None
     change = VersionChange.CHANGED if before is not None else VersionChange.CREATED
     _version_and_audit(policy, policyfile.snapshot(policy), before, change, actor, source)
     return policy
@@ -423,7 +443,9 @@ def save_policy(
 def delete_policy(*, policy: Policy, actor: User | None = None, source: str = "admin") -> None:
     """Remove a policy; its versions stay (decisions refer to them). The action falls back to
     the team's or global policy of its name, or becomes unknown."""
-    locked = Policy.objects.select_for_update().select_related("agent").get(pk=policy.pk)
+    locked = (
+        Policy.objects.select_for_update(of=("self",)).select_related("agent").get(pk=policy.pk)
+    )
     before = policyfile.snapshot(locked)
     locked.version += 1
     _version_and_audit(locked, before, before, VersionChange.DELETED, actor, source)
@@ -533,13 +555,15 @@ def import_policies(
 
 def replay(entries: list[policyfile.Entry], *, days: int = REPLAY_DAYS) -> Replay:
     """Answer the logged checks of the last `days` under today's policies and under `entries`,
-    and count the decisions that differ. The replay counts each hour's rate limits as it goes;
-    agent status and budgets are taken as they are now for both (a file changes neither)."""
+    and count the decisions that differ. The replay counts each hour's rate limits as it goes,
+    as the check does (a create right after its check uses the slot the check held). Every
+    agent is taken as active and its budgets as they are now, for both: a file changes
+    neither."""
     agents = {agent.pk: agent for agent in Agent.objects.all()}
     today = selectors.policy_set()
     proposed = _policy_set_of(entries, agents)
     report = Replay()
-    counts: dict[str, Counter[tuple[int, str, int]]] = {"old": Counter(), "new": Counter()}
+    old_counts, new_counts = _Counts(), _Counts()
     budget_refusals: dict[int, str] = {}
     since = timezone.now() - timedelta(days=days)
     for record in _records(since):
@@ -561,11 +585,8 @@ def replay(entries: list[policyfile.Entry], *, days: int = REPLAY_DAYS) -> Repla
             budget_refusal=budget_refusals[agent.pk],
             unknown_actions=settings.OVERSIGHT_UNKNOWN_ACTIONS,
         )
-        hour = int(record.checked_at.timestamp() // 3600)
-        old = _replayed(today.policy_for(agent, record.action), facts, counts["old"], hour, agent)
-        new = _replayed(
-            proposed.policy_for(agent, record.action), facts, counts["new"], hour, agent
-        )
+        old = old_counts.answer(today.policy_for(agent, record.action), facts, agent, record)
+        new = new_counts.answer(proposed.policy_for(agent, record.action), facts, agent, record)
         if old.decision != new.decision:
             codes = ", ".join(new.codes)
             report.changed[(agent.name, record.action, old.decision, new.decision, codes)] += 1
@@ -576,24 +597,41 @@ def _records(since: datetime) -> Iterator[CheckRecord]:
     return CheckRecord.objects.filter(checked_at__gte=since).order_by("checked_at", "id").iterator()
 
 
-def _replayed(
-    policy: rules.CompiledPolicy | None,
-    facts: rules.Facts,
-    counts: Counter[tuple[int, str, int]],
-    hour: int,
-    agent: Agent,
-) -> rules.Verdict:
-    verdict = rules.evaluate(policy, facts)
-    if policy is None or not policy.rate_limit_per_hour:
-        return verdict
-    key = (agent.pk, facts.action, hour)
-    admitted = verdict.decision == rules.DENY or counts[key] < policy.rate_limit_per_hour
-    if verdict.decision != rules.DENY and admitted:
-        counts[key] += 1
-    outcome = rules.RateOutcome(
-        limit=policy.rate_limit_per_hour, used=counts[key], admitted=admitted
-    )
-    return verdict.with_rate(outcome)
+class _Counts:
+    """The hourly counts of one side of a replay, kept as `guardrails.counters` keeps them."""
+
+    def __init__(self) -> None:
+        self.used: Counter[tuple[int, str, int]] = Counter()
+        self.held: dict[tuple[int, str], datetime] = {}
+
+    def answer(
+        self,
+        policy: rules.CompiledPolicy | None,
+        facts: rules.Facts,
+        agent: Agent,
+        record: CheckRecord,
+    ) -> rules.Verdict:
+        verdict = rules.evaluate(policy, facts)
+        if policy is None or not policy.rate_limit_per_hour:
+            return verdict
+        limit = policy.rate_limit_per_hour
+        key = (agent.pk, facts.action, int(record.checked_at.timestamp() // 3600))
+        slot = (agent.pk, params_sha256(facts.action, dict(facts.params)))
+        held_at = self.held.pop(slot, None) if record.purpose == CheckPurpose.CREATE else None
+        if verdict.decision == rules.DENY:
+            admitted = self.used[key] < limit  # a denied call only looks (`peek`)
+        elif held_at is not None and record.checked_at - held_at <= HOLD:
+            admitted = True  # its check counted it
+        elif self.used[key] < limit:
+            admitted = True
+            self.used[key] += 1
+            if record.purpose == CheckPurpose.CHECK and verdict.decision != rules.ALLOW:
+                self.held[slot] = record.checked_at
+        else:
+            admitted = False
+        return verdict.with_rate(
+            rules.RateOutcome(limit=limit, used=self.used[key], admitted=admitted)
+        )
 
 
 def _policy_set_of(entries: list[policyfile.Entry], agents: dict[int, Agent]) -> Any:

@@ -7,7 +7,9 @@ has a bug it should hear about.
 from __future__ import annotations
 
 import copy
+import json
 import math
+import re
 from typing import Any
 
 from rest_framework import serializers
@@ -74,24 +76,61 @@ def nested_deeper_than(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+# The largest arguments (as JSON) an agent may send with a check or a request, or an approver
+# store with changes: enough for any tool call, and a bound on what every check scans.
+MAX_PARAMS_BYTES = 64 * 1024
+
+
+def params_problem(params: Any) -> str | None:
+    """What makes `params` unacceptable as an action's arguments, or None: nesting deeper than
+    MAX_JSON_DEPTH, text no column can store, anything but plain JSON, more than
+    MAX_PARAMS_BYTES."""
+    if nested_deeper_than(params):
+        return f"params nest deeper than {MAX_JSON_DEPTH} levels."
+    where = unstorable_text(params)
+    if where:
+        return f"Text at {where} contains a NUL character or a lone surrogate."
+    try:
+        size = len(json.dumps(params, allow_nan=False, ensure_ascii=False).encode())
+    except (TypeError, ValueError) as exc:
+        return f"params must be plain JSON: {exc}"
+    if size > MAX_PARAMS_BYTES:
+        return f"params are {size} bytes; the limit is {MAX_PARAMS_BYTES}."
+    return None
+
+
+# NUL and lone surrogates: text that no database column (nor jsonb) can store.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def unstorable_text(value: Any, path: str = "") -> str | None:
-    """Where `value` holds text no database column can store (NUL, lone surrogates), if anywhere."""
+    """Where `value` holds text no database column can store (NUL, lone surrogates), if anywhere.
+
+    A regular expression scans each string and a place's name is built only when something is
+    found: a character-by-character scan and a path per key made this a third of the agent
+    API's check (profiled: 360 of 1 200 µs for 1 KB of params)."""
     if isinstance(value, str):
-        if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
-            return path or "(value)"
-        return None
+        return (path or "(value)") if _UNSTORABLE.search(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
-            found = unstorable_text(key, f"{path}.{key!r}") or unstorable_text(
-                item, f"{path}.{key}"
-            )
-            if found:
-                return found
+            if isinstance(key, str) and _UNSTORABLE.search(key):
+                return f"{path}.{key!r}"
+            if isinstance(item, str):
+                if _UNSTORABLE.search(item):
+                    return f"{path}.{key}"
+            elif isinstance(item, dict | list):
+                found = unstorable_text(item, f"{path}.{key}")
+                if found:
+                    return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found = unstorable_text(item, f"{path}[{index}]")
-            if found:
-                return found
+            if isinstance(item, str):
+                if _UNSTORABLE.search(item):
+                    return f"{path}[{index}]"
+            elif isinstance(item, dict | list):
+                found = unstorable_text(item, f"{path}[{index}]")
+                if found:
+                    return found
     return None
 
 
@@ -107,9 +146,9 @@ class JSONObjectField(serializers.JSONField):
         where = unstorable_text(data)
         if where:
             self.fail("unstorable", path=where)
-        value = super().to_internal_value(data)
-        assert isinstance(value, dict)
-        return value
+        # DRF's JSONField would serialise the value once more to prove it can be: it came from
+        # the API's JSON parser (no NaN, no other types), so it can.
+        return data
 
 
 class StrictSerializer(serializers.Serializer):

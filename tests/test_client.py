@@ -220,3 +220,103 @@ def test_a_long_poll_outlasts_a_short_client_timeout(web_server, make_agent):
         with pytest.raises(ApprovalTimeout):
             oversight.wait(created.id, timeout=3)
     assert time.monotonic() - started >= 3
+
+
+# --- the guardrails: check() and guard() ------------------------------------------------------
+
+
+def test_check_returns_a_typed_decision_with_every_reason(web_server, make_agent):
+    from oversight_client import Decision
+
+    agent = make_agent()
+    with Oversight(web_server.url, agent.key) as oversight:
+        allowed = oversight.check("read_file", {"path": "/srv/reports/q3.csv"})
+        denied = oversight.check("run_command", {"command": "rm -rf /"})
+    assert isinstance(allowed, Decision)
+    assert allowed.allowed
+    assert allowed.policy == {"name": "read_file", "version": 1, "scope": "global"}
+    assert denied.denied
+    assert denied.codes == ["forbidden_pattern", "policy_requires_approval"]
+    assert denied.reasons[0].pattern == r"rm\s+-rf\s+/"
+    assert denied.violation_id is not None
+
+
+def test_a_stopped_agents_check_is_a_deny_with_its_status_as_the_reason(web_server, make_agent):
+    from agents import services as agents
+
+    agent = make_agent()
+    agents.set_agent_status(agent=agent.agent, status="paused", reason="circuit breaker")
+    with Oversight(web_server.url, agent.key) as oversight:
+        decision = oversight.check("read_file", {"path": "/srv/x"})
+    assert decision.denied
+    assert decision.codes == ["agent_paused"]
+
+
+def test_guard_runs_an_allowed_action_at_once_and_asks_nobody(web_server, make_agent):
+    agent = make_agent()
+    with (
+        Oversight(web_server.url, agent.key) as oversight,
+        oversight.guard("read_file", {"path": "/srv/reports/q3.csv"}) as go,
+    ):
+        ran = go.params
+    assert ran == {"path": "/srv/reports/q3.csv"}
+    assert go.request is None
+    assert go.decision.allowed
+    assert not ApprovalRequest.objects.filter(agent=agent.agent).exists()
+
+
+def test_guard_raises_action_denied_and_the_block_never_runs(web_server, make_agent):
+    from oversight_client import ActionDenied
+
+    agent = make_agent()
+    ran = False
+    with (
+        Oversight(web_server.url, agent.key) as oversight,
+        pytest.raises(ActionDenied) as refused,
+        oversight.guard("read_file", {"path": "/app/.env"}),
+    ):
+        ran = True
+    assert not ran
+    assert refused.value.codes == ["forbidden_pattern"]
+    assert refused.value.violation_id is not None
+
+
+def test_guard_asks_a_person_when_the_check_says_so_and_runs_with_their_changes(
+    web_server, make_agent, approvers
+):
+    agent = make_agent()
+    changed = {"path": "/srv/app/config.yml", "cache": "on"}
+    approver = decide_when_asked(
+        agent.agent,
+        lambda r: services.approve_request(
+            request_id=r.pk, reviewer=approvers["lead"], modified_params=changed
+        ),
+    )
+    oversight = Oversight(web_server.url, agent.key)
+
+    @oversight.guard("write_file", justification=lambda **kw: f"write {kw['path']}")
+    def write(**kwargs: str) -> dict[str, str]:
+        return kwargs
+
+    assert write(path="/srv/app/config.yml", cache="off") == changed
+    approver.join()
+    request = ApprovalRequest.objects.get(agent=agent.agent)
+    assert request.justification == "write /srv/app/config.yml"
+    assert request.policy_version is not None
+    assert request.policy_version.name == "write_file"
+    oversight.close()
+
+
+def test_a_create_the_guardrails_refuse_raises_action_denied(web_server, make_agent):
+    from oversight_client import ActionDenied
+
+    agent = make_agent()
+    with (
+        Oversight(web_server.url, agent.key) as oversight,
+        pytest.raises(ActionDenied) as refused,
+        oversight.require_approval(
+            "write_file", {"path": "/etc/passwd"}, justification="edit the users"
+        ),
+    ):
+        pass
+    assert refused.value.codes == ["forbidden_pattern", "policy_requires_approval"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -143,11 +144,16 @@ def get(path: str) -> Callable[[], bytes]:
     return lambda: payload
 
 
-def post_json(path: str, key: str, body: Callable[[], dict[str, object]]) -> Callable[[], bytes]:
+def post_json(
+    path: str, key: str | list[str], body: Callable[[], dict[str, object]]
+) -> Callable[[], bytes]:
+    """A client's POSTs; with several keys, it takes them in turn (one agent each)."""
+    keys = itertools.cycle([key] if isinstance(key, str) else key)
+
     def make() -> bytes:
         data = json.dumps(body()).encode()
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {next(keys)}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
         )
         return head.encode() + data
@@ -228,11 +234,12 @@ def main() -> int:
         f"PostgreSQL + Redis, {CONCURRENCY} concurrent clients, {args.duration:.0f} s per scenario"
     )
     _manage(env, "migrate", "--noinput")
-    # One agent per client, so the per-agent rate limit stays at its production default and
-    # its Redis counter is part of every measured call.
+    # Agents for the clients, so the per-agent rate limit stays at its production default and
+    # its Redis counter is part of every measured call: one per client, and AGENTS_PER_CLIENT
+    # for the checks, which come faster than one agent may call (1 200 a minute).
     script = (
         "from agents import services\n"
-        f"for n in range({CONCURRENCY}):\n"
+        f"for n in range({CONCURRENCY * AGENTS_PER_CLIENT}):\n"
         "    agent = services.create_agent(name=f'bench-agent-{n}', team='bench')\n"
         "    print(services.issue_api_key(agent=agent)[1])\n"
     )
@@ -247,10 +254,12 @@ def main() -> int:
         if not wait_for_http(f"http://127.0.0.1:{port}/healthz", 60):
             print("the web server did not start")
             return 1
+        if args.only in (None, "check"):
+            guardrails_check(port, keys, env, args.warmup, args.duration)
         if args.only in (None, "hot-path"):
-            hot_path(port, keys, args.warmup, args.duration)
+            hot_path(port, keys[:CONCURRENCY], args.warmup, args.duration)
         if args.only in (None, "costs"):
-            cost_ingestion(port, keys, env, args.warmup, args.duration)
+            cost_ingestion(port, keys[:CONCURRENCY], env, args.warmup, args.duration)
         if args.only in (None, "push"):
             push_latency(port, keys[0], env)
         if args.only in (None, "punctuality"):  # before the scale fill adds 100 000 requests
@@ -264,6 +273,112 @@ def main() -> int:
 
 
 ROUNDS = 5  # this VM's speed drifts by up to 2x between seconds: more, shorter rounds
+AGENTS_PER_CLIENT = 4
+# About 1 KB of arguments, as SPEC §10.7 asks for the policy evaluation.
+CHECK_PARAMS: dict[str, object] = {
+    "path": "/srv/data/reports/2026/q4/revenue-by-region.csv",
+    "encoding": "utf-8",
+    "columns": [f"column_{n}" for n in range(40)],
+    "filters": {"region": ["emea", "apac", "amer"], "since": "2026-10-01", "limit": 5000},
+    "reason": "Summarise the quarter's revenue for the board pack. " * 6,
+}
+
+
+def guardrails_check(
+    port: int, keys: list[str], env: dict[str, str], warmup: float, duration: float
+) -> None:
+    """SPEC §10.1 and §10.7: the check's allow path against the bare view on its own stack
+    (/api/v1/health) in the same rounds; the deny path against the allow path; and the policy
+    evaluation alone, in process."""
+    print("\n§10.1 guardrails check (32 clients, 4 agents each in turn)")
+    allow: dict[str, object] = {"action": "read_file", "params": CHECK_PARAMS}
+    deny: dict[str, object] = {
+        "action": "read_file",
+        "params": {**CHECK_PARAMS, "path": "/srv/app/.env"},
+    }
+    groups = [keys[n::CONCURRENCY] for n in range(CONCURRENCY)]
+    allows = [post_json("/api/v1/guardrails/check", group, lambda: allow) for group in groups]
+    ratios = against_floor(
+        "POST /api/v1/guardrails/check (allow)",
+        "check",
+        port,
+        allows,
+        warmup=warmup,
+        duration=duration,
+        reference=True,
+    )
+    ratio = ratios["reference"]
+    verdict = "no verdict on" if math.isnan(ratio) else "meets" if ratio >= 0.6 else "BELOW"
+    print(f"  (against the reference: {verdict} the >= 0.6 target)")
+
+    print("\n  deny path (each a violation and its audit event) against the allow path")
+    denies = [post_json("/api/v1/guardrails/check", group, lambda: deny) for group in groups]
+    rounds: dict[str, list[Result]] = {"allow": [], "deny": []}
+    for n in range(ROUNDS):
+        order = [("allow", allows), ("deny", denies)]
+        for label, load in order[n % 2 :] + order[: n % 2]:
+            rounds[label].append(
+                measure(label, port, load, warmup=warmup, duration=duration / ROUNDS)
+            )
+    allowed, denied = (_combined(label, rounds[label]) for label in ("allow", "deny"))
+    print(allowed.line())
+    print(denied.line())
+    per_round = [
+        d.percentile(0.5) / a.percentile(0.5)
+        for a, d in zip(rounds["allow"], rounds["deny"], strict=True)
+    ]
+    slower = statistics.median(per_round)
+    verdict = "meets" if slower <= 2 else "MISSES"
+    print(
+        f"  deny/allow time: median latency {slower:.2f}x (rounds "
+        f"{', '.join(f'{r:.2f}' for r in per_round)}), p99 "
+        f"{denied.percentile(0.99) / allowed.percentile(0.99):.2f}x ({verdict} the <= 2x target)"
+    )
+
+    print("\n§10.7 policy evaluation alone (in process: the seed's 8 policies, 1 KB of params)")
+    script = (
+        "import json, time\n"
+        "from agents.models import Agent\n"
+        "from guardrails import rules, selectors\n"
+        "policies = selectors.policy_set()\n"
+        "agent = Agent.objects.order_by('pk').first()\n"
+        f"params = {CHECK_PARAMS!r}\n"
+        "actions = sorted(policies.everyone)\n"
+        "timings = []\n"
+        "for n in range(40000):\n"
+        "    action = actions[n % len(actions)]\n"
+        "    facts = rules.Facts(action=action, params=params, confidence=0.8)\n"
+        "    started = time.perf_counter()\n"
+        "    rules.evaluate(policies.policy_for(agent, action), facts)\n"
+        "    timings.append(time.perf_counter() - started)\n"
+        "timings.sort()\n"
+        "hostile = rules.compile_policy(id=0, name='h', scope='global', version=1,\n"
+        "    version_id=None, category='read', risk_level='low',\n"
+        "    forbidden_patterns=['(a+)+$', '(x+x+)+y', '^(([a-z])+.)+[A-Z]([a-z])+$'],\n"
+        "    params_schema={'type': 'object', 'properties': {'s': {'pattern': '(a|aa)+$'}}})\n"
+        "worst = 0.0\n"
+        "for text in ('a' * 50_000 + '!', 'x' * 50_000, 'a' * 250_000):\n"
+        "    facts = rules.Facts(action='h', params={'s': text, 'deep': [[text]]})\n"
+        "    started = time.perf_counter()\n"
+        "    rules.evaluate(hostile, facts)\n"
+        "    worst = max(worst, time.perf_counter() - started)\n"
+        "pick = lambda q: timings[min(len(timings) - 1, int(q * len(timings)))] * 1e6\n"
+        "print(json.dumps({'p50': pick(0.5), 'p99': pick(0.99), 'max': timings[-1] * 1e6,\n"
+        "                  'size': len(json.dumps(params)), 'worst_hostile_ms': worst * 1e3}))\n"
+    )
+    figures = json.loads(
+        _manage(env, "shell", "--no-imports", "-c", script).strip().splitlines()[-1]
+    )
+    verdict = "meets" if figures["p99"] < 200 else "MISSES"
+    print(
+        f"  {figures['size']} bytes of params: p50 {figures['p50']:.0f} µs, p99 "
+        f"{figures['p99']:.0f} µs, max {figures['max']:.0f} µs ({verdict} the p99 < 200 µs target)"
+    )
+    verdict = "meets" if figures["worst_hostile_ms"] < 10 else "MISSES"
+    print(
+        f"  hostile patterns ((a+)+$ ...) over 50-250 KB inputs: worst "
+        f"{figures['worst_hostile_ms']:.2f} ms ({verdict} the < 10 ms bound)"
+    )
 
 
 def hot_path(port: int, keys: list[str], warmup: float, duration: float) -> None:
@@ -658,7 +773,7 @@ def _start_process(
         )
 
 
-SECTIONS = {"hot-path", "costs", "push", "punctuality", "scale"}
+SECTIONS = {"check", "hot-path", "costs", "push", "punctuality", "scale"}
 
 if __name__ == "__main__":
     os.chdir(BASE_DIR)

@@ -62,6 +62,7 @@ class Command(BaseCommand):
             _, plaintext = agents.issue_api_key(agent=agent, label="demo")
             self.stdout.write(f"Demo agent {name} (owner {owner}), API key: {plaintext}")
         self._traffic()
+        self._guardrails()
         self._budgets()
 
     def _traffic(self) -> None:
@@ -103,6 +104,14 @@ class Command(BaseCommand):
             },
             {
                 "agent": support,
+                "action": "database_query",
+                "params": {"sql": "SELECT email FROM customers WHERE plan = 'legacy'"},
+                "urgency": "normal",
+                "justification": "Find the customers to tell about the legacy plan's end.",
+                "confidence": 0.25,  # unsure: a person one tier higher decides
+            },
+            {
+                "agent": support,
                 "action": "write_file",
                 "params": {"path": "/srv/kb/articles/reset-2fa.md"},
                 "risk_level": "low",
@@ -115,7 +124,73 @@ class Command(BaseCommand):
         approvals.approve_request(
             request_id=created[-1].pk, reviewer=director, comment="Looks right."
         )
-        self.stdout.write(f"Demo traffic: {len(created)} requests, one of them approved.")
+        self.stdout.write(
+            f"Demo traffic: {len(created)} requests, one of them approved; their risks set by "
+            "the policies."
+        )
+
+    def _guardrails(self) -> None:
+        """A team's sensitive policy with an arguments schema, and checks that show each answer:
+        allowed (nothing recorded), a sensitive read (recorded), refused (violations, and the
+        repeated-violations alert they raise)."""
+        from guardrails import services as guardrails
+        from guardrails.models import Policy, Violation
+
+        if Violation.objects.exists():
+            return
+        if not Policy.objects.filter(name="read_customer_record").exists():
+            guardrails.save_policy(
+                fields={
+                    "name": "read_customer_record",
+                    "scope": "team",
+                    "team": "customer-success",
+                    "agent": "",
+                    "description": "Support agents read one customer's record at a time.",
+                    "category": "read",
+                    "risk_level": "low",
+                    "requires_approval": False,
+                    "forbidden_patterns": ["card_number", "ssn"],
+                    "allowed_resources": ["crm://customers/"],
+                    "max_cost_cents": None,
+                    "rate_limit_per_hour": 200,
+                    "sensitive": True,
+                    "params_schema": {
+                        "type": "object",
+                        "required": ["resource", "customer_id"],
+                        "properties": {
+                            "resource": {"type": "string"},
+                            "customer_id": {"type": "integer", "minimum": 1},
+                        },
+                    },
+                    "enabled": True,
+                },
+                source="demo",
+            )
+        deploy_bot = Agent.objects.get(name="deploy-bot")
+        support = Agent.objects.get(name="support-agent")
+        checks: list[tuple[Agent, str, dict[str, Any], int | None]] = [
+            (deploy_bot, "read_file", {"path": "/srv/app/config/feature-flags.yml"}, None),
+            (
+                support,
+                "read_customer_record",
+                {"resource": "crm://customers/5531", "customer_id": 5531},
+                None,
+            ),
+            (support, "read_customer_record", {"resource": "crm://exports/all"}, None),
+            (deploy_bot, "read_file", {"path": "/srv/app/.env"}, None),
+            (deploy_bot, "run_command", {"command": "rm -rf /var/lib/postgresql"}, None),
+            (deploy_bot, "external_api_call", {"endpoint": "https://api.openai.com/v1/batch"}, 250),
+        ]
+        answers = [
+            guardrails.check_action(
+                agent=agent, action=action, params=params, estimated_cost_cents=cost
+            ).decision
+            for agent, action, params, cost in checks
+        ]
+        self.stdout.write(
+            f"Demo checks: {answers.count('allow')} allowed, {answers.count('deny')} refused "
+            "(see Policies > Violations)."
+        )
 
     def _budgets(self) -> None:
         """Budgets and two weeks of LLM spend, so the budgets page has a story to tell."""
