@@ -397,7 +397,7 @@ def hot_path(port: int, keys: list[str], warmup: float, duration: float) -> None
 
     print("\n§10.1 agent hot path")
     creates = [post_json("/api/v1/approval-requests", key, create_body) for key in keys]
-    ratios = against_floor(
+    against_floor(
         "POST /api/v1/approval-requests",
         "create",
         port,
@@ -406,14 +406,10 @@ def hot_path(port: int, keys: list[str], warmup: float, duration: float) -> None
         duration=duration,
         reference=True,
     )
-    for base, ratio in ratios.items():
-        verdict = "no verdict on" if math.isnan(ratio) else "meets" if ratio >= 0.4 else "BELOW"
-        print(f"  (against the {base}: {verdict} the 0.4 target)")
     print(
-        "  (SPEC §10.1's floor is a bare Django JSON view on the same server: /healthz, on the "
-        "pages' middleware, settings.MIDDLEWARE. The agent API runs on its own, shorter stack, "
-        "settings.API_MIDDLEWARE; the reference is the same bare view on that stack, so against "
-        "it the ratio counts the create's own work alone)"
+        "  (SPEC §10.1: a create is human-paced, so it has no ratio target, only no regression;"
+        " it runs the guardrails check too. The floor is a bare view on the pages' middleware,"
+        " the reference the same view on the agent API's own stack)"
     )
 
 
@@ -617,7 +613,7 @@ def push_latency(port: int, key: str, env: dict[str, str]) -> None:
         )
 
 
-SCALE = {"pending": 100_000, "decided": 50_000, "events": 1_000_000}
+SCALE = {"pending": 100_000, "decided": 50_000, "events": 1_000_000, "violations": 200_000}
 SMALL = {name: count // 1000 for name, count in SCALE.items()}  # the query counts' baseline
 
 
@@ -626,7 +622,8 @@ def at_scale(env: dict[str, str]) -> None:
     < 100 ms, a query count that does not grow) and §10.5 (verify a million events < 10 s)."""
     print(
         f"\n§10.4 pages at scale: {SCALE['pending']:,} pending + {SCALE['decided']:,} decided "
-        f"requests, {SCALE['events']:,} audit events (server time in-process, 20 loads each)"
+        f"requests, {SCALE['violations']:,} guardrail violations, {SCALE['events']:,} audit "
+        "events (server time in-process, 20 loads each)"
     )
     _manage(env, "create_user", "bench-manager", "--password", secrets.token_urlsafe(16),
             "--role", "approver", "--role", "manager", "--tier", "director")  # fmt: skip

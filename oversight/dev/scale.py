@@ -38,15 +38,20 @@ PAGES = {
     "inbox": "/",
     "escalations": "/escalations/",
     "escalation figures": "/escalations/figures/",
+    "violations": "/policies/violations/",
+    "violations of an agent": "/policies/violations/?agent=bench-agent-3",
+    "violations by reason": "/policies/violations/?code=rate_limited",
 }
+VIOLATION_CODES = ["forbidden_pattern", "unknown_action", "cost_limit", "rate_limited"]
 
 
-def seed(*, pending: int, decided: int, events: int) -> None:
+def seed(*, pending: int, decided: int, events: int, violations: int = 0) -> None:
     """Add `pending` and `decided` requests (cloned in SQL from one made by the services, so
-    every column is valid) and `events` audit events."""
+    every column is valid), `events` audit events and `violations` guardrail violations."""
     template = _template_request()
     _clone(template, pending, decided=False)
     _clone(template, decided, decided=True)
+    _violations(violations)
     bulk_append(events, batch=20_000)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
@@ -119,6 +124,28 @@ def _clone(template: ApprovalRequest, count: int, *, decided: bool) -> None:
             f"INSERT INTO {table} ({columns}) SELECT {values} "  # noqa: S608 - our own columns
             f"FROM ({base}) AS s, {table} AS t WHERE t.id = %s",
             [count, template.pk],
+        )
+
+
+def _violations(count: int) -> None:
+    """Violations over the last 30 days, the agents and reasons in turn (as the check writes
+    them, but in one INSERT ... SELECT)."""
+    from agents.models import Agent
+    from guardrails.models import Violation
+
+    if not count:
+        return
+    agent_ids = list(Agent.objects.values_list("pk", flat=True))
+    table = connection.ops.quote_name(Violation._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (agent_id, action, code, severity, message, reasons, param, "  # noqa: S608
+            "excerpt, pattern, params_sha256, purpose, created_at) "
+            f"SELECT (ARRAY{agent_ids})[1 + mod(g, {len(agent_ids)})], 'read_file', "
+            f"(ARRAY{VIOLATION_CODES})[1 + mod(g, 4)], 'high', 'scale benchmark', '[]'::jsonb, "
+            "'path', '/app/…', '', md5(g::text) || md5(g::text), 'check', "
+            "now() - (%s - g) * interval '13 seconds' FROM generate_series(1, %s) AS g",
+            [count, count],
         )
 
 
