@@ -23,6 +23,7 @@ from agents.forms import NewKeyForm, StatusForm
 from agents.models import Agent, AgentStatus, ApiKey
 from approvals.models import ApprovalRequest
 from budgets import selectors as budget_selectors
+from guardrails import selectors as guardrail_selectors
 
 MANAGERS = (Role.MANAGER, Role.ADMIN)
 
@@ -62,6 +63,7 @@ def _detail(
         "new_key": new_key,
         "reenable_mine": agent.reenable_requested_by_id == request.user.pk,
         "budget_states": budget_selectors.agent_states(agent),
+        "violations": guardrail_selectors.violations(agent=agent)[:5],
     }
     response = render(request, "agents/detail.html", context, status=status)
     if new_key:

@@ -25,7 +25,9 @@ from oversight.redis_clients import quick_client
 
 HOLD_SECONDS = 600
 CHECK_LOG = "oversight:guard:checks"
-CHECK_LOG_LENGTH = 50_000  # about a day's checks at a few a second; drained every tick
+# Beat drains the log every tick; this many entries are kept while it does not (a minute of
+# checks at full speed, 80 MB at most with arguments of 4 KB).
+CHECK_LOG_LENGTH = 20_000
 
 # KEYS: 1 API calls this minute, 2 policy version, 3 action count this hour, 4 held slot,
 #       5 check log.

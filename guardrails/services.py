@@ -55,8 +55,8 @@ from oversight.throttling import Throttled, call_window
 
 logger = logging.getLogger(__name__)
 
-# Arguments larger than this (as JSON) are logged by their hash only: they cannot be replayed.
-MAX_LOGGED_PARAMS = 8 * 1024
+# Arguments larger than this (as JSON) are not logged: those checks cannot be replayed.
+MAX_LOGGED_PARAMS = 4 * 1024
 REPLAY_DAYS = 7
 HOLD = timedelta(seconds=counters.HOLD_SECONDS)
 
