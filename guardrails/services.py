@@ -61,6 +61,14 @@ REPLAY_DAYS = 7
 HOLD = timedelta(seconds=counters.HOLD_SECONDS)
 
 
+# How often a check reloads policies that changed under it before it gives up counting.
+STALE_RETRIES = 3
+
+
+class UnsettledPolicies(Exception):
+    """The policy set changed under a check every time it tried to count."""
+
+
 class InvalidParams(ValueError):
     """Arguments no check takes (too large, too deep, not plain JSON): the API's 422."""
 
@@ -127,20 +135,25 @@ def check_action(
     verdict = rules.evaluate(policies.policy_for(agent, action), facts)
     window = call_window(agent.pk) if count_api_call else None
     try:
-        answer = _count(agent, digest, verdict, facts, purpose, window, holding, log=True)
-        if answer.throttled:
-            raise Throttled(window.retry_after if window else 1)
-        if answer.stale:
+        for _ in range(STALE_RETRIES):
+            answer = _count(agent, digest, verdict, facts, purpose, window, holding, log=True)
+            if answer.throttled:
+                raise Throttled(window.retry_after if window else 1)
+            if not answer.stale:
+                break
+            # Another process changed the policies: reload, decide again, count then (the API
+            # call was counted the first time round).
             policies = selectors.policy_set(answer.published)
             verdict = rules.evaluate(policies.policy_for(agent, action), facts)
             holding = selectors.POLICIES.held_version()
-            answer = _count(agent, digest, verdict, facts, purpose, None, holding, log=True)
-            if answer.stale:  # changed again within a breath: the database decides
-                raise ConnectionError("policy version moving")
+            window = None
+        else:
+            raise UnsettledPolicies
         rate = _rate(verdict, answer)
-    except UNAVAILABLE:
-        # Redis does not answer: policies from the database's version, the rate limit fails
-        # safe (a person decides) and the check log misses this one.
+    except (*UNAVAILABLE, UnsettledPolicies):
+        # Redis does not answer (or the policies kept changing under this check): policies as
+        # of the database's version, and the rate limit fails safe: a person decides. The check
+        # log misses this one.
         policies = selectors.POLICIES.from_database()
         verdict = rules.evaluate(policies.policy_for(agent, action), facts)
         rate = _unavailable(verdict)
