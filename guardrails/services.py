@@ -247,7 +247,7 @@ def _count(
         holding=holding,
         limit=policy.rate_limit_per_hour if policy else None,
         mode=mode,
-        log=_log_entry(agent, facts, purpose) if log else None,
+        log=_log_entry(agent, facts, purpose) if log and settings.OVERSIGHT_CHECK_LOG else None,
         decision=verdict.decision,
         codes=verdict.codes,
     )

@@ -297,6 +297,9 @@ if OVERSIGHT_UNKNOWN_ACTIONS not in ("deny", "require_approval"):
     raise ImproperlyConfigured(
         f"OVERSIGHT_UNKNOWN_ACTIONS={OVERSIGHT_UNKNOWN_ACTIONS!r}: use deny or require_approval."
     )
+# Checks (with their arguments, up to 4 KB) are kept 8 days for `policies import --dry-run` to
+# replay; off, nothing of an allowed check is kept anywhere.
+OVERSIGHT_CHECK_LOG = env_bool("OVERSIGHT_CHECK_LOG", default=True)
 # This many violations by one agent within an hour alert the managers (once per hour).
 OVERSIGHT_VIOLATION_ALERT_THRESHOLD = env_int("OVERSIGHT_VIOLATION_ALERT_THRESHOLD", 3, minimum=1)
 

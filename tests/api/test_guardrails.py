@@ -370,3 +370,16 @@ def test_a_policy_change_applies_to_the_next_check_in_this_process(db, api, agen
     answer = check(api, agent, action="read_file", params={"path": "/srv/a"})
     assert answer["decision"] == "deny"
     assert answer["policy"]["version"] == 2
+
+
+def test_the_check_log_keeps_each_checks_inputs_unless_turned_off(db, api, agent, settings):
+    from oversight.redis_clients import quick_client
+
+    client = api(agent.key)
+    client.post(CHECK, {"action": "read_file", "params": {"path": "/srv/a"}})
+    [(_, fields)] = quick_client().xrange(counters.CHECK_LOG)
+    assert fields[b"params"] == b'{"path":"/srv/a"}'
+    assert fields[b"decision"] == b"allow"
+    settings.OVERSIGHT_CHECK_LOG = False
+    client.post(CHECK, {"action": "read_file", "params": {"path": "/srv/b"}})
+    assert quick_client().xlen(counters.CHECK_LOG) == 1
