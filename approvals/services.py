@@ -582,6 +582,14 @@ def _finalize(
             "modified": request.modified_params is not None,
         },
     )
+    version = request.policy_version
+    if status == Status.APPROVED and version is not None and version.snapshot.get("sensitive"):
+        guardrails.record_access(
+            agent=request.agent,
+            policy={"name": version.name, "version": version.version},
+            params_sha256=request.approved_params_sha256,
+            approved_by=decided_by,
+        )
     if request.callback_url:
         CallbackDelivery.objects.create(
             request=request,

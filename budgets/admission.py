@@ -16,6 +16,7 @@ id as `task_id` (the cost replaces the estimate). Otherwise it lapses with its w
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -66,27 +67,54 @@ def reserve_for_request(request: ApprovalRequest) -> None:
     Reservation.objects.bulk_create(held)
 
 
-def refusal(agent: Agent, estimated_cost_cents: int | None) -> str:
-    """Why an enforced budget of `agent` refuses a new action now, or "" when none does: it is
-    used up, or the action's estimate would take it past its limit (SPEC §6, the check's second
-    step). Only a read: a check holds nothing, the approval request reserves its estimate."""
+@dataclass(frozen=True)
+class Room:
+    """What an enforced budget has left in its current window for a new action."""
+
+    budget_id: int
+    window_start: datetime
+    left_cents: Decimal
+    label: str
+
+
+@dataclass(frozen=True)
+class Assessment:
+    refusal: str  # why an enforced budget refuses the action, or ""
+    rooms: tuple[Room, ...]  # every enforced budget's room, for holding the estimate
+
+
+def assess(agent: Agent, estimated_cost_cents: int | None) -> Assessment:
+    """The guardrails check's budget step (SPEC §6, step 2): an enforced budget of `agent`
+    refuses a new action when it is used up or when the action's estimate would take it past
+    its limit. Only a read: the check holds its estimate for a while in Redis (the rooms say
+    how much each budget has left; `guardrails.counters`), and an approval request reserves it
+    here when it is created."""
     rules = [rule for rule in selectors.rules_for(agent) if rule.enforce]
     if not rules:
-        return ""
+        return Assessment("", ())
     amount = Decimal(estimated_cost_cents or 0)
+    rooms = []
     for state in selectors.states(rules):
         left = state.rule.limit_cents - state.spent_cents - state.reserved_cents
+        rooms.append(Room(state.rule.id, state.window.start, left, state.rule.label))
         if not (state.exhausted or amount > left):
             continue
         if not Budget.objects.filter(pk=state.rule.id).exists():
+            rooms.pop()
             continue  # deleted since this process cached it
         if state.exhausted:
-            return state.explain()
-        return (
+            return Assessment(state.explain(), tuple(rooms))
+        message = (
             f"The estimate, {amount}¢, is more than the {left:.2f}¢ left in the "
             f"{state.rule.label} this period."
         )
-    return ""
+        return Assessment(message, tuple(rooms))
+    return Assessment("", tuple(rooms))
+
+
+def refusal(agent: Agent, estimated_cost_cents: int | None) -> str:
+    """Why an enforced budget of `agent` refuses a new action now, or "" (`assess`)."""
+    return assess(agent, estimated_cost_cents).refusal
 
 
 def claim_reservations(

@@ -10,6 +10,13 @@ Only a call that nothing else denies uses up a slot. A check that answers requir
 holds its slot for the approval request that usually follows (same agent, action and
 arguments, within `HOLD_SECONDS`): that create does not count a second time, so an agent that
 checks before it asks is not counted twice for one action.
+
+Budgets: an allowed check with an estimate holds it against each enforced budget of the agent
+for `BUDGET_HOLD_MINUTES` (in per-minute counters), so simultaneous checks cannot together
+pass a limit: each sees the room the database reports less what the others hold. Holds lapse
+by themselves; a cost reported meanwhile counts twice for those minutes, which only errs on the
+side of refusing. An approval request does not look at holds: it reserves its estimate in the
+database (`budgets.admission`).
 """
 
 from __future__ import annotations
@@ -21,36 +28,58 @@ from typing import Any
 
 from redis.commands.core import Script
 
+from budgets.admission import Room
 from oversight.redis_clients import quick_client
 
 HOLD_SECONDS = 600
+BUDGET_HOLD_MINUTES = 5
 CHECK_LOG = "oversight:guard:checks"
 # Beat drains the log every tick; this many entries are kept while it does not (a minute of
 # checks at full speed, 80 MB at most with arguments of 4 KB).
 CHECK_LOG_LENGTH = 20_000
 
 # KEYS: 1 API calls this minute, 2 policy version, 3 action count this hour, 4 held slot,
-#       5 check log.
+#       5 check log, then for each budget its BUDGET_HOLD_MINUTES per-minute holds (this
+#       minute's last).
 # ARGV: 1 API call limit (0: not counted), 2 its window, 3 the policy version the caller holds,
-#       4 the action's limit (0: none), 5 seconds to the end of the hour, 6 mode (peek, count,
-#       hold, create), 7 hold seconds, 8 log (1/0), 9 log length, 10 decision, 11 codes,
-#       12... the log entry's fields.
-# Returns {API calls, published version ('' when Redis has none), used, outcome}; outcome is
-# 1 admitted, 0 refused, 2 admitted by the slot its check held, -1 the caller's policies are
-# stale (nothing was counted), -2 throttled (nothing else was done).
+#       4 the action's limit (-1: none; 0 admits no call), 5 seconds to the end of the hour,
+#       6 mode (peek, count, hold, create), 7 hold seconds, 8 log (1/0), 9 log length,
+#       10 decision, 11 codes, 12 the estimate in cents, 13 how many budgets (B), 14... each
+#       budget's room in cents, 14+B... the log entry's fields.
+# Returns {API calls, published version ('' when Redis has none), used, outcome, budget}:
+# outcome is 1 admitted, 0 refused, 2 admitted by the slot its check held, -1 the caller's
+# policies are stale (nothing was counted), -2 throttled (nothing else was done); budget is
+# the number of the budget whose room the estimate passes, with what others hold, or 0.
 _SCRIPT = """
 local calls = 0
 if ARGV[1] ~= '0' then
   calls = redis.call('INCR', KEYS[1])
   if calls == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-  if calls > tonumber(ARGV[1]) then return {calls, '', 0, -2} end
+  if calls > tonumber(ARGV[1]) then return {calls, '', 0, -2, 0} end
 end
 local version = redis.call('GET', KEYS[2]) or ''
-if version ~= ARGV[3] then return {calls, version, 0, -1} end
+if version ~= ARGV[3] then return {calls, version, 0, -1, 0} end
+local mode = ARGV[6]
+local estimate = tonumber(ARGV[12])
+local budgets = tonumber(ARGV[13])
+local minutes = (#KEYS - 5) / math.max(budgets, 1)
+local over = 0
+if estimate > 0 and mode ~= 'create' then
+  for b = 1, budgets do
+    local held = 0
+    for m = 1, minutes do
+      held = held + tonumber(redis.call('GET', KEYS[5 + (b - 1) * minutes + m]) or '0')
+    end
+    if held + estimate > tonumber(ARGV[13 + b]) then
+      over = b
+      break
+    end
+  end
+end
 local used, outcome = 0, 1
 local limit = tonumber(ARGV[4])
-local mode = ARGV[6]
-if limit > 0 then
+if over > 0 and mode ~= 'peek' then mode = 'peek' end
+if limit >= 0 then
   used = tonumber(redis.call('GET', KEYS[3]) or '0')
   if mode == 'create' and redis.call('DEL', KEYS[4]) == 1 then
     outcome = 2
@@ -62,16 +91,24 @@ if limit > 0 then
     if mode == 'hold' then redis.call('SET', KEYS[4], '1', 'EX', ARGV[7]) end
   end
 end
+if mode == 'count' and outcome == 1 and estimate > 0 then
+  for b = 1, budgets do
+    local current = KEYS[5 + b * minutes]
+    redis.call('INCRBYFLOAT', current, ARGV[12])
+    redis.call('EXPIRE', current, minutes * 60 + 60)
+  end
+end
 if ARGV[8] == '1' then
   local decision, codes = ARGV[10], ARGV[11]
-  if outcome == 0 then
+  if outcome == 0 or over > 0 then
     decision = 'deny'
-    codes = codes .. ' rate_limited'
+    if over > 0 then codes = codes .. ' budget_exceeded' end
+    if outcome == 0 then codes = codes .. ' rate_limited' end
   end
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[9], '*', 'decision', decision,
-             'codes', codes, unpack(ARGV, 12))
+             'codes', codes, unpack(ARGV, 14 + budgets))
 end
-return {calls, version, used, outcome}
+return {calls, version, used, outcome, over}
 """
 
 STALE = -1
@@ -85,6 +122,7 @@ class Answer:
     used: int
     outcome: int
     resets_in_seconds: int
+    over_budget: Room | None = None  # the budget the estimate would pass, with the holds
 
     @property
     def stale(self) -> bool:
@@ -112,6 +150,15 @@ def held_key(agent_id: int, params_sha256: str) -> str:
     return f"oversight:guard:held:{agent_id}:{params_sha256}"
 
 
+def budget_keys(room: Room, minute: int) -> list[str]:
+    """A budget window's per-minute holds for the last BUDGET_HOLD_MINUTES, this one's last."""
+    window = int(room.window_start.timestamp())
+    return [
+        f"oversight:guard:budget:{room.budget_id}:{window}:{at}"
+        for at in range(minute - BUDGET_HOLD_MINUTES + 1, minute + 1)
+    ]
+
+
 def count(
     *,
     agent_id: int,
@@ -125,17 +172,22 @@ def count(
     log: dict[str, Any] | None,
     decision: str,
     codes: list[str],
+    estimate: int | None = None,
+    rooms: tuple[Room, ...] = (),
 ) -> Answer:
     """One round trip; raises one of `oversight.redis_clients.UNAVAILABLE` when Redis does not
     answer. `api_call` is the throttle's (key, limit, window seconds), or None not to count the
-    call; `holding` the policy set version this process holds (None: none yet)."""
+    call; `holding` the policy set version this process holds (None: none yet); `rooms` what
+    the agent's enforced budgets have left (`budgets.admission.assess`) for the `estimate`."""
     now = time.time()
     hour = int(now // 3600)
+    minute = int(now // 60)
     resets = 3600 - int(now % 3600)
     fields: list[str] = []
     for name, value in (log or {}).items():
         fields += [name, "" if value is None else str(value)]
     throttle_key, throttle_limit, throttle_window = api_call or ("-", 0, 0)
+    holds = [key for room in rooms for key in budget_keys(room, minute)]
     reply = _script()(
         keys=[
             throttle_key,
@@ -143,12 +195,13 @@ def count(
             action_key(agent_id, action, hour),
             held_key(agent_id, params_sha256),
             CHECK_LOG,
+            *holds,
         ],
         args=[
             throttle_limit,
             throttle_window,
             "" if holding is None else str(holding),
-            limit or 0,
+            -1 if limit is None else limit,
             resets + 60,  # outlives its hour a little: a late reader still sees the count
             mode,
             HOLD_SECONDS,
@@ -156,10 +209,13 @@ def count(
             CHECK_LOG_LENGTH,
             decision,
             " ".join(codes),
+            estimate or 0,
+            len(rooms),
+            *(str(room.left_cents) for room in rooms),
             *fields,
         ],
     )
-    calls, published, used, outcome = reply
+    calls, published, used, outcome, over = reply
     published_text = published.decode() if isinstance(published, bytes) else str(published)
     return Answer(
         api_calls=int(calls),
@@ -167,4 +223,5 @@ def count(
         used=int(used),
         outcome=int(outcome),
         resets_in_seconds=resets,
+        over_budget=rooms[int(over) - 1] if int(over) > 0 else None,
     )

@@ -27,10 +27,14 @@ import random
 import re
 import string
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import re2  # type: ignore[import-untyped]
+
+from oversight.fields import unstorable_text
 
 MAX_PATTERNS = 50
 MAX_PATTERN_LENGTH = 500
@@ -109,8 +113,8 @@ def pattern_problems(patterns: object, *, probe: bool = True) -> list[str]:
             problems.append("An empty pattern would match everything.")
         elif len(pattern) > MAX_PATTERN_LENGTH:
             problems.append(f"{pattern[:40]!r}… is longer than {MAX_PATTERN_LENGTH} characters.")
-        elif "\x00" in pattern:
-            problems.append(f"{pattern[:40]!r} holds a NUL character.")
+        elif unstorable_text(pattern):
+            problems.append(f"{pattern[:40]!r} holds a NUL character or a lone surrogate.")
         elif _single_string_only(pattern):
             problems.append(
                 f"{pattern!r}: \\A, \\z and turning multi-line mode off are not supported; "
@@ -177,46 +181,170 @@ def _probe(patterns: list[str]) -> tuple[float, float]:
     return cold, warm
 
 
-def texts(value: Any) -> list[str]:
-    """Every string inside `value`, keys included, and the resolved form of each path-like one
-    (`normal_path`): what the patterns scan, joined. Iterative and cheap: no names of places."""
+@dataclass(frozen=True)
+class Texts:
+    """What the patterns scan: every string of the arguments (`_walk`'s order), then the
+    resolved form of each path-like one; `origin[i]` is the string text `i` comes from."""
+
+    texts: list[str]
+    origin: list[int]
+    strings: int  # how many of `texts` are the arguments' own strings
+    lists: dict[int, int]  # a list's joined text: its index, and how many strings follow it
+
+    def joined(self, start: int = 0, stop: int | None = None) -> str:
+        return "\n".join(self.texts[start:stop])
+
+
+def texts(value: Any) -> Texts:
+    """Every string inside `value` (keys included, and each list of strings also as the one
+    command line it makes, joined by spaces: `["rm", "-rf", "/"]`), and the resolved form of
+    each path-like one (`normal_path`). Cheap: no names of places (`names` makes those)."""
+    found, lists = _plain_scan(value)
+    count = len(found)
+    origin = list(range(count))
+    for index in range(count):
+        text = found[index]
+        if "/." in text or "//" in text:
+            normal = normal_path(text)
+            if normal is not None:
+                found.append(normal)
+                origin.append(index)
+    return Texts(found, origin, count, lists)
+
+
+def names(value: Any, wanted: set[int]) -> dict[int, str]:
+    """Where each wanted string (an index of `texts`' order) is, e.g. `files[2].name`."""
+    return _scan(value, wanted)[1] if wanted else {}
+
+
+def strings(value: Any) -> Iterator[tuple[str, str]]:
+    """Every string inside `value`, as `texts` scans them, with where it is."""
+    found, _ = _scan(value, None)
+    places = names(value, set(range(len(found))))
+    for index, text in enumerate(found):
+        yield places[index], text
+
+
+def _scan(value: Any, wanted: set[int] | None) -> tuple[list[str], dict[int, str]]:
+    """The strings of `value` in a fixed order, and the names of the `wanted` ones' places.
+
+    Iterative, so no nesting depth can overflow the stack (the API refuses arguments nested
+    deeper than 64 levels before they get here anyway). Without `wanted` it makes no names at
+    all (the check's usual case), and a list of strings is taken whole: 20 000 strings in a list
+    cost a list copy, not 20 000 steps of this loop. With `wanted`, places are kept as chains
+    of steps and written out only for the wanted strings. Both visit in the same order."""
+    if not wanted:
+        return _plain_scan(value)[0], {}
     found: list[str] = []
+    places: dict[int, str] = {}
+    root: Chain = None
+    stack: list[tuple[Chain, Any]] = [(root, value)]
+    while stack and len(places) < len(wanted):
+        chain, item = stack.pop()
+        if isinstance(item, str):
+            if len(found) in wanted:
+                places[len(found)] = _write(chain)
+            found.append(item)
+        elif isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                if len(found) in wanted:
+                    places[len(found)] = f"{_write((chain, key))} (a key)"
+                found.append(str(key))
+                stack.append(((chain, key), child))
+        elif isinstance(item, list):
+            if len(item) > 1 and all(isinstance(element, str) for element in item):
+                if len(found) in wanted:
+                    places[len(found)] = f"{_write(chain)} (joined by spaces)"
+                found.append(" ".join(item))
+                first = len(found)
+                for index in wanted:
+                    if first <= index < first + len(item):
+                        places[index] = _write((chain, index - first))
+                found.extend(item)
+            else:
+                for index in range(len(item) - 1, -1, -1):
+                    stack.append(((chain, index), item[index]))
+    return found, places
+
+
+def _plain_scan(value: Any) -> tuple[list[str], dict[int, int]]:
+    """`_scan`'s strings alone, in its order, without a place for anything; and where each
+    list of strings is joined, with how many strings follow."""
+    found: list[str] = []
+    lists: dict[int, int] = {}
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             found.append(item)
         elif isinstance(item, dict):
-            found.extend(key for key in item if isinstance(key, str))
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    resolved = [
-        normal
-        for text in found
-        if ("/." in text or "//" in text) and (normal := normal_path(text)) is not None
-    ]
-    return found + resolved
-
-
-def strings(value: Any) -> Iterator[tuple[str, str]]:
-    """Every string inside `value`, keys included, with where it is (`files[2].name`).
-
-    Iterative, so no nesting depth can overflow the stack; the API refuses arguments nested
-    deeper than 64 levels before they get here anyway."""
-    stack: list[tuple[str, Any]] = [("", value)]
-    while stack:
-        where, item = stack.pop()
-        if isinstance(item, str):
-            yield where or "params", item
-        elif isinstance(item, dict):
             for key, child in reversed(item.items()):
-                path = f"{where}.{key}" if where else str(key)
-                yield f"{path} (the key)", str(key)
-                stack.append((path, child))
+                found.append(str(key))
+                stack.append(child)
         elif isinstance(item, list):
-            for index in range(len(item) - 1, -1, -1):
-                stack.append((f"{where}[{index}]", item[index]))
+            if len(item) > 1 and all(isinstance(element, str) for element in item):
+                lists[len(found)] = len(item)
+                found.append(" ".join(item))
+                found.extend(item)
+            else:
+                stack.extend(reversed(item))
+    return found, lists
+
+
+# A place as a chain of steps from the arguments' top: (parent chain, key or index), or None.
+Chain = tuple[Any, object] | None
+
+
+def _write(chain: Chain) -> str:
+    steps: list[object] = []
+    while chain is not None:
+        chain, step = chain
+        steps.append(step)
+    return place(reversed(steps))
+
+
+def place(steps: Iterable[object]) -> str:
+    """The name of a place from its steps (keys and list indices): `files[2].name`."""
+    written = ""
+    for step in steps:
+        if isinstance(step, int):
+            written = f"{written or 'params'}[{step}]"
+        else:
+            written = f"{written}.{part(step)}" if written else part(step)
+    return written or "params"
+
+
+# A key that looks like a name: a letter or _, then at most 23 letters, digits, _ or -. Tokens
+# are longer (a GitHub token is 40 characters), so a key that may be one is shown in part.
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,23}")
+
+
+def part(key: object) -> str:
+    """A key as a place's name shows it: whole when it looks like a name, else only in part (a
+    key, too, may be a secret: `{"password=hunter2": true}`)."""
+    text = str(key)
+    return text if _PLAIN_KEY.fullmatch(text) else f"[{excerpt(text)!r}]"
+
+
+def locate(matcher: PatternSet, found: Texts, limit: int) -> list[int]:
+    """The indices of the texts the patterns match, in order, at most `limit` of them.
+
+    Halves of the joined texts are scanned and only a half that matches is split again, so a
+    few matches among 20 000 strings cost some dozen scans, not 20 000 (a match across two
+    neighbours, which only the joined scan sees, ends as no single text and is dropped)."""
+    hits: list[int] = []
+    stack = [(0, len(found.texts))]
+    while stack and len(hits) < limit:
+        start, stop = stack.pop()
+        if stop - start == 1:
+            if matcher.matching(found.texts[start]):
+                hits.append(start)
+            continue
+        middle = (start + stop) // 2
+        for half in ((middle, stop), (start, middle)):  # the earlier half is taken first
+            if matcher.matching(found.joined(*half)):
+                stack.append(half)
+    return hits
 
 
 def normal_path(text: str) -> str | None:
@@ -235,24 +363,36 @@ _TRAVERSAL = re.compile(r"(^|/)\.\.?(/|$)")
 
 
 def resource_in(value: str, prefixes: Sequence[str]) -> bool:
-    """Whether `value` lies under one of `prefixes`. A value with `.` or `..` segments never
-    does (it could climb out), nor one longer than any path; a prefix matches at a segment
-    boundary only: `/app/data` covers `/app/data/x`, not `/app/database`."""
-    if len(value) > MAX_RESOURCE_LENGTH or ("." in value and _TRAVERSAL.search(value)):
+    """Whether `value` lies under one of `prefixes`, at a segment boundary only: `/app/data`
+    covers `/app/data/x`, not `/app/database` nor `/app/data#old`. A value with `.` or `..`
+    segments never does (it could climb out), in a URL's path percent-encoded too
+    (`/public/%2e%2e/admin`, `/public/..?next=`), nor one longer than any path. For a URL (a
+    value with `scheme://`), `?` and `#` end the path; for a file path they are characters."""
+    if len(value) > MAX_RESOURCE_LENGTH:
         return False
     scheme, separator, rest = value.partition("://")
-    if not separator:
+    if separator:
+        path = unquote(re.split(r"[?#]", rest, maxsplit=1)[0])
+        if "\\" in path or _TRAVERSAL.search(path):
+            return False
+        boundaries = "/?#"
+    else:
         scheme, rest = "", value
+        if "." in value and _TRAVERSAL.search(value):
+            return False
+        boundaries = "/"
     cleaned = scheme + separator + (re.sub("/+", "/", rest) if "//" in rest else rest)
     return any(
         cleaned == prefix
-        or (cleaned.startswith(prefix) and (prefix.endswith("/") or cleaned[len(prefix)] in "/?#"))
+        or (
+            cleaned.startswith(prefix)
+            and (prefix.endswith("/") or cleaned[len(prefix)] in boundaries)
+        )
         for prefix in prefixes
     )
 
 
 def excerpt(value: str) -> str:
-    """A part of `value` to show in a violation: never the whole of it (it may be a secret),
-    at most half of it and 40 characters."""
-    keep = min(40, len(value) // 2)
-    return value[:keep] + "…"
+    """A part of `value` to show in a violation: never the whole of it, nor most of it (it may
+    be a secret, or hold one): a third of it, at most 16 characters."""
+    return value[: min(16, len(value) // 3)] + "…"

@@ -152,9 +152,7 @@ class VersionChange(models.TextChoices):
 class PolicyVersion(models.Model):
     """One version of a policy, as it was: never changed, never deleted.
 
-    The identity (name, scope, team, agent) is copied, so a version outlives its policy. The
-    newest version's id is the policy set's version (`guardrails.selectors`): every change of any
-    policy adds a row, so the id only grows.
+    The identity (name, scope, team, agent) is copied, so a version outlives its policy.
     """
 
     policy = models.ForeignKey(
@@ -190,6 +188,19 @@ class PolicyVersion(models.Model):
         if self.scope == Scope.TEAM:
             return f"team {self.team}"
         return "global"
+
+
+class PolicySetVersion(models.Model):
+    """One row: the version of the policy set, which every change of any policy raises.
+
+    Raised by an UPDATE at the start of each change's transaction, so concurrent changes take
+    turns on this row and the number grows in the order they commit: a process that reads it
+    after a commit has seen every change up to that number (`guardrails.selectors`)."""
+
+    version = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"policy set v{self.version}"
 
 
 class CheckPurpose(models.TextChoices):

@@ -9,6 +9,7 @@ writes: `guardrails.services.import_policies` applies a parsed file.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from approvals.models import RiskLevel
 from budgets.models import Scope
 from guardrails import matching, rules
 from guardrails.models import Category, Policy
-from oversight.fields import unstorable_text
+from oversight.fields import nested_deeper_than, unstorable_text
 
 FORMAT_VERSION = 1
 HEADER = (
@@ -75,12 +76,20 @@ def identity(fields: dict[str, Any]) -> tuple[str, str, str, str]:
     return fields["name"], fields["scope"], fields["team"], fields["agent"]
 
 
+class _Dumper(yaml.SafeDumper):
+    """Writes every value out: no anchors and aliases, which the loader refuses."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def document(policies: Iterable[Policy]) -> str:
     body = {
         "version": FORMAT_VERSION,
         "policies": [snapshot(policy) for policy in policies],
     }
-    return HEADER + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)
+    text = yaml.dump(body, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    return HEADER + text
 
 
 @dataclass(frozen=True)
@@ -108,12 +117,23 @@ class FileProblem(ValueError):
         self.problems = problems
 
 
+# A file may share lists with YAML anchors and aliases, but not expand past this many values:
+# a few hundred bytes of nested aliases make millions (a billion laughs).
+MAX_VALUES = 100_000
+
+
 def parse(text: str, *, agent_names: set[str]) -> list[Entry]:
     """The file's policies, checked; raises FileProblem listing everything wrong."""
     try:
         body = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise FileProblem([f"Not YAML: {exc}"]) from None
+    except RecursionError:
+        raise FileProblem(["Not a policy file: nested too deeply."]) from None
+    if _expands_past(body, MAX_VALUES):
+        raise FileProblem(
+            [f"The file holds more than {MAX_VALUES} values once its aliases are written out."]
+        )
     if not isinstance(body, dict) or not isinstance(body.get("policies"), list):
         raise FileProblem(["The file needs a `policies:` list (see `policies export`)."])
     unknown_top = sorted(set(body) - {"version", "policies"})
@@ -187,6 +207,11 @@ def setting_problems(fields: dict[str, Any], *, agent_names: set[str] | None) ->
         problems.append("name: the action's name, 1 to 200 characters.")
     elif name != name.strip() or any(ord(c) < 32 or c == "\x7f" for c in name):
         problems.append("name: no spaces around it and no control characters.")
+    elif name != rules.action_key(name):
+        problems.append(
+            f"name: {rules.action_key(name)!r}, in lower case: agents' actions are matched to "
+            "policies whatever their case."
+        )
     scope, team, agent = fields.get("scope"), fields.get("team"), fields.get("agent")
     if scope not in Scope.values:
         problems.append(f"scope: one of {', '.join(Scope.values)}.")
@@ -227,14 +252,48 @@ def setting_problems(fields: dict[str, Any], *, agent_names: set[str] | None) ->
         problems.append("allowed_resources: a list of non-empty prefixes.")
     schema = fields.get("params_schema")
     if schema is not None:
-        try:
-            rules.schema_validator(schema)
-        except rules.PolicyProblem as exc:
-            problems += [f"params_schema: {m}" for m in exc.errors["params_schema"]]
+        problems += _schema_problems(schema)
     for key in ("name", "team", "agent", "description", "allowed_resources", "params_schema"):
         if unstorable_text(fields.get(key)):
             problems.append(f"{key}: no NUL characters or lone surrogates.")
     return problems
+
+
+def _expands_past(value: Any, limit: int) -> bool:
+    """Whether `value`, each alias counted as often as it is used, holds more than `limit`
+    values (iterative, and stops counting at the limit)."""
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            seen += len(item)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+# A params schema is copied into every version, audit event and GET /policies answer.
+MAX_SCHEMA_BYTES = 16 * 1024
+
+
+def _schema_problems(schema: object) -> list[str]:
+    if nested_deeper_than(schema, 32):
+        return ["params_schema: nested more than 32 levels."]
+    try:
+        size = len(json.dumps(schema))
+    except (TypeError, ValueError):
+        return ["params_schema: plain JSON only."]
+    if size > MAX_SCHEMA_BYTES:
+        return [f"params_schema: {size} bytes; at most {MAX_SCHEMA_BYTES}."]
+    try:
+        rules.schema_validator(schema)
+    except rules.PolicyProblem as exc:
+        return [f"params_schema: {message}" for message in exc.errors["params_schema"]]
+    return []
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ adds its reason with `Verdict.with_rate`.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -58,6 +59,13 @@ SEVERITY = {
 AUTONOMY_NAMES = {0: "manual", 1: "assisted", 2: "partial", 3: "conditional", 4: "high", 5: "full"}
 # Every agent acts at this level until agents get levels of their own (SPEC §6).
 DEFAULT_AUTONOMY_LEVEL = 2
+
+
+def action_key(action: str) -> str:
+    """The form an action's name is looked up in: `Deploy_To_Production` and its full-width or
+    other compatibility spellings are the policy `deploy_to_production`, so changing the case
+    of a name cannot make a known action unknown (and route it lower, or count it apart)."""
+    return unicodedata.normalize("NFKC", action).casefold()
 
 
 @dataclass(frozen=True)
@@ -198,6 +206,11 @@ class Verdict:
         """What set the risk: the policy, unless a claim above it did (SPEC §2)."""
         return "claim" if self.risk_from_claim else "policy"
 
+    def with_reason(self, reason: Reason) -> Verdict:
+        """The verdict with one more reason (one the counting in Redis found), in step order."""
+        reasons = tuple(sorted((*self.reasons, reason), key=lambda r: r.step))
+        return replace(self, reasons=reasons, decision=_decision(reasons))
+
     def with_rate(self, outcome: RateOutcome | None) -> Verdict:
         """The verdict with step 4's reason added, if the count gave one."""
         if outcome is None:
@@ -212,17 +225,17 @@ class Verdict:
             )
         elif not outcome.admitted:
             minutes = max(1, -(-outcome.resets_in_seconds // 60))
-            reason = Reason(
-                "rate_limited",
-                f"{outcome.limit} calls of {self.policy.name if self.policy else 'this action'} "
-                f"per hour are used up; the count starts again in {minutes} min.",
-                DENY,
-                STEP_RATE,
+            name = self.policy.name if self.policy else "this action"
+            message = (
+                f"{outcome.limit} calls of {name} per hour are used up; the count starts again "
+                f"in {minutes} min."
+                if outcome.limit
+                else f"The policy for {name} allows no calls (its hourly limit is 0)."
             )
+            reason = Reason("rate_limited", message, DENY, STEP_RATE)
         else:
             return self
-        reasons = tuple(sorted((*self.reasons, reason), key=lambda r: r.step))
-        return replace(self, reasons=reasons, decision=_decision(reasons))
+        return self.with_reason(reason)
 
 
 def _decision(reasons: tuple[Reason, ...]) -> str:
@@ -311,9 +324,11 @@ def _policy_steps(policy: CompiledPolicy, facts: Facts, add: Any) -> None:
         )
         add(Reason("cost_limit", message, DENY, STEP_COST))
     if policy.validator is not None:
-        error = next(iter(policy.validator.iter_errors(dict(facts.params))), None)
-        if error is not None:
-            where = ".".join(str(part) for part in error.instance_path) or "params"
+        try:
+            # validate() stops at the first error; iter_errors() builds all of them first.
+            policy.validator.validate(dict(facts.params))
+        except jsonschema_rs.ValidationError as error:
+            where = matching.place(error.instance_path)
             message = _schema_message(where, error, policy.params_schema)
             add(Reason("invalid_params", message, DENY, STEP_COST, where))
     if policy.matcher is not None:
@@ -338,7 +353,8 @@ def _schema_message(where: str, error: Any, schema: Any) -> str:
     (jsonschema's own message quotes it, and it may be a secret)."""
     path = list(error.schema_path)
     if path and path[-1] == "required":
-        return f"{where}: {error.message}"  # names the missing property, from the schema
+        missing = getattr(error.kind, "property", None)  # a name from the schema, not a value
+        return f'{where}: "{missing}" is required.' if missing else f"{where}: incomplete."
     rule: Any = schema
     for part in path:
         rule = rule[part] if isinstance(rule, dict | list) else None
@@ -349,25 +365,34 @@ def _schema_message(where: str, error: Any, schema: Any) -> str:
 
 
 def _patterns(matcher: matching.PatternSet, params: Mapping[str, Any], add: Any) -> None:
-    """Step 6. Every pattern scans all the strings at once; only on a hit are they scanned one
-    by one, to name each string and pattern that match (see `guardrails.matching`)."""
-    if not matcher.matching("\n".join(matching.texts(params))):
+    """Step 6. The patterns scan all the strings at once; only on a hit are the matching ones
+    found (by halving, `matching.locate`) and named (see `guardrails.matching`). A string
+    matching as written and as resolved counts once; a list's joined text (a command line split
+    into argv) counts only when none of its strings matches on its own."""
+    found = matching.texts(params)
+    if not matcher.matching(found.joined()):
         return
-    found = 0
-    for where, text in matching.strings(params):
-        hits = matcher.matching(text)
-        normal = matching.normal_path(text) if ("/." in text or "//" in text) else None
-        if normal is not None:
-            hits += [p for p in matcher.matching(normal) if p not in hits]
-        for pattern in hits:
-            found += 1
-            if found <= MAX_PATTERN_REASONS:
+    hits = matching.locate(matcher, found, 4 * (MAX_PATTERN_REASONS + 1))
+    by_origin: dict[int, list[str]] = {}
+    for index in hits:
+        patterns = by_origin.setdefault(found.origin[index], [])
+        patterns += [p for p in matcher.matching(found.texts[index]) if p not in patterns]
+    for start, count in found.lists.items():
+        if start in by_origin and any(start < other <= start + count for other in by_origin):
+            del by_origin[start]
+    origins = sorted(by_origin)[: MAX_PATTERN_REASONS + 1]
+    places = matching.names(params, set(origins))
+    shown = 0
+    for origin in origins:
+        for pattern in by_origin[origin]:
+            shown += 1
+            if shown <= MAX_PATTERN_REASONS:
+                where = places[origin]
                 message = f"{where} matches the forbidden pattern {pattern}"
-                shown = matching.excerpt(text)
-                add(Reason("forbidden_pattern", message, DENY, STEP_PATTERN, where, pattern, shown))
-    if found > MAX_PATTERN_REASONS:
-        more = found - MAX_PATTERN_REASONS
-        add(Reason("forbidden_pattern", f"… and {more} more matches.", DENY, STEP_PATTERN))
+                text = matching.excerpt(found.texts[origin])
+                add(Reason("forbidden_pattern", message, DENY, STEP_PATTERN, where, pattern, text))
+    if shown > MAX_PATTERN_REASONS or len(by_origin) > len(origins):
+        add(Reason("forbidden_pattern", "… and more matches.", DENY, STEP_PATTERN))
 
 
 def _confidence(confidence: float, threshold: float, outcome: str) -> str:

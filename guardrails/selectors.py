@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Max, QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from agents.models import Agent
 from budgets.models import Scope
 from guardrails import policyfile, rules
-from guardrails.models import Policy, PolicyVersion, Violation, ViolationAlert
+from guardrails.models import Policy, PolicySetVersion, PolicyVersion, Violation, ViolationAlert
 from oversight.cache import UNREAD, Unread, VersionedCache
 
 logger = logging.getLogger(__name__)
@@ -29,11 +29,13 @@ class PolicySet:
     by_agent: dict[tuple[str, int], rules.CompiledPolicy]
 
     def policy_for(self, agent: Agent, action: str) -> rules.CompiledPolicy | None:
-        """The agent's own policy for the action, else its team's, else the global one."""
+        """The agent's own policy for the action, else its team's, else the global one (names
+        compared as `rules.action_key` writes them)."""
+        key = rules.action_key(action)
         return (
-            self.by_agent.get((action, agent.pk))
-            or (self.by_team.get((action, agent.team)) if agent.team else None)
-            or self.everyone.get(action)
+            self.by_agent.get((key, agent.pk))
+            or (self.by_team.get((key, agent.team)) if agent.team else None)
+            or self.everyone.get(key)
         )
 
     def applicable(self, agent: Agent) -> list[rules.CompiledPolicy]:
@@ -74,30 +76,32 @@ def index(
     by_team: dict[tuple[str, str], rules.CompiledPolicy] = {}
     by_agent: dict[tuple[str, int], rules.CompiledPolicy] = {}
     for policy, team, agent_id in policies:
+        key = rules.action_key(policy.name)
         if policy.scope == Scope.AGENT and agent_id is not None:
-            by_agent[(policy.name, agent_id)] = policy
+            by_agent[(key, agent_id)] = policy
         elif policy.scope == Scope.TEAM:
-            by_team[(policy.name, team)] = policy
+            by_team[(key, team)] = policy
         elif policy.scope == Scope.GLOBAL:
-            everyone[policy.name] = policy
+            everyone[key] = policy
     return PolicySet(everyone, by_team, by_agent)
 
 
 def _load() -> PolicySet:
-    current = dict(
-        PolicyVersion.objects.filter(policy__isnull=False)
-        .values("policy")
-        .annotate(latest=Max("id"))
-        .values_list("policy", "latest")
+    # One statement, so each policy and the id of its newest version are read together.
+    newest = PolicyVersion.objects.filter(policy=OuterRef("pk")).order_by("-id").values("id")[:1]
+    enabled = (
+        Policy.objects.filter(enabled=True)
+        .select_related("agent")
+        .annotate(version_id=Subquery(newest))
     )
     built = []
-    for policy in Policy.objects.filter(enabled=True).select_related("agent"):
+    for policy in enabled:
         try:
             compiled = compile_fields(
                 policyfile.snapshot(policy),
                 id=policy.pk,
                 version=policy.version,
-                version_id=current.get(policy.pk),
+                version_id=policy.version_id,
             )
         except Exception:
             # Saved before a stricter check existed, say: one policy that cannot be used must
@@ -109,8 +113,9 @@ def _load() -> PolicySet:
 
 
 def policy_set_version() -> int:
-    """Raised by every change of any policy: the newest version row's id."""
-    return PolicyVersion.objects.aggregate(latest=Max("id"))["latest"] or 0
+    """Raised by every change of any policy, in the order the changes commit."""
+    row = PolicySetVersion.objects.filter(pk=1).values_list("version", flat=True).first()
+    return row or 0
 
 
 POLICIES: VersionedCache[PolicySet] = VersionedCache(

@@ -27,6 +27,7 @@ import psycopg
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DataError, IntegrityError, transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
@@ -43,6 +44,7 @@ from guardrails.models import (
     CheckPurpose,
     CheckRecord,
     Policy,
+    PolicySetVersion,
     PolicyVersion,
     VersionChange,
     Violation,
@@ -128,7 +130,8 @@ def check_action(
     if problem:
         raise InvalidParams(problem)
     digest = params_sha256(action, params)
-    facts = _facts(agent, action, params, estimated_cost_cents, confidence, claimed_risk)
+    budgets = admission.assess(agent, estimated_cost_cents)
+    facts = _facts(agent, action, params, estimated_cost_cents, confidence, claimed_risk, budgets)
     held = selectors.POLICIES.peek()
     policies = held[1] if held is not None else selectors.policy_set()
     holding = held[0] if held is not None else selectors.POLICIES.held_version()
@@ -136,7 +139,9 @@ def check_action(
     window = call_window(agent.pk) if count_api_call else None
     try:
         for _ in range(STALE_RETRIES):
-            answer = _count(agent, digest, verdict, facts, purpose, window, holding, log=True)
+            answer = _count(
+                agent, digest, verdict, facts, purpose, window, holding, budgets, log=True
+            )
             if answer.throttled:
                 raise Throttled(window.retry_after if window else 1)
             if not answer.stale:
@@ -150,6 +155,8 @@ def check_action(
         else:
             raise UnsettledPolicies
         rate = _rate(verdict, answer)
+        if answer.over_budget is not None:
+            verdict = verdict.with_reason(_held_budget(answer.over_budget, estimated_cost_cents))
     except (*UNAVAILABLE, UnsettledPolicies):
         # Redis does not answer (or the policies kept changing under this check): policies as
         # of the database's version, and the rate limit fails safe: a person decides. The check
@@ -162,8 +169,14 @@ def check_action(
     if verdict.decision == rules.DENY:
         violation = _record_violation(agent, verdict, facts, digest, purpose)
         return CheckOutcome(verdict, digest, violation.pk, rate)
-    if verdict.decision == rules.ALLOW and verdict.policy and verdict.policy.sensitive:
-        _record_access(agent, verdict.policy, digest)
+    if (
+        verdict.decision == rules.ALLOW
+        and verdict.policy
+        and verdict.policy.sensitive
+        and purpose == CheckPurpose.CHECK
+    ):
+        # An approval request is not an access yet: its approval is (`record_access`).
+        record_access(agent=agent, policy=verdict.policy.as_ref(), params_sha256=digest)
     return outcome
 
 
@@ -183,15 +196,20 @@ def simulate(
     if problem:
         raise InvalidParams(problem)
     digest = params_sha256(action, params)
-    facts = _facts(subject, action, params, estimated_cost_cents, confidence, None)
+    budgets = admission.assess(subject, estimated_cost_cents)
+    facts = _facts(subject, action, params, estimated_cost_cents, confidence, None, budgets)
     policies = selectors.policy_set()
     verdict = rules.evaluate(policies.policy_for(subject, action), facts)
     rate = None
     if subject.pk is not None:
         try:
             holding = selectors.POLICIES.held_version()
-            answer = _count(subject, digest, verdict, facts, "", None, holding, log=False)
-            rate = None if answer.stale else _rate(verdict, answer)
+            answer = _count(subject, digest, verdict, facts, "", None, holding, budgets, log=False)
+            if not answer.stale:
+                rate = _rate(verdict, answer)
+                if answer.over_budget is not None:
+                    reason = _held_budget(answer.over_budget, estimated_cost_cents)
+                    verdict = verdict.with_reason(reason)
         except UNAVAILABLE:
             rate = _unavailable(verdict)
     return CheckOutcome(verdict.with_rate(rate), digest, rate=rate)
@@ -204,6 +222,7 @@ def _facts(
     estimated_cost_cents: int | None,
     confidence: float | None,
     claimed_risk: str | None,
+    budgets: admission.Assessment,
 ) -> rules.Facts:
     return rules.Facts(
         action=action,
@@ -212,9 +231,17 @@ def _facts(
         confidence=confidence,
         claimed_risk=claimed_risk,
         agent_status=agent.status,
-        budget_refusal=admission.refusal(agent, estimated_cost_cents),
+        budget_refusal=budgets.refusal,
         unknown_actions=settings.OVERSIGHT_UNKNOWN_ACTIONS,
     )
+
+
+def _held_budget(room: admission.Room, estimate: int | None) -> rules.Reason:
+    message = (
+        f"The estimate, {estimate}¢, with what other calls of the last few minutes hold, is "
+        f"more than the {room.left_cents:.2f}¢ left in the {room.label} this period."
+    )
+    return rules.Reason("budget_exceeded", message, rules.DENY, rules.STEP_BUDGET)
 
 
 def _count(
@@ -225,6 +252,7 @@ def _count(
     purpose: str,
     window: Any,
     holding: int | None,
+    budgets: admission.Assessment,
     *,
     log: bool,
 ) -> counters.Answer:
@@ -240,22 +268,24 @@ def _count(
     policy = verdict.policy
     return counters.count(
         agent_id=agent.pk,
-        action=facts.action,
+        action=policy.name if policy else rules.action_key(facts.action),
         params_sha256=digest,
         api_call=window.counted if window else None,
         version_key=selectors.POLICIES.key,
         holding=holding,
-        limit=policy.rate_limit_per_hour if policy else None,
+        limit=policy.rate_limit_per_hour if policy else None,  # None: no limit; 0: no call
         mode=mode,
         log=_log_entry(agent, facts, purpose) if log and settings.OVERSIGHT_CHECK_LOG else None,
         decision=verdict.decision,
         codes=verdict.codes,
+        estimate=facts.estimated_cost_cents,
+        rooms=budgets.rooms if not budgets.refusal else (),
     )
 
 
 def _rate(verdict: rules.Verdict, answer: counters.Answer) -> rules.RateOutcome | None:
     policy = verdict.policy
-    if policy is None or not policy.rate_limit_per_hour:
+    if policy is None or policy.rate_limit_per_hour is None:
         return None
     return rules.RateOutcome(
         limit=policy.rate_limit_per_hour,
@@ -267,7 +297,7 @@ def _rate(verdict: rules.Verdict, answer: counters.Answer) -> rules.RateOutcome 
 
 def _unavailable(verdict: rules.Verdict) -> rules.RateOutcome | None:
     policy = verdict.policy
-    if policy is None or not policy.rate_limit_per_hour:
+    if policy is None or policy.rate_limit_per_hour is None:
         return None
     return rules.RateOutcome(limit=policy.rate_limit_per_hour, unavailable=True)
 
@@ -379,18 +409,24 @@ def _repeated_violations(agent: Agent, now: datetime) -> ViolationAlert | None:
 
 
 @transaction.atomic
-def _record_access(agent: Agent, policy: rules.CompiledPolicy, digest: str) -> None:
-    record_event(
-        event_type=EventType.DATA_ACCESSED,
-        actor=agent,
-        subject=agent,
-        payload={
-            "action": policy.name,
-            "policy": policy.name,
-            "version": policy.version,
-            "params_sha256": digest,
-        },
-    )
+def record_access(
+    *,
+    agent: Agent,
+    policy: dict[str, Any],
+    params_sha256: str,
+    approved_by: User | None = None,
+) -> None:
+    """A sensitive policy's action goes ahead (SPEC §7): a check allowed it, or a person
+    approved its request. Call it last in the transaction (it appends to the audit chain)."""
+    payload = {
+        "action": policy["name"],
+        "policy": policy["name"],
+        "version": policy["version"],
+        "params_sha256": params_sha256,
+    }
+    if approved_by is not None:
+        payload["approved_by"] = approved_by.username
+    record_event(event_type=EventType.DATA_ACCESSED, actor=agent, subject=agent, payload=payload)
 
 
 # --- policies ------------------------------------------------------------------------------
@@ -420,6 +456,7 @@ def save_policy(
     if problems:
         raise ValidationError(problems)
     agent = _resolve_agent(fields)
+    _take_turn()
     before: dict[str, Any] | None = None
     if policy is not None and policy.pk:
         policy = (
@@ -463,6 +500,18 @@ def delete_policy(*, policy: Policy, actor: User | None = None, source: str = "a
     locked.version += 1
     _version_and_audit(locked, before, before, VersionChange.DELETED, actor, source)
     locked.delete()
+
+
+def _take_turn() -> None:
+    """Raise the policy set's version, first in a change's transaction (before any other lock,
+    the audit chain's included): concurrent changes wait here for each other, so versions grow
+    in commit order and none is published before the changes below it have committed."""
+    if not PolicySetVersion.objects.filter(pk=1).update(version=F("version") + 1):
+        try:
+            with transaction.atomic():
+                PolicySetVersion.objects.create(pk=1, version=1)
+        except IntegrityError:  # created meanwhile by another change: take a turn on it
+            PolicySetVersion.objects.filter(pk=1).update(version=F("version") + 1)
 
 
 def _version_and_audit(
@@ -625,10 +674,10 @@ class _Counts:
         record: CheckRecord,
     ) -> rules.Verdict:
         verdict = rules.evaluate(policy, facts)
-        if policy is None or not policy.rate_limit_per_hour:
+        if policy is None or policy.rate_limit_per_hour is None:
             return verdict
         limit = policy.rate_limit_per_hour
-        key = (agent.pk, facts.action, int(record.checked_at.timestamp() // 3600))
+        key = (agent.pk, policy.name, int(record.checked_at.timestamp() // 3600))
         slot = (agent.pk, params_sha256(facts.action, dict(facts.params)))
         held_at = self.held.pop(slot, None) if record.purpose == CheckPurpose.CREATE else None
         if verdict.decision == rules.DENY:

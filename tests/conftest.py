@@ -304,12 +304,15 @@ end
 
 
 def seed_policies(request: Any) -> None:
-    """The policies the migration seeds, unless the table has some."""
+    """The policies the migration seeds, unless the table has some. A flush also emptied the
+    policy set's version counter, and the live server may hold the set seeded before with the
+    version the counter had then: the new one gets a version no earlier set had."""
     import importlib
+    import time
 
     from django.apps import apps
 
-    from guardrails.models import Policy
+    from guardrails.models import Policy, PolicySetVersion
 
     marker = request.node.get_closest_marker("django_db")
     transactional = "transactional_db" in request.fixturenames or bool(
@@ -318,3 +321,7 @@ def seed_policies(request: Any) -> None:
     request.getfixturevalue("transactional_db" if transactional else "db")
     if not Policy.objects.exists():
         importlib.import_module("guardrails.migrations.0002_seed_policies").seed(apps, None)
+        # In milliseconds: Redis compares versions as doubles, exact below 2**53.
+        PolicySetVersion.objects.update_or_create(
+            pk=1, defaults={"version": time.time_ns() // 10**6}
+        )

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test.utils import CaptureQueriesContext
 
@@ -377,7 +379,8 @@ def test_the_check_log_keeps_each_checks_inputs_unless_turned_off(db, api, agent
 
     client = api(agent.key)
     client.post(CHECK, {"action": "read_file", "params": {"path": "/srv/a"}})
-    [(_, fields)] = quick_client().xrange(counters.CHECK_LOG)
+    entries: Any = quick_client().xrange(counters.CHECK_LOG)
+    [(_, fields)] = entries
     assert fields[b"params"] == b'{"path":"/srv/a"}'
     assert fields[b"decision"] == b"allow"
     settings.OVERSIGHT_CHECK_LOG = False

@@ -183,43 +183,66 @@ def test_every_problem_is_reported_at_once() -> None:
         pytest.param(
             {"path": "/app/x", "n": 3, "ok": True, "none": None, "f": 1.5},
             [
-                ("path (the key)", "path"),
+                ("path (a key)", "path"),
                 ("path", "/app/x"),
-                ("n (the key)", "n"),
-                ("ok (the key)", "ok"),
-                ("none (the key)", "none"),
-                ("f (the key)", "f"),
+                ("n (a key)", "n"),
+                ("ok (a key)", "ok"),
+                ("none (a key)", "none"),
+                ("f (a key)", "f"),
             ],
             id="scalars-are-not-strings",
         ),
         pytest.param(
             {"files": [{"name": "a"}, {"name": "b"}, {"name": "c"}]},
             [
-                ("files (the key)", "files"),
-                ("files[0].name (the key)", "name"),
+                ("files (a key)", "files"),
+                ("files[0].name (a key)", "name"),
                 ("files[0].name", "a"),
-                ("files[1].name (the key)", "name"),
+                ("files[1].name (a key)", "name"),
                 ("files[1].name", "b"),
-                ("files[2].name (the key)", "name"),
+                ("files[2].name (a key)", "name"),
                 ("files[2].name", "c"),
             ],
             id="files[2].name",
         ),
         pytest.param(
             {"m": [["x", ["y"]], "z"]},
-            [("m (the key)", "m"), ("m[0][0]", "x"), ("m[0][1][0]", "y"), ("m[1]", "z")],
+            [("m (a key)", "m"), ("m[0][0]", "x"), ("m[0][1][0]", "y"), ("m[1]", "z")],
             id="lists-in-lists",
         ),
         pytest.param(
             {"env": {"AWS_SECRET_ACCESS_KEY": ""}},
             [
-                ("env (the key)", "env"),
-                ("env.AWS_SECRET_ACCESS_KEY (the key)", "AWS_SECRET_ACCESS_KEY"),
+                ("env (a key)", "env"),
+                ("env.AWS_SECRET_ACCESS_KEY (a key)", "AWS_SECRET_ACCESS_KEY"),
                 ("env.AWS_SECRET_ACCESS_KEY", ""),
             ],
             id="keys-and-empty-values",
         ),
-        pytest.param(["a", "b"], [("[0]", "a"), ("[1]", "b")], id="a-bare-list"),
+        pytest.param(
+            ["a", "b"],
+            [("params (joined by spaces)", "a b"), ("params[0]", "a"), ("params[1]", "b")],
+            id="a-bare-list",
+        ),
+        pytest.param(
+            {"argv": ["rm", "-rf", "/"]},
+            [
+                ("argv (a key)", "argv"),
+                ("argv (joined by spaces)", "rm -rf /"),
+                ("argv[0]", "rm"),
+                ("argv[1]", "-rf"),
+                ("argv[2]", "/"),
+            ],
+            id="a-command-line-as-a-list",
+        ),
+        pytest.param(
+            {"password=hunter2-and-more": True, "ghp_5mJ3kQ9xL2vB8nR4tY6wP1zC7dF0hG2aS9eU": 1},
+            [
+                ("['password…'] (a key)", "password=hunter2-and-more"),
+                ("['ghp_5mJ3kQ9xL…'] (a key)", "ghp_5mJ3kQ9xL2vB8nR4tY6wP1zC7dF0hG2aS9eU"),
+            ],
+            id="keys-that-may-be-secrets-are-named-in-part",
+        ),
     ],
 )
 def test_every_string_is_found_with_where_it_is(
@@ -229,11 +252,25 @@ def test_every_string_is_found_with_where_it_is(
 
 
 def test_a_list_of_strings_is_walked_in_order() -> None:
-    assert [where for where, _ in matching.strings({"k": ["a", "b", "c"]})][1:] == [
+    assert [where for where, _ in matching.strings({"k": ["a", "b", "c"]})][2:] == [
         "k[0]",
         "k[1]",
         "k[2]",
     ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": {"b": ["x", {"c": "y"}], "d": ["p", "q"]}, "e": "z"},
+        [["m", "n"], {"k": [1, "v", ["w"]]}, "//x/../y"],
+        {"k": [""] * 50, "path": "/app/.env"},
+    ],
+)
+def test_the_names_are_in_the_order_the_patterns_scan(value: Any) -> None:
+    # rules._patterns finds matches by their index in `texts` and names them with `names`.
+    found = matching.texts(value)
+    assert [text for _, text in matching.strings(value)] == found.texts[: found.strings]
 
 
 def test_objects_nested_ten_thousand_levels_deep_do_not_overflow_the_stack() -> None:
@@ -254,7 +291,7 @@ def test_lists_nested_ten_thousand_levels_deep_do_not_overflow_the_stack() -> No
     for _ in range(10_000):
         value = [value]
 
-    assert list(matching.strings(value)) == [("[0]" * 10_000, "the bottom")]
+    assert list(matching.strings(value)) == [("params" + "[0]" * 10_000, "the bottom")]
 
 
 def test_a_forbidden_string_ten_thousand_levels_deep_is_still_found() -> None:
@@ -365,13 +402,13 @@ def test_a_resource_is_inside_a_prefix_only_at_a_segment_boundary_and_without_do
 @pytest.mark.parametrize(
     ("value", "shown"),
     [
-        ("secret", "sec…"),
-        ("0123456789", "01234…"),
+        ("secret", "se…"),
+        ("0123456789", "012…"),
         ("abc", "a…"),
-        ("ab", "a…"),
+        ("ab", "…"),
         ("x", "…"),
         ("", "…"),
-        ("a" * 100, "a" * 40 + "…"),
+        ("a" * 100, "a" * 16 + "…"),
     ],
 )
 def test_an_excerpt_shows_a_start_of_the_value(value: str, shown: str) -> None:

@@ -88,7 +88,7 @@ class Command(BaseCommand):
 
     def _test(self, options: dict[str, Any]) -> None:
         try:
-            params = json.loads(options["params"])
+            params = json.loads(options["params"], parse_constant=_refuse)
         except (ValueError, RecursionError) as exc:
             raise CommandError(f"--params is not JSON: {exc}") from exc
         if not isinstance(params, dict) or nested_deeper_than(params):
@@ -102,13 +102,16 @@ class Command(BaseCommand):
             agent = Agent.objects.filter(name=options["agent"]).first()
             if agent is None:
                 raise CommandError(f"There is no agent named {options['agent']!r}.")
-        outcome = services.simulate(
-            agent=agent,
-            action=options["action"],
-            params=params,
-            estimated_cost_cents=options["cost"],
-            confidence=options["confidence"],
-        )
+        try:
+            outcome = services.simulate(
+                agent=agent,
+                action=options["action"],
+                params=params,
+                estimated_cost_cents=options["cost"],
+                confidence=options["confidence"],
+            )
+        except services.InvalidParams as exc:
+            raise CommandError(f"--params: {exc}") from exc
         verdict = outcome.verdict
         policy = verdict.policy
         self.stdout.write(f"decision: {verdict.decision}")
@@ -121,3 +124,7 @@ class Command(BaseCommand):
         for reason in verdict.reasons:
             self.stdout.write(f"  {reason.effect:<16} {reason.code}: {reason.message}")
         self.stdout.write(json.dumps(outcome.as_json(), sort_keys=True))
+
+
+def _refuse(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
