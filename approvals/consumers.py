@@ -23,23 +23,30 @@ from approvals.views import inbox_row_context
 FORBIDDEN = 4403
 
 
-class LiveConsumer(AsyncWebsocketConsumer):
+class PersonConsumer(AsyncWebsocketConsumer):
+    """A socket of one person, in the groups their record chooses (clients subscribe to
+    nothing), closed when they log out. Subclasses say who may connect (`allowed`) and which
+    groups they join (`groups_for`)."""
+
     groups_joined: list[str]
-    filters: QueryDict
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         self.groups_joined = []
-        if user is None or not user.is_authenticated or not await _may_watch(user.pk):
+        if user is None or not user.is_authenticated or not await self.allowed(user.pk):
             await self.close(code=FORBIDDEN)
             return
         self.user_id = user.pk
-        # The page's filters travel in the socket's query string, so pushed rows keep them.
-        self.filters = QueryDict(self.scope.get("query_string", b"").decode(errors="replace"))
-        self.groups_joined = live.groups_of(user)
+        self.groups_joined = self.groups_for(user)
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+
+    async def allowed(self, user_id: int) -> bool:
+        raise NotImplementedError
+
+    def groups_for(self, user: User) -> list[str]:
+        raise NotImplementedError
 
     async def disconnect(self, code: int) -> None:
         for group in self.groups_joined:
@@ -48,50 +55,47 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Clients cannot subscribe to anything: their groups follow from who they are."""
 
-    async def request_changed(self, event: dict[str, Any]) -> None:
-        if not await _may_watch(self.user_id):
-            await self.close(code=FORBIDDEN)
-            return
-        await self.send(text_data=await _row(self.user_id, self.filters, event["id"]))
+    async def still_allowed(self) -> bool:
+        """Re-checked on every event: the person may have lost the role since."""
+        if await self.allowed(self.user_id):
+            return True
+        await self.close(code=FORBIDDEN)
+        return False
 
     async def session_ended(self, event: dict[str, Any]) -> None:
         await self.close(code=FORBIDDEN)
 
 
-class NoticeConsumer(AsyncWebsocketConsumer):
+class LiveConsumer(PersonConsumer):
+    filters: QueryDict
+
+    async def allowed(self, user_id: int) -> bool:
+        return await _may_watch(user_id)
+
+    def groups_for(self, user: User) -> list[str]:
+        # The page's filters travel in the socket's query string, so pushed rows keep them.
+        self.filters = QueryDict(self.scope.get("query_string", b"").decode(errors="replace"))
+        return live.groups_of(user)
+
+    async def request_changed(self, event: dict[str, Any]) -> None:
+        if await self.still_allowed():
+            await self.send(text_data=await _row(self.user_id, self.filters, event["id"]))
+
+
+class NoticeConsumer(PersonConsumer):
     """Alerts for managers on every page they have open (SPEC §6: repeated violations alert
-    the managers live). Authorised on connect and again on every notice."""
+    the managers live)."""
 
-    groups_joined: list[str]
+    async def allowed(self, user_id: int) -> bool:
+        return await _is_manager(user_id)
 
-    async def connect(self) -> None:
-        user = self.scope.get("user")
-        self.groups_joined = []
-        if user is None or not user.is_authenticated or not await _is_manager(user.pk):
-            await self.close(code=FORBIDDEN)
-            return
-        self.user_id = user.pk
-        self.groups_joined = [live.MANAGERS_GROUP, live.person_group(user.pk)]
-        for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
-        await self.accept()
-
-    async def disconnect(self, code: int) -> None:
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
-
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        """Nothing to receive: what a manager sees follows from who they are."""
+    def groups_for(self, user: User) -> list[str]:
+        return [live.MANAGERS_GROUP, live.person_group(user.pk)]
 
     async def notice_posted(self, event: dict[str, Any]) -> None:
-        if not await _is_manager(self.user_id):
-            await self.close(code=FORBIDDEN)
-            return
-        notice = {key: event[key] for key in ("title", "message", "url")}
-        await self.send(text_data=render_to_string("_notice.html", {"notice": notice}))
-
-    async def session_ended(self, event: dict[str, Any]) -> None:
-        await self.close(code=FORBIDDEN)
+        if await self.still_allowed():
+            notice = {key: event[key] for key in ("title", "message", "url")}
+            await self.send(text_data=render_to_string("_notice.html", {"notice": notice}))
 
 
 @database_sync_to_async

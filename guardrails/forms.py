@@ -121,23 +121,7 @@ class PolicyAdminForm(forms.ModelForm):
 
     class Meta:
         model = Policy
-        fields = [
-            "name",
-            "scope",
-            "team",
-            "agent",
-            "description",
-            "category",
-            "risk_level",
-            "requires_approval",
-            "forbidden_patterns",
-            "allowed_resources",
-            "max_cost_cents",
-            "rate_limit_per_hour",
-            "sensitive",
-            "params_schema",
-            "enabled",
-        ]
+        fields = list(policyfile.FIELDS)  # the policy file's fields, in its order
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
