@@ -206,7 +206,11 @@ class Command(BaseCommand):
         deploy_bot = Agent.objects.get(name="deploy-bot")
         support = Agent.objects.get(name="support-agent")
         budgets.set_budget(scope="global", period="monthly", limit_cents=3_000)
-        budgets.set_budget(scope="team", team="platform", period="daily", limit_cents=100)
+        # Alert-only, so that its alerts show while deploy-bot (the README's example agent) can
+        # still ask: an enforced budget it has used up would refuse all it does.
+        budgets.set_budget(
+            scope="team", team="platform", period="daily", limit_cents=100, enforce=False
+        )
         budgets.set_budget(scope="agent", agent=support, period="hourly", limit_cents=100)
         now = timezone.now()
         calls = 0
