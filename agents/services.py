@@ -12,6 +12,7 @@ from django.utils.text import slugify
 from accounts.models import User
 from agents import keys
 from agents.models import Agent, AgentStatus, ApiKey
+from approvals import services as approvals
 from audit.events import EventType
 from audit.services import record_event
 
@@ -101,6 +102,7 @@ def set_agent_status(
         raise ValidationError(
             {"status": ["A disabled agent runs again only when a second person confirms."]}
         )
+    pending = approvals.lock_pending(agent) if previous != status else []
     updated = (
         Agent.objects.filter(pk=agent.pk)
         .exclude(status=status)
@@ -118,6 +120,11 @@ def set_agent_status(
             actor=actor,
             subject=agent,
             payload={"from": previous, "to": status, "reason": agent.status_reason},
+        )
+        # In this transaction: once a stop commits, no vote can approve what the agent asked
+        # for, and the kill switch has told every waiter `cancelled`.
+        approvals.agent_status_changed(
+            agent=agent, pending=pending, reason=agent.status_reason, actor=actor
         )
     return updated == 1
 

@@ -27,6 +27,7 @@ CREATED = "created"
 VOTED = "voted"
 ESCALATED = "escalated"
 FINISHED = "finished"
+AGENT_STATUS = "agent_status"  # its agent was paused or resumed: the inbox row redraws
 
 
 def on_commit(request: ApprovalRequest, kind: str) -> None:

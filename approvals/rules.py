@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 
 from accounts.models import Role, Tier, User
+from agents.models import Agent, AgentStatus
 from approvals.models import DEFAULT_ROUTES, ApprovalRequest, EscalationRoute, RiskLevel, Urgency
 
 
@@ -89,6 +90,17 @@ def refusal_to_decide(user: User, request: ApprovalRequest) -> str | None:
     if is_self_approval(user, request) and not settings.OVERSIGHT_ALLOW_SELF_APPROVAL:
         return "You own this agent, so you may not decide its requests."
     return None
+
+
+def frozen(agent: Agent) -> str | None:
+    """Why nobody may vote on `agent`'s requests now, or None (SPEC §2: while an agent is
+    paused its requests wait, frozen; a disabled agent's were cancelled when it stopped)."""
+    if agent.status == AgentStatus.ACTIVE:
+        return None
+    why = f" ({agent.status_reason})" if agent.status_reason else ""
+    if agent.status == AgentStatus.PAUSED:
+        return f"Agent {agent.name} is paused{why}: its requests are frozen until it is resumed."
+    return f"Agent {agent.name} is disabled{why}: nothing it asked for may be approved."
 
 
 def is_self_approval(user: User, request: ApprovalRequest) -> bool:

@@ -117,6 +117,16 @@ class AgentStopped(ApprovalError):
         super().__init__(f"Agent {agent.name} is {agent.status}; it cannot ask for approvals.")
 
 
+class AgentFrozen(ApprovalError):
+    """A vote on a request of an agent that is paused or disabled (SPEC §2: a stopped agent's
+    requests are frozen; nothing it asked for may be approved while it is stopped)."""
+
+    code = "agent_stopped"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
 # --- create --------------------------------------------------------------------------------
 
 
@@ -322,6 +332,13 @@ def _vote(
             _expire(request)
             outcome: VoteOutcome | None = None
         else:
+            # Read now, not with the locked row: a pause or kill switch that committed while
+            # this vote waited for the lock must be seen. (`agent_status_changed` locks the agent's
+            # pending requests, so a stop and a vote on one of them never interleave.)
+            request.agent.refresh_from_db(fields=["status", "status_reason"])
+            frozen = rules.frozen(request.agent)
+            if frozen:
+                raise AgentFrozen(frozen)
             if seen_params_sha256 and seen_params_sha256 != request.current_params_sha256:
                 raise ArgumentsChanged(
                     "Another approver changed the arguments while you were reviewing them; "
@@ -442,6 +459,45 @@ def cancel_request(*, request_id: uuid.UUID, agent: Agent) -> ApprovalRequest:
     if expired:
         raise RequestExpired("This request had expired already.")
     return request
+
+
+def lock_pending(agent: Agent) -> list[ApprovalRequest]:
+    """Lock an agent's pending requests for a change of its status (`agent_status_changed`).
+
+    Its caller holds the agent's row lock and takes these before any audit append (the chain's
+    lock comes last for everyone, votes included). A vote that got in first is committed before
+    the change sees its request; a later one reads the new status (`_vote`)."""
+    return list(
+        ApprovalRequest.objects.select_for_update(of=("self",))
+        .select_related("agent", "policy_version")
+        .filter(agent=agent, status=Status.PENDING)
+        .order_by("pk")
+    )
+
+
+def agent_status_changed(
+    *, agent: Agent, pending: list[ApprovalRequest], reason: str, actor: User | None
+) -> int:
+    """Apply an agent's new status to its pending requests (`lock_pending`), in the status
+    change's transaction. Disabled (the kill switch): each is cancelled with the reason, so the
+    agent's waiters and callbacks hear `cancelled` now. Paused or resumed: each stays pending,
+    and the open inboxes redraw its row frozen or votable. Returns how many were cancelled."""
+    cancelled = 0
+    for request in pending:
+        if agent.status != AgentStatus.DISABLED:
+            notify.on_commit(request, notify.AGENT_STATUS)
+        elif request.is_overdue():
+            _expire(request)
+        else:
+            _finalize(
+                request,
+                Status.CANCELLED,
+                now=timezone.now(),
+                reason=f"Agent {agent.name} was disabled: {reason}",
+                actor=actor,
+            )
+            cancelled += 1
+    return cancelled
 
 
 def expire_request(*, request_id: uuid.UUID) -> bool:
@@ -606,6 +662,7 @@ def _check_params_size(params: dict[str, Any]) -> None:
 
 
 __all__ = [
+    "AgentFrozen",
     "AgentStopped",
     "AlreadyVoted",
     "ApprovalError",
@@ -616,10 +673,12 @@ __all__ = [
     "NotPending",
     "RequestExpired",
     "RiskLevel",
+    "agent_status_changed",
     "approve_request",
     "cancel_request",
     "create_request",
     "escalate_request",
     "expire_request",
+    "lock_pending",
     "reject_request",
 ]

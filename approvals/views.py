@@ -16,7 +16,6 @@ from django.contrib import messages
 from django.core.cache import cache
 from django.http import HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -87,7 +86,7 @@ def _page(
         "modified_json": _pretty(approval.modified_params)
         if approval.modified_params is not None
         else "",
-        "refusal": rules.refusal_to_decide(request.user, approval),
+        "refusal": rules.frozen(approval.agent) or rules.refusal_to_decide(request.user, approval),
         "live_approvals": sum(1 for v in votes if v.vote == VoteChoice.APPROVE and not v.voided_at),
         "estimated_cost": f"${approval.estimated_cost_cents / 100:,.2f}"
         if approval.estimated_cost_cents is not None
@@ -162,8 +161,7 @@ def approve(request: AuthenticatedHttpRequest, request_id: uuid.UUID) -> HttpRes
             seen_params_sha256=form.cleaned_data["seen_params_sha256"] or None,
         )
     except services.ApprovalError as exc:
-        messages.error(request, exc.message)
-        return HttpResponseRedirect(reverse("approvals:detail", args=[approval.pk]))
+        return _refused(request, approval, exc)
     return _decided(request, approval, outcome)
 
 
@@ -179,9 +177,17 @@ def reject(request: AuthenticatedHttpRequest, request_id: uuid.UUID) -> HttpResp
             request_id=approval.pk, reviewer=request.user, reason=form.cleaned_data["reason"]
         )
     except services.ApprovalError as exc:
-        messages.error(request, exc.message)
-        return HttpResponseRedirect(reverse("approvals:detail", args=[approval.pk]))
+        return _refused(request, approval, exc)
     return _decided(request, approval, outcome)
+
+
+def _refused(
+    request: AuthenticatedHttpRequest, approval: ApprovalRequest, exc: services.ApprovalError
+) -> HttpResponse:
+    """The page again, as it is now, saying why the vote was refused, with the refusal's status
+    (409: the request moved on, or its agent was stopped; 403: not yours to decide)."""
+    messages.error(request, exc.message)
+    return _page(request, _load(approval.pk), status=exc.status)
 
 
 @role_required(Role.MANAGER)
