@@ -6,12 +6,31 @@ from collections.abc import Iterable
 
 from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from accounts.models import Role, Tier, User
 from audit.events import EventType
 from audit.services import record_event
+
+
+def access_problems(roles: Iterable[str], tier: str) -> dict[str, list[str]]:
+    """What is wrong with giving someone these roles and this tier (by field), if anything:
+    the rule for `create_user`, `change_access` and the admin's form."""
+    errors: dict[str, list[str]] = {}
+    roles = set(roles)
+    unknown = sorted(role for role in roles if role not in Role.values)
+    if unknown:
+        errors["roles"] = [
+            f"Unknown role {r!r}; choose from {', '.join(Role.values)}." for r in unknown
+        ]
+    if tier and tier not in Tier.values:
+        errors["tier"] = [f"Unknown tier {tier!r}; choose from {', '.join(Tier.values)}."]
+    elif Role.APPROVER in roles and not tier:
+        errors["tier"] = ["An approver needs a tier."]
+    elif tier and Role.APPROVER not in roles:
+        errors["tier"] = ["Only approvers have a tier."]
+    return errors
 
 
 def ensure_role_groups() -> dict[str, Group]:
@@ -37,18 +56,7 @@ def create_user(
     username), before anything is written. `actor` is who did it (None: a command or seed).
     """
     roles = sorted(set(roles))
-    errors: dict[str, list[str]] = {}
-    unknown = [role for role in roles if role not in Role.values]
-    if unknown:
-        errors["roles"] = [
-            f"Unknown role {r!r}; choose from {', '.join(Role.values)}." for r in unknown
-        ]
-    if tier and tier not in Tier.values:
-        errors["tier"] = [f"Unknown tier {tier!r}; choose from {', '.join(Tier.values)}."]
-    elif Role.APPROVER in roles and not tier:
-        errors["tier"] = ["An approver needs a tier."]
-    elif tier and Role.APPROVER not in roles:
-        errors["tier"] = ["Only approvers have a tier."]
+    errors = access_problems(roles, tier)
     if User.objects.filter(username__iexact=username).exists():
         errors["username"] = [f"The username {username!r} is taken."]
     user = User(
@@ -73,3 +81,80 @@ def create_user(
         payload={"username": user.username, "roles": roles, "tier": tier},
     )
     return user
+
+
+@transaction.atomic
+def change_access(
+    *,
+    user: User,
+    roles: Iterable[str],
+    tier: str,
+    is_active: bool,
+    is_superuser: bool,
+    actor: User | None = None,
+) -> bool:
+    """Change what someone may do: roles, approver tier, active, superuser (SPEC §7: every
+    such change is audited, with what it was before). False when nothing changed.
+
+    Only a superuser makes or unmakes one, and nobody deactivates themselves or drops their
+    own admin role (an admin locked out by a slip needs another admin to get back)."""
+    roles = sorted(set(roles))
+    errors = access_problems(roles, tier)
+    if errors:
+        raise ValidationError(errors)
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    before = _access(locked)
+    after = {"roles": roles, "tier": tier, "is_active": is_active, "is_superuser": is_superuser}
+    changed = sorted(name for name in before if before[name] != after[name])
+    if not changed:
+        return False
+    refusal = refusal_to_change_access(
+        actor, locked, roles=roles, is_active=is_active, is_superuser=is_superuser
+    )
+    if refusal:
+        raise PermissionDenied(refusal)
+    locked.tier = tier
+    locked.is_active = is_active
+    locked.is_superuser = is_superuser
+    locked.is_staff = is_superuser or Role.ADMIN in roles  # the admin site is for admins only
+    locked.save(update_fields=["tier", "is_active", "is_superuser", "is_staff"])
+    groups = ensure_role_groups()
+    locked.groups.set([groups[role] for role in roles])
+    record_event(
+        event_type=EventType.USER_CHANGED,
+        actor=actor,
+        subject=locked,
+        payload={
+            "username": locked.username,
+            "before": {name: before[name] for name in changed},
+            "after": {name: after[name] for name in changed},
+        },
+    )
+    user.refresh_from_db()
+    user.__dict__.pop("role_names", None)
+    return True
+
+
+def refusal_to_change_access(
+    actor: User | None, user: User, *, roles: list[str], is_active: bool, is_superuser: bool
+) -> str | None:
+    """Why `actor` may not give `user` this access, or None (None actor: a command)."""
+    if actor is None:
+        return None
+    if is_superuser != user.is_superuser and not actor.is_superuser:
+        return "Only a superuser may make or unmake one."
+    if actor.pk == user.pk and (
+        not is_active
+        or (actor.has_role(Role.ADMIN) and Role.ADMIN not in roles and not is_superuser)
+    ):
+        return "You may not deactivate yourself or drop your own admin role."
+    return None
+
+
+def _access(user: User) -> dict[str, object]:
+    return {
+        "roles": sorted(user.groups.values_list("name", flat=True)),
+        "tier": user.tier,
+        "is_active": user.is_active,
+        "is_superuser": user.is_superuser,
+    }

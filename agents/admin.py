@@ -1,11 +1,17 @@
-"""Admin for agents: create, edit, and issue or revoke API keys through the services."""
+"""Admin for agents: every change goes through `agents.services`, with the checks and audit
+events of the pages and commands. What only a service may set (status, the two-person
+re-enable, keys) is read-only here."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.models import Role
 from agents import services
 from agents.models import Agent, ApiKey
 
@@ -21,20 +27,93 @@ class ApiKeyInline(admin.TabularInline):
         return False  # keys are issued by the action, which shows the secret once
 
 
+class AgentAdminForm(forms.ModelForm):
+    self_approval_reason = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required when you change whether self-approval is allowed; it is audited.",
+    )
+
+    class Meta:
+        model = Agent
+        fields = ("name", "owner", "team", "allow_self_approval")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if (
+            self.instance.pk
+            and "allow_self_approval" in self.changed_data
+            and not data.get("self_approval_reason", "").strip()
+        ):
+            self.add_error("self_approval_reason", "Say why.")
+        return data
+
+
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
-    list_display = ("name", "team", "owner", "status", "created_at")
-    list_filter = ("status", "team")
+    form = AgentAdminForm
+    list_display = ("name", "team", "owner", "status", "allow_self_approval", "created_at")
+    list_filter = ("status", "team", "allow_self_approval")
     search_fields = ("name", "team", "owner__username")
     readonly_fields = (
         "status",
         "status_reason",
         "status_changed_at",
-        "webhook_secret",
+        "reenable_requested_by",
+        "reenable_requested_at",
+        "reenable_reason",
         "created_at",
     )
     inlines = [ApiKeyInline]
     actions = ["issue_key"]
+
+    def get_fields(self, request: HttpRequest, obj: Agent | None = None) -> Any:
+        if obj is None:  # a new agent: self-approval is an exception made afterwards
+            return ["name", "owner", "team"]
+        return [
+            "name",
+            "owner",
+            "team",
+            "allow_self_approval",
+            "self_approval_reason",
+            *self.readonly_fields,
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Agent | None = None) -> list[str]:
+        fields = list(self.readonly_fields)
+        if obj is not None:
+            fields.append("name")  # the name is in every log line and key listing: fixed
+            if not request.user.has_role(Role.ADMIN):  # type: ignore[union-attr]
+                fields += ["allow_self_approval", "self_approval_reason"]
+        return fields
+
+    def save_form(self, request: HttpRequest, form: Any, change: bool) -> Any:
+        return form.save(commit=False)  # save_model writes, through the services
+
+    def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
+        actor = request.user
+        data = form.cleaned_data
+        if not change:
+            created = services.create_agent(
+                name=data["name"],
+                owner=data["owner"],
+                team=data["team"],
+                actor=actor,  # type: ignore[arg-type]
+            )
+            obj.pk = created.pk
+            return
+        services.change_agent(agent=obj, owner=data["owner"], team=data["team"], actor=actor)  # type: ignore[arg-type]
+        if "allow_self_approval" in form.changed_data:
+            services.set_self_approval(
+                agent=obj,
+                allowed=data["allow_self_approval"],
+                reason=data["self_approval_reason"],
+                actor=actor,  # type: ignore[arg-type]
+            )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Agent | None = None) -> bool:
+        return False  # disable it instead (kill switch): its requests and trail stay
 
     @admin.action(description="Issue a new API key (shown once)")
     def issue_key(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
@@ -52,16 +131,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ("__str__", "agent", "label", "created_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("prefix", "agent__name")
-    readonly_fields = (
-        "agent",
-        "prefix",
-        "secret_hash",
-        "created_at",
-        "created_by",
-        "revoked_at",
-        "revoked_by",
-        "last_used_at",
-    )
     fields = (
         "agent",
         "prefix",
@@ -72,6 +141,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "revoked_at",
         "revoked_by",
     )
+    readonly_fields = fields  # a key's record is what the services wrote; revoke it below
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

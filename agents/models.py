@@ -32,6 +32,11 @@ class Agent(models.Model):
         help_text="The person responsible; they may not approve this agent's requests.",
     )
     team = models.CharField(max_length=100, blank=True, db_index=True)
+    allow_self_approval = models.BooleanField(
+        default=False,
+        help_text="Its owner and the people who created its keys may decide its requests "
+        "(SPEC §2: off unless an admin allows it, with a reason; audited).",
+    )
     status = models.CharField(
         max_length=16, choices=AgentStatus.choices, default=AgentStatus.ACTIVE
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from accounts.models import User
+from accounts.models import Role, User
 from agents import keys
 from agents.models import Agent, AgentStatus, ApiKey
 from approvals import services as approvals
@@ -49,14 +49,80 @@ def issue_api_key(
         label=label,
         created_by=created_by,
     )
-    # The prefix identifies the key; the secret and its hash never go into the trail.
+    # The prefix identifies the key; the secret and its hash never go into the trail. Whoever
+    # saw the secret can act as the agent, so they count as its owner for the no-self-approval
+    # rule (`approvals.rules.holder_ids`) and the trail says who that was.
     record_event(
         event_type=EventType.API_KEY_CREATED,
         actor=created_by,
         subject=api_key,
-        payload={"agent_id": agent.pk, "agent": agent.name, "prefix": new.prefix, "label": label},
+        payload={
+            "agent_id": agent.pk,
+            "agent": agent.name,
+            "prefix": new.prefix,
+            "label": label,
+            "shown_to": created_by.username if created_by else "console",
+        },
     )
     return api_key, new.plaintext
+
+
+@transaction.atomic
+def change_agent(*, agent: Agent, owner: User | None, team: str, actor: User | None = None) -> bool:
+    """Change an agent's owner or team. False when neither changed."""
+    team = team.strip()
+    if len(team) > 100:
+        raise ValidationError({"team": ["Use at most 100 characters."]})
+    locked = Agent.objects.select_for_update(of=("self",)).select_related("owner").get(pk=agent.pk)
+    before = {"owner": _username(locked.owner), "team": locked.team}
+    after = {"owner": _username(owner), "team": team}
+    changed = {name for name in before if before[name] != after[name]}
+    if not changed:
+        return False
+    Agent.objects.filter(pk=agent.pk).update(owner=owner, team=team)
+    record_event(
+        event_type=EventType.AGENT_CHANGED,
+        actor=actor,
+        subject=locked,
+        payload={
+            "before": {name: before[name] for name in sorted(changed)},
+            "after": {name: after[name] for name in sorted(changed)},
+        },
+    )
+    agent.refresh_from_db()
+    return True
+
+
+@transaction.atomic
+def set_self_approval(*, agent: Agent, allowed: bool, reason: str, actor: User | None) -> bool:
+    """Let an agent's owner and key creators decide its requests, or stop them (SPEC §2: an
+    admin's exception to separation of duties, with a reason). False when already so."""
+    if actor is not None and not actor.has_role(Role.ADMIN):
+        raise PermissionDenied("Only an admin may change who may approve an agent's requests.")
+    if not reason.strip():
+        raise ValidationError({"reason": ["Say why."]})
+    updated = (
+        Agent.objects.filter(pk=agent.pk)
+        .exclude(allow_self_approval=allowed)
+        .update(allow_self_approval=allowed)
+    )
+    agent.refresh_from_db()
+    if updated:
+        record_event(
+            event_type=EventType.AGENT_CHANGED,
+            actor=actor,
+            subject=agent,
+            payload={
+                "before": {"allow_self_approval": not allowed},
+                "after": {"allow_self_approval": allowed},
+                "reason": reason.strip(),
+            },
+        )
+    return updated == 1
+
+
+def _username(user: User | None) -> str | None:
+    return user.username if user else None
 
 
 @transaction.atomic

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import uuid
 
-from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.db.models import Q
 from django.template.loader import render_to_string
 
 from accounts.models import Role, Tier, User
+from approvals import rules
 from approvals.models import ApprovalRequest, EmailDelivery, EmailKind, Status
 from approvals.representation import page_url
 from oversight import outbox
@@ -30,8 +30,8 @@ def recipients(request: ApprovalRequest, tier: str) -> list[str]:
     people = User.objects.filter(is_active=True, tier=tier).filter(
         Q(groups__name=Role.APPROVER) | Q(is_superuser=True)
     )
-    if request.agent.owner_id is not None and not settings.OVERSIGHT_ALLOW_SELF_APPROVAL:
-        people = people.exclude(pk=request.agent.owner_id)
+    if not rules.self_approval_allowed(request.agent):
+        people = people.exclude(pk__in=rules.holder_ids(request))
     return sorted(set(people.exclude(email="").values_list("email", flat=True)))
 
 

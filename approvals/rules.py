@@ -9,11 +9,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from accounts.models import Role, Tier, User
-from agents.models import Agent, AgentStatus
+from agents.models import Agent, AgentStatus, ApiKey
 from approvals.models import DEFAULT_ROUTES, ApprovalRequest, EscalationRoute, RiskLevel, Urgency
 
 
@@ -87,8 +89,11 @@ def refusal_to_decide(user: User, request: ApprovalRequest) -> str | None:
         return (
             f"This {request.risk_level}-risk request needs an approver at {first} level or above."
         )
-    if is_self_approval(user, request) and not settings.OVERSIGHT_ALLOW_SELF_APPROVAL:
-        return "You own this agent, so you may not decide its requests."
+    if not self_approval_allowed(request.agent) and is_self_approval(user, request):
+        return (
+            "You own this agent or created a key it could use when it asked, so you may not "
+            "decide its requests."
+        )
     return None
 
 
@@ -103,5 +108,45 @@ def frozen(agent: Agent) -> str | None:
     return f"Agent {agent.name} is disabled{why}: nothing it asked for may be approved."
 
 
+# --- Separation of duties (SPEC §2): nobody decides what they could have asked for ----------
+#
+# The agent's owner, and everyone who created one of its keys that was usable when the request
+# was made (still valid, or revoked only after): a key's creator saw its secret and could have
+# made the request themselves. Three doors apply the rule: the vote (`is_self_approval`), the
+# inbox (`exclude_self_approvals`) and the approvers' emails (`holder_ids`).
+
+
+def _key_usable_at(created_at: Any) -> Q:
+    return Q(revoked_at__isnull=True) | Q(revoked_at__gt=created_at)
+
+
+def self_approval_allowed(agent: Agent) -> bool:
+    return settings.OVERSIGHT_ALLOW_SELF_APPROVAL or agent.allow_self_approval
+
+
+def holder_ids(request: ApprovalRequest) -> set[int]:
+    """The people who count as the owner of `request`'s agent for it."""
+    creators = ApiKey.objects.filter(agent_id=request.agent_id, created_by__isnull=False).filter(
+        _key_usable_at(request.created_at)
+    )
+    ids = set(creators.values_list("created_by", flat=True))
+    if request.agent.owner_id is not None:
+        ids.add(request.agent.owner_id)
+    return ids
+
+
 def is_self_approval(user: User, request: ApprovalRequest) -> bool:
-    return request.agent.owner_id is not None and request.agent.owner_id == user.pk
+    return user.pk in holder_ids(request)
+
+
+def exclude_self_approvals(
+    queryset: QuerySet[ApprovalRequest], user: User
+) -> QuerySet[ApprovalRequest]:
+    """`queryset` without the requests `user` may not decide as their agent's owner."""
+    if settings.OVERSIGHT_ALLOW_SELF_APPROVAL:
+        return queryset
+    keys = ApiKey.objects.filter(agent=OuterRef("agent"), created_by=user).filter(
+        _key_usable_at(OuterRef("created_at"))
+    )
+    held = Q(agent__owner=user) | Exists(keys)
+    return queryset.exclude(held & Q(agent__allow_self_approval=False))

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Role, Tier, User
+from approvals import rules
 from approvals.models import ApprovalRequest, RiskLevel, Status, Vote, VoteChoice
 
 
@@ -31,8 +31,7 @@ def decidable_by(
         expires_at__gt=timezone.now(),
         first_tier_rank__lte=Tier.rank(user.tier),
     )
-    if not settings.OVERSIGHT_ALLOW_SELF_APPROVAL:
-        queryset = queryset.exclude(agent__owner=user)
+    queryset = rules.exclude_self_approvals(queryset, user)
     if risk:
         queryset = queryset.filter(risk_level=risk)
     if urgency:

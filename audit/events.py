@@ -15,9 +15,11 @@ class EventType(models.TextChoices):
     LOGIN_SUCCEEDED = "login.succeeded", "Login succeeded"
     LOGIN_FAILED = "login.failed", "Login failed"
     USER_CREATED = "user.created", "Person created"
+    USER_CHANGED = "user.changed", "Person's access changed"
 
     # Agents and their keys
     AGENT_CREATED = "agent.created", "Agent created"
+    AGENT_CHANGED = "agent.changed", "Agent changed"
     AGENT_STATUS_CHANGED = "agent.status_changed", "Agent status changed"
     AGENT_REENABLE_REQUESTED = "agent.reenable_requested", "Agent re-enable requested"
     API_KEY_CREATED = "api_key.created", "API key created"
@@ -43,6 +45,7 @@ class EventType(models.TextChoices):
     ROUTE_CHANGED = "route.changed", "Escalation route changed"
     BUDGET_CHANGED = "budget.changed", "Budget changed"
     PRICE_CHANGED = "price.changed", "Model price changed"
+    PRICE_DELETED = "price.deleted", "Model price deleted"
 
     # Compliance
     EXPORT_MADE = "export.made", "Export made"

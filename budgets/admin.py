@@ -102,6 +102,13 @@ class ModelPriceAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ModelPrice, form: Any, change: bool) -> None:
         services.save_price(price=obj, actor=request.user)  # type: ignore[arg-type]
 
+    def delete_model(self, request: HttpRequest, obj: ModelPrice) -> None:
+        services.delete_price(price=obj, actor=request.user)  # type: ignore[arg-type]
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ModelPrice]) -> None:
+        for price in queryset:
+            self.delete_model(request, price)
+
 
 @admin.register(CostRecord)
 class CostRecordAdmin(ReadOnlyAdmin):

@@ -370,15 +370,34 @@ def save_price(*, price: ModelPrice, actor: User | None = None) -> ModelPrice:
     price.save()
     _forget(pricing.forget_prices)
     record_event(
-        event_type=EventType.PRICE_CHANGED,
-        actor=actor,
-        subject=price,
-        payload={
-            "model": price.model,
-            "effective_from": price.effective_from,
-            "input_cents_per_mtok": price.input_cents_per_mtok,
-            "output_cents_per_mtok": price.output_cents_per_mtok,
-            "cached_input_cents_per_mtok": price.cached_input_cents_per_mtok,
-        },
+        event_type=EventType.PRICE_CHANGED, actor=actor, subject=price, payload=_price(price)
     )
     return price
+
+
+@transaction.atomic
+def delete_price(*, price: ModelPrice, actor: User | None = None) -> None:
+    """Delete a price version not yet in force (nothing can have used it); one in force stays,
+    as the record of what costs were computed with."""
+    locked = ModelPrice.objects.select_for_update().get(pk=price.pk)
+    if locked.effective_from <= timezone.now() or CostRecord.objects.filter(price=locked).exists():
+        raise ValidationError(
+            "This price is in force already; add a new version with a later start instead."
+        )
+    described = _price(locked)
+    subject = ("model_price", str(locked.pk))
+    locked.delete()
+    _forget(pricing.forget_prices)
+    record_event(
+        event_type=EventType.PRICE_DELETED, actor=actor, subject=subject, payload=described
+    )
+
+
+def _price(price: ModelPrice) -> dict[str, Any]:
+    return {
+        "model": price.model,
+        "effective_from": price.effective_from,
+        "input_cents_per_mtok": price.input_cents_per_mtok,
+        "output_cents_per_mtok": price.output_cents_per_mtok,
+        "cached_input_cents_per_mtok": price.cached_input_cents_per_mtok,
+    }

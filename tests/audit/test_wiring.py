@@ -107,6 +107,7 @@ def test_issuing_and_revoking_a_key_is_recorded_without_the_secret(make_user):
         "agent": "release-bot",
         "prefix": key.prefix,
         "label": "ci",
+        "shown_to": admin.username,
     }
     secret = plaintext.rsplit("_", 1)[1]
     stored = " ".join(str(row) for row in AuditEvent.objects.values_list())
