@@ -40,7 +40,7 @@ from audit.services import record_event
 from budgets import admission
 from guardrails import services as guardrails
 from guardrails.models import CheckPurpose, PolicyVersion
-from guardrails.rules import CompiledPolicy
+from guardrails.rules import DENY, CompiledPolicy, Verdict
 from guardrails.services import CheckOutcome
 from oversight.fields import params_problem
 from oversight.rows import insert_row
@@ -117,13 +117,27 @@ class AgentStopped(ApprovalError):
         super().__init__(f"Agent {agent.name} is {agent.status}; it cannot ask for approvals.")
 
 
+class EditRefused(ApprovalError):
+    """An approver's edited arguments are denied by the guardrails (SPEC §2: changes are
+    re-checked): the edit is refused with every reason; nothing changes."""
+
+    status = 422
+
+    def __init__(self, verdict: Verdict) -> None:
+        deciding = verdict.deciding
+        assert deciding is not None
+        self.code = deciding.code
+        self.reasons = verdict.reasons
+        listed = "; ".join(reason.message for reason in verdict.reasons if reason.effect == DENY)
+        super().__init__(f"The guardrails refuse the changed arguments: {listed}")
+
+
 class AgentFrozen(ApprovalError):
     """A vote on a request of an agent that is paused or disabled (SPEC §2: a stopped agent's
     requests are frozen; nothing it asked for may be approved while it is stopped)."""
 
-    code = "agent_stopped"
-
-    def __init__(self, message: str) -> None:
+    def __init__(self, agent: Agent, message: str) -> None:
+        self.code = "agent_paused" if agent.status == AgentStatus.PAUSED else "agent_disabled"
         super().__init__(message)
 
 
@@ -268,7 +282,7 @@ def _version_of(policy: CompiledPolicy | None) -> PolicyVersion | None:
 @dataclass(frozen=True)
 class VoteOutcome:
     request: ApprovalRequest
-    vote: Vote
+    vote: Vote | None  # None: an edit that raised the risk beyond what its editor may decide
     decided: bool
 
 
@@ -338,7 +352,7 @@ def _vote(
             request.agent.refresh_from_db(fields=["status", "status_reason"])
             frozen = rules.frozen(request.agent)
             if frozen:
-                raise AgentFrozen(frozen)
+                raise AgentFrozen(request.agent, frozen)
             if seen_params_sha256 and seen_params_sha256 != request.current_params_sha256:
                 raise ArgumentsChanged(
                     "Another approver changed the arguments while you were reviewing them; "
@@ -367,10 +381,13 @@ def _cast(
     self_approval = rules.is_self_approval(voter, request)
 
     changed = False
+    rerouted: dict[str, Any] | None = None
     if choice == VoteChoice.APPROVE and modified_params is not None:
+        # The digest of the canonical JSON compares exactly: `1` and `true` differ.
         new_digest = params_sha256(request.action, modified_params)
         if new_digest != request.current_params_sha256:
             changed = True
+            rerouted = _recheck_edit(request, modified_params, now)
             # Earlier approvals were for other arguments: they no longer count (SPEC §2).
             request.votes.filter(vote=VoteChoice.APPROVE, voided_at__isnull=True).update(
                 voided_at=now
@@ -378,6 +395,11 @@ def _cast(
             request.modified_params = modified_params
             request.current_params_sha256 = new_digest
             request.save(update_fields=["modified_params", "current_params_sha256"])
+            if rerouted and rules.refusal_to_decide(voter, request):
+                # The edit stands; as an approval it counts only from someone who may decide
+                # at the new risk (SPEC §2).
+                _record_edit(request, voter, comment, rerouted)
+                return VoteOutcome(request=request, vote=None, decided=False)
 
     try:
         with transaction.atomic():
@@ -405,8 +427,11 @@ def _cast(
             "params_sha256": vote.params_sha256,
             "changed_params": changed,
             "tier": voter.tier,
+            **({"rerouted": rerouted} if rerouted else {}),
         },
     )
+    if rerouted:
+        notify.on_commit(request, notify.ESCALATED)
     if self_approval:
         record_event(
             event_type=EventType.REQUEST_SELF_APPROVED,
@@ -436,6 +461,86 @@ def _cast(
     if not decided:
         notify.on_commit(request, notify.VOTED)
     return VoteOutcome(request=request, vote=vote, decided=decided)
+
+
+def _recheck_edit(
+    request: ApprovalRequest, params: dict[str, Any], now: datetime
+) -> dict[str, Any] | None:
+    """Run the guardrails over an approver's edited arguments before they replace the agent's
+    (SPEC §2: changes are re-checked, as if the agent had sent them). A deny refuses the edit,
+    with every reason. A higher risk re-routes the request: its risk, route, tier and quorum
+    become the new risk's (never lower than they were). Returns what the re-routing changed,
+    for the audit trail, or None."""
+    try:
+        verdict = guardrails.recheck_edit(
+            agent=request.agent,
+            action=request.action,
+            params=params,
+            estimated_cost_cents=request.estimated_cost_cents,
+            confidence=request.confidence,
+            risk_level=request.risk_level,
+        )
+    except guardrails.InvalidParams as exc:
+        raise Invalid(str(exc)) from exc
+    if verdict.decision == DENY:
+        raise EditRefused(verdict)
+    risk = verdict.risk_level or request.risk_level
+    if RiskLevel.rank(risk) <= RiskLevel.rank(request.risk_level):
+        return None
+    before = {
+        "risk_level": request.risk_level,
+        "route": request.route,
+        "required_approvals": request.required_approvals,
+    }
+    route = rules.route_for(risk)
+    if Tier.rank(route[0]) < request.first_tier_rank:  # never below where it was routed
+        first = request.route[0]
+        route = [first, *(tier for tier in route if Tier.rank(tier) > Tier.rank(first))]
+    previous_tier = request.current_tier
+    request.risk_level = risk
+    request.route = route
+    request.first_tier_rank = Tier.rank(route[0])
+    if Tier.rank(request.current_tier) < request.first_tier_rank:
+        request.current_tier = route[0]
+    request.required_approvals = rules.required_approvals(risk)
+    request.save(
+        update_fields=[
+            "risk_level",
+            "route",
+            "first_tier_rank",
+            "current_tier",
+            "required_approvals",
+        ]
+    )
+    if request.current_tier != previous_tier:  # the people who may decide it now hear of it
+        EmailDelivery.objects.create(
+            request=request, kind=EmailKind.ESCALATED, tier=request.current_tier
+        )
+    return {
+        "before": before,
+        "after": {
+            "risk_level": risk,
+            "route": route,
+            "required_approvals": request.required_approvals,
+        },
+    }
+
+
+def _record_edit(
+    request: ApprovalRequest, editor: User, comment: str, rerouted: dict[str, Any]
+) -> None:
+    record_event(
+        event_type=EventType.REQUEST_EDITED,
+        actor=editor,
+        subject=request,
+        payload={
+            "comment": comment,
+            "params_sha256": request.current_params_sha256,
+            "rerouted": rerouted,
+            "counted_as_approval": False,
+        },
+    )
+    notify.on_commit(request, notify.ESCALATED)
 
 
 # --- cancel, escalate, expire --------------------------------------------------------------
@@ -667,6 +772,7 @@ __all__ = [
     "AlreadyVoted",
     "ApprovalError",
     "BudgetRefused",
+    "EditRefused",
     "GuardrailDenied",
     "Invalid",
     "NotAllowed",

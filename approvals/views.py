@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import role_required
-from accounts.models import Role, User
+from accounts.models import Role, Tier, User
 from accounts.types import AuthenticatedHttpRequest
 from approvals import rules, selectors, services
 from approvals.forms import ApproveForm, InboxFilterForm, RejectForm
@@ -131,7 +131,15 @@ def detail(request: AuthenticatedHttpRequest, request_id: uuid.UUID) -> HttpResp
 def _decided(
     request: AuthenticatedHttpRequest, approval: ApprovalRequest, outcome: services.VoteOutcome
 ) -> HttpResponseRedirect:
-    if outcome.decided:
+    if outcome.vote is None:
+        changed = outcome.request
+        messages.warning(
+            request,
+            f"Your changes are saved and raise {approval.action} to {changed.risk_level} risk: "
+            f"it now needs {changed.required_approvals} approval(s) from "
+            f"{Tier(changed.route[0]).label.lower()} level or above, so yours does not count.",
+        )
+    elif outcome.decided:
         messages.success(
             request, f"{approval.action} is {outcome.request.status}. The agent has been told."
         )
@@ -160,6 +168,9 @@ def approve(request: AuthenticatedHttpRequest, request_id: uuid.UUID) -> HttpRes
             modified_params=form.cleaned_data["modified_params"],
             seen_params_sha256=form.cleaned_data["seen_params_sha256"] or None,
         )
+    except services.EditRefused as exc:  # keep the edit on the page, with what is wrong
+        form.add_error("modified_params", exc.message)
+        return _page(request, approval, approve_form=form, status=exc.status)
     except services.ApprovalError as exc:
         return _refused(request, approval, exc)
     return _decided(request, approval, outcome)

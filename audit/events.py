@@ -28,6 +28,7 @@ class EventType(models.TextChoices):
     # Approval requests
     REQUEST_CREATED = "request.created", "Request created"
     REQUEST_VOTED = "request.voted", "Vote cast"
+    REQUEST_EDITED = "request.edited", "Arguments changed (not counted as an approval)"
     REQUEST_SELF_APPROVED = "request.self_approved", "Self-approval"
     REQUEST_DECIDED = "request.decided", "Request decided"
     REQUEST_ESCALATED = "request.escalated", "Request escalated"

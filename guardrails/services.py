@@ -215,6 +215,34 @@ def simulate(
     return CheckOutcome(verdict.with_rate(rate), digest, rate=rate)
 
 
+def recheck_edit(
+    *,
+    agent: Agent,
+    action: str,
+    params: dict[str, Any],
+    estimated_cost_cents: int | None,
+    confidence: float | None,
+    risk_level: str,
+) -> rules.Verdict:
+    """The policy's answer for arguments an approver edited (SPEC §2: changes are re-checked):
+    the steps that read the arguments (forbidden patterns, allowed resources, the schema, the
+    cost) as `check_action` applies them, with the request's risk as the claim, so the answer's
+    risk is never below it. Records nothing and counts nothing: the agent's call was counted
+    when it asked, its budget reserved then, and its status is the vote's own check."""
+    problem = params_problem(params)
+    if problem:
+        raise InvalidParams(problem)
+    facts = rules.Facts(
+        action=action,
+        params=params,
+        estimated_cost_cents=estimated_cost_cents,
+        confidence=confidence,
+        claimed_risk=risk_level,
+        unknown_actions=settings.OVERSIGHT_UNKNOWN_ACTIONS,
+    )
+    return rules.evaluate(selectors.policy_set().policy_for(agent, action), facts)
+
+
 def _facts(
     agent: Agent,
     action: str,

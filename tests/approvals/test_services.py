@@ -143,6 +143,7 @@ def test_self_approval_when_allowed_is_audited_as_such(
     request = new_request(agent=make_agent(owner=approvers["em"]).agent)
     outcome = services.approve_request(request_id=request.pk, reviewer=approvers["em"])
     assert outcome.decided
+    assert outcome.vote is not None
     assert outcome.vote.is_self_approval
     assert (
         AuditEvent.objects.filter(

@@ -93,6 +93,7 @@ def test_an_admin_may_allow_self_approval_for_one_agent_with_a_reason(
 
     allowed = new_request(agent=agent)
     outcome = services.approve_request(request_id=allowed.pk, reviewer=insider)
+    assert outcome.vote is not None
     assert outcome.vote.is_self_approval
     assert AuditEvent.objects.filter(
         event_type="request.self_approved", subject_id=str(allowed.pk)

@@ -38,6 +38,7 @@ def test_votes_on_a_paused_agents_request_are_refused_until_it_is_resumed(
         with pytest.raises(services.AgentFrozen, match="paused \\(odd traffic\\)") as refused:
             vote()
         assert refused.value.status == 409
+        assert refused.value.code == "agent_paused"
     request.refresh_from_db()
     assert request.status == Status.PENDING  # frozen, not decided: it may still expire
     assert not request.votes.exists()
