@@ -68,6 +68,16 @@ def test_wrong_types_and_values_are_400_per_field(agent, api, change, field):
     assert not CostRecord.objects.exists()
 
 
+@pytest.mark.parametrize("model", ["gpt-4\nBcc: x@example.com", "gpt\u20284", "gpt\x00-4"])
+def test_a_model_name_with_a_control_character_or_line_break_is_400(agent, api, model):
+    """The name is quoted in the unknown-model alert's email subject (as `action` is in a
+    request's): the same rule as for actions."""
+    response = api(agent.key).post(URL, {**BODY, "model": model})
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"]["model"]
+    assert not CostRecord.objects.exists()
+
+
 def test_a_missing_field_and_a_non_object_body_are_400(agent, api):
     assert api(agent.key).post(URL, {"model": "gpt-4"}).status_code == 400
     assert api(agent.key).post(URL, [1, 2]).status_code == 400
