@@ -26,6 +26,7 @@ from django.utils import timezone
 from accounts.models import User
 from agents.models import Agent
 from audit.events import EventType
+from audit.models import SUBJECT_ID_LENGTH
 from audit.services import record_event
 from budgets import admission, ledger, periods, pricing, selectors
 from budgets.models import (
@@ -222,7 +223,10 @@ def _fire_unknown_model(agent: Agent, record: CostRecord, now: datetime) -> None
             ),
             created_at=now,
         ),
-        subject=("model", model),
+        # A name the schema allows (200 characters) can be longer than a subject's id: the id
+        # is cut, the details keep the whole name. Refusing the report instead would drop a cost
+        # that was spent (SPEC §5: an unknown model is recorded and alerted, not dropped).
+        subject=("model", model[:SUBJECT_ID_LENGTH]),
         payload={"kind": AlertKind.UNKNOWN_MODEL, "model": model, "agent": agent.name},
     )
 
