@@ -185,7 +185,7 @@ def _fire_threshold(state: selectors.BudgetState, threshold: int, now: datetime)
     rule = state.rule
     message = (
         f"{rule.label[0].upper()}{rule.label[1:]} reached {threshold}%: "
-        f"${state.spent_cents / 100:,.2f} of ${rule.limit_cents / 100:,.2f} "
+        f"{selectors.dollars(state.spent_cents)} of {selectors.dollars(rule.limit_cents)} "
         f"(period from {state.window.start:%Y-%m-%d %H:%M} UTC)."
     )
     _fire(
@@ -203,7 +203,8 @@ def _fire_threshold(state: selectors.BudgetState, threshold: int, now: datetime)
             "period": rule.period,
             "window_start": state.window.start,
             "threshold": threshold,
-            "spent_cents": state.spent_cents,
+            # As the API writes money: a fixed-point string, exact (never a binary float).
+            "spent_cents": selectors.money(state.spent_cents),
             "limit_cents": rule.limit_cents,
         },
     )
