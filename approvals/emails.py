@@ -23,6 +23,7 @@ from approvals import rules
 from approvals.models import ApprovalRequest, EmailDelivery, EmailKind, Status
 from approvals.representation import page_url
 from oversight import outbox
+from oversight.text import email_subject
 
 
 def recipients(request: ApprovalRequest, tier: str) -> list[str]:
@@ -45,9 +46,12 @@ def compose(delivery: EmailDelivery) -> tuple[str, str, str]:
         "tier": Tier(delivery.tier).label,
         "url": page_url(request),
     }
-    what = "Escalated" if escalated else "Approval needed"
-    subject = (
-        f"[Oversight] {what}: {request.action} ({request.risk_level} risk, {request.agent.name})"
+    subject = email_subject(
+        "{what}: {action} ({risk} risk, {agent})",
+        what="Escalated" if escalated else "Approval needed",
+        action=request.action,
+        risk=request.risk_level,
+        agent=request.agent.name,
     )
     return (
         subject,

@@ -8,9 +8,10 @@ import httpx
 from rest_framework import serializers
 
 from approvals.models import RiskLevel, Status, Urgency
-from guardrails.serializers import ActionField, PolicyRefSerializer, ReasonSerializer
+from guardrails.serializers import PolicyRefSerializer, ReasonSerializer
 from oversight.fields import (
     JSONObjectField,
+    SingleLineField,
     StrictCharField,
     StrictFloatField,
     StrictIntegerField,
@@ -19,7 +20,7 @@ from oversight.fields import (
 
 
 class CreateRequestSerializer(StrictSerializer):
-    action = ActionField(
+    action = SingleLineField(
         max_length=200, help_text="What the agent wants to do, e.g. deploy_to_production."
     )
     params = JSONObjectField(

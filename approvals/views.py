@@ -88,7 +88,7 @@ def _page(
         else "",
         "refusal": rules.frozen(approval.agent) or rules.refusal_to_decide(request.user, approval),
         "live_approvals": sum(1 for v in votes if v.vote == VoteChoice.APPROVE and not v.voided_at),
-        "estimated_cost": f"${approval.estimated_cost_cents / 100:,.2f}"
+        "estimated_cost": budget_selectors.dollars(approval.estimated_cost_cents)
         if approval.estimated_cost_cents is not None
         else "",
         "already_voted": any(v.voter_id == request.user.pk and v.voided_at is None for v in votes),

@@ -14,6 +14,10 @@ from django.db import models
 
 from audit.events import ActorType, EventType
 
+# The longest id an event's subject may have; a caller naming a subject by outside text (a
+# model's name) cuts it to this and keeps the whole in the payload.
+SUBJECT_ID_LENGTH = 128
+
 
 class AuditEvent(models.Model):
     # The position in the chain, assigned under the append lock: 1, 2, 3, ... without gaps.
@@ -27,7 +31,7 @@ class AuditEvent(models.Model):
     actor_id = models.CharField(max_length=64, blank=True)
     actor_name = models.CharField(max_length=300, blank=True)
     subject_type = models.CharField(max_length=64, blank=True)
-    subject_id = models.CharField(max_length=128, blank=True)
+    subject_id = models.CharField(max_length=SUBJECT_ID_LENGTH, blank=True)
     payload = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)

@@ -26,7 +26,7 @@ from audit.chain import (
 )
 from audit.events import ActorType, EventType
 from audit.integrity import verify_chain
-from audit.models import AuditEvent, ChainVerification
+from audit.models import SUBJECT_ID_LENGTH, AuditEvent, ChainVerification
 
 # The key of the PostgreSQL advisory lock that serialises appends: the bytes "ovs-audi" read as
 # a big-endian signed 64-bit integer. Nothing else in the database may use this key.
@@ -171,9 +171,10 @@ def _describe_subject(subject: models.Model | tuple[str, str] | None) -> tuple[s
         return kind, _pk_text(subject)
     if isinstance(subject, tuple) and len(subject) == 2:
         kind, ident = (str(part) for part in subject)
-        if not kind or len(kind) > 64 or len(ident) > 128:
+        if not kind or len(kind) > 64 or len(ident) > SUBJECT_ID_LENGTH:
             raise ValueError(
-                f"An audit subject needs a type (<= 64) and an id (<= 128): {subject!r}"
+                f"An audit subject needs a type (<= 64) and an id (<= {SUBJECT_ID_LENGTH}): "
+                f"{subject!r}"
             )
         return kind, ident
     raise TypeError(f"An audit subject is a model instance or a (type, id) tuple, not {subject!r}.")

@@ -15,14 +15,23 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import F
+from django.db.models.functions import Round
 
-from budgets.models import Budget, BudgetWindow
+from budgets.models import COST_PLACES, Budget, BudgetWindow
 from budgets.periods import Window
+from budgets.pricing import QUANTUM
 
 _TABLE = BudgetWindow._meta.db_table
+# Sums are rounded to the columns' places in the database. PostgreSQL's numeric adds exactly, so
+# there it changes nothing; SQLite keeps decimals as binary floats and adds them as such
+# (100.1 + 20.8 = 120.89999999999999), so there it keeps each total the nearest float to the
+# exact decimal instead of letting the error grow report by report, and lets a total that is
+# exactly at a limit compare as exactly at it.
+_P = COST_PLACES
 _ADD = (
-    f"UPDATE {_TABLE} SET spent_cents = spent_cents + %s, reserved_cents = reserved_cents - %s, "  # noqa: S608
-    "calls = calls + 1 WHERE budget_id = %s AND window_start = %s "
+    f"UPDATE {_TABLE} SET spent_cents = ROUND(spent_cents + %s, {_P}), "  # noqa: S608
+    f"reserved_cents = ROUND(reserved_cents - %s, {_P}), calls = calls + 1 "
+    "WHERE budget_id = %s AND window_start = %s "
     "RETURNING id, spent_cents, reserved_cents"
 )
 
@@ -57,17 +66,23 @@ def add_spend(
     if row is None:
         return None
     window_id, spent, reserved = row
-    # SQLite hands numbers back as int/float; PostgreSQL as Decimal.
-    return int(window_id), Decimal(str(spent)), Decimal(str(reserved))
+    return int(window_id), cents(spent), cents(reserved)
+
+
+def cents(value: Decimal | float | int) -> Decimal:
+    """A total as the database hands it back, as the ORM would read it: Decimal cents to the
+    column's places (PostgreSQL gives a Decimal; SQLite an int or a float, whose shortest
+    repr is the decimal it was rounded from)."""
+    return Decimal(str(value)).quantize(QUANTUM)
 
 
 def try_reserve(budget_id: int, window: Window, limit_cents: int, amount: Decimal) -> int | None:
     """Hold `amount` (> 0) in the window if spent + reserved + amount stays within the limit.
     Returns the window's id, or None when the budget cannot take it."""
     sql = (
-        f"UPDATE {_TABLE} SET reserved_cents = reserved_cents + %s "  # noqa: S608
+        f"UPDATE {_TABLE} SET reserved_cents = ROUND(reserved_cents + %s, {_P}) "  # noqa: S608
         "WHERE budget_id = %s AND window_start = %s "
-        "AND spent_cents + reserved_cents + %s <= %s "
+        f"AND ROUND(spent_cents + reserved_cents + %s, {_P}) <= %s "
         "RETURNING id"
     )
     params: list[Any] = [amount, budget_id, _at(window.start), amount, limit_cents]
@@ -89,4 +104,6 @@ def _update_window(sql: str, params: list[Any], budget_id: int, window: Window) 
 
 
 def give_back(window_id: int, amount: Decimal) -> None:
-    BudgetWindow.objects.filter(pk=window_id).update(reserved_cents=F("reserved_cents") - amount)
+    BudgetWindow.objects.filter(pk=window_id).update(
+        reserved_cents=Round(F("reserved_cents") - amount, COST_PLACES)
+    )

@@ -165,6 +165,15 @@ def money(value: Decimal) -> str:
     return format(value.quantize(pricing.QUANTUM), "f")
 
 
+def dollars(cents: Decimal | int) -> str:
+    """Cents as people read them: $1,234.56, small amounts with 4 places ($0.0005). Decimal
+    arithmetic, so a large or awkward amount is never rounded through a binary float."""
+    value = Decimal(cents) / 100
+    if value and abs(value) < Decimal("0.01"):
+        return f"${value:,.4f}"
+    return f"${value:,.2f}"
+
+
 def states(rules: tuple[Rule, ...] | list[Rule], at: datetime | None = None) -> list[BudgetState]:
     """Each rule's state in the window containing `at` (now), in one query."""
     if not rules:

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from budgets.models import Period, Scope
 from oversight.fields import (
+    SingleLineField,
     StrictBooleanField,
     StrictCharField,
     StrictIntegerField,
@@ -16,7 +17,7 @@ MAX_TOKENS = 10**12
 
 
 class CostReportSerializer(StrictSerializer):
-    model = StrictCharField(max_length=200, help_text="The model called, e.g. gpt-4o.")
+    model = SingleLineField(max_length=200, help_text="The model called, e.g. gpt-4o.")
     input_tokens = StrictIntegerField(
         min_value=0, max_value=MAX_TOKENS, help_text="Input tokens billed at the full rate."
     )

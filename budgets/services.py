@@ -26,6 +26,7 @@ from django.utils import timezone
 from accounts.models import User
 from agents.models import Agent
 from audit.events import EventType
+from audit.models import SUBJECT_ID_LENGTH
 from audit.services import record_event
 from budgets import admission, ledger, periods, pricing, selectors
 from budgets.models import (
@@ -184,7 +185,7 @@ def _fire_threshold(state: selectors.BudgetState, threshold: int, now: datetime)
     rule = state.rule
     message = (
         f"{rule.label[0].upper()}{rule.label[1:]} reached {threshold}%: "
-        f"${state.spent_cents / 100:,.2f} of ${rule.limit_cents / 100:,.2f} "
+        f"{selectors.dollars(state.spent_cents)} of {selectors.dollars(rule.limit_cents)} "
         f"(period from {state.window.start:%Y-%m-%d %H:%M} UTC)."
     )
     _fire(
@@ -202,7 +203,8 @@ def _fire_threshold(state: selectors.BudgetState, threshold: int, now: datetime)
             "period": rule.period,
             "window_start": state.window.start,
             "threshold": threshold,
-            "spent_cents": state.spent_cents,
+            # As the API writes money: a fixed-point string, exact (never a binary float).
+            "spent_cents": selectors.money(state.spent_cents),
             "limit_cents": rule.limit_cents,
         },
     )
@@ -222,7 +224,10 @@ def _fire_unknown_model(agent: Agent, record: CostRecord, now: datetime) -> None
             ),
             created_at=now,
         ),
-        subject=("model", model),
+        # A name the schema allows (200 characters) can be longer than a subject's id: the id
+        # is cut, the details keep the whole name. Refusing the report instead would drop a cost
+        # that was spent (SPEC §5: an unknown model is recorded and alerted, not dropped).
+        subject=("model", model[:SUBJECT_ID_LENGTH]),
         payload={"kind": AlertKind.UNKNOWN_MODEL, "model": model, "agent": agent.name},
     )
 

@@ -11,6 +11,7 @@ from django.core.mail import EmailMessage
 from accounts import selectors
 from budgets.models import Alert, AlertEmail
 from oversight import outbox
+from oversight.text import email_subject
 
 
 def alert_recipients(alert: Alert) -> list[str]:
@@ -26,7 +27,7 @@ def _messages(email: AlertEmail) -> list[EmailMessage]:
         return []
     return [
         EmailMessage(
-            subject=f"[Oversight] Budget alert: {alert.message[:120]}",
+            subject=email_subject("Budget alert: {message}", message=alert.message),
             body=f"{alert.message}\n\nBudgets: {settings.OVERSIGHT_BASE_URL}/budgets/\n",
             to=recipients,
         )

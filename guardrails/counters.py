@@ -21,6 +21,7 @@ database (`budgets.admission`).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -45,7 +46,7 @@ CHECK_LOG_LENGTH = 20_000
 #       4 the action's limit (-1: none; 0 admits no call), 5 seconds to the end of the hour,
 #       6 mode (peek, count, hold, create), 7 hold seconds, 8 log (1/0), 9 log length,
 #       10 decision, 11 codes, 12 the estimate in cents, 13 how many budgets (B), 14... each
-#       budget's room in cents, 14+B... the log entry's fields.
+#       budget's room in whole cents (`whole_cents_left`), 14+B... the log entry's fields.
 # Returns {API calls, published version ('' when Redis has none), used, outcome, budget}:
 # outcome is 1 admitted, 0 refused, 2 admitted by the slot its check held, -1 the caller's
 # policies are stale (nothing was counted), -2 throttled (nothing else was done); budget is
@@ -110,6 +111,15 @@ if ARGV[8] == '1' then
 end
 return {calls, version, used, outcome, over}
 """
+
+
+def whole_cents_left(room: Room) -> int:
+    """The room as the script compares it: whole cents, rounded down. Estimates and holds are
+    whole cents, and for a whole number x, x > room exactly when x > floor(room); Lua's numbers
+    are binary doubles, which hold whole numbers exactly but not 999999999.99999999 (it reads
+    as 1e9, and two holds of 5e8 ¢ would pass a room they exceed)."""
+    return math.floor(room.left_cents)
+
 
 STALE = -1
 THROTTLED = -2
@@ -211,7 +221,7 @@ def count(
             " ".join(codes),
             estimate or 0,
             len(rooms),
-            *(str(room.left_cents) for room in rooms),
+            *(str(whole_cents_left(room)) for room in rooms),
             *fields,
         ],
     )

@@ -14,6 +14,7 @@ from guardrails import policyfile
 from guardrails.models import Policy
 from guardrails.rules import SEVERITY
 from oversight.fields import params_problem
+from oversight.text import CONTROL_MESSAGE, has_control_characters
 
 # Every code a violation can carry (the deciding reason of a deny).
 VIOLATION_CODES = sorted(SEVERITY)
@@ -73,8 +74,8 @@ class SimulatorForm(forms.Form):
 
     def clean_action(self) -> str:
         action = self.cleaned_data["action"].strip()
-        if any(ord(c) < 32 or c == "\x7f" for c in action):
-            raise forms.ValidationError("No control characters.")
+        if has_control_characters(action):
+            raise forms.ValidationError(CONTROL_MESSAGE)
         return action
 
     def clean_params(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from budgets.models import Scope
 from guardrails import matching, rules
 from guardrails.models import Category, Policy
 from oversight.fields import nested_deeper_than, unstorable_text
+from oversight.text import has_control_characters
 
 FORMAT_VERSION = 1
 HEADER = (
@@ -205,7 +206,7 @@ def setting_problems(fields: dict[str, Any], *, agent_names: set[str] | None) ->
     name = fields.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > LENGTHS["name"]:
         problems.append("name: the action's name, 1 to 200 characters.")
-    elif name != name.strip() or any(ord(c) < 32 or c == "\x7f" for c in name):
+    elif name != name.strip() or has_control_characters(name):
         problems.append("name: no spaces around it and no control characters.")
     elif name != rules.action_key(name):
         problems.append(

@@ -9,7 +9,7 @@ from budgets.models import Scope
 from guardrails.models import Category
 from oversight.fields import (
     JSONObjectField,
-    StrictCharField,
+    SingleLineField,
     StrictFloatField,
     StrictIntegerField,
     StrictSerializer,
@@ -18,21 +18,10 @@ from oversight.fields import (
 DECISIONS = ["allow", "deny", "require_approval"]
 
 
-class ActionField(StrictCharField):
-    """An action's name: what a policy is named after. Control characters are refused: the name
-    goes into email subjects, logs and pages."""
-
-    default_error_messages = {"control": "No control characters (newlines, tabs, ...)."}
-
-    def to_internal_value(self, data: object) -> str:
-        value = super().to_internal_value(data)
-        if any(ord(c) < 32 or c == "\x7f" for c in value):
-            self.fail("control")
-        return value
-
-
 class CheckSerializer(StrictSerializer):
-    action = ActionField(max_length=200, help_text="What the agent is about to do, e.g. read_file.")
+    action = SingleLineField(
+        max_length=200, help_text="What the agent is about to do, e.g. read_file."
+    )
     params = JSONObjectField(
         required=False, default=dict, help_text="The action's arguments (a JSON object)."
     )

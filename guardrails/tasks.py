@@ -14,6 +14,7 @@ from guardrails import checklog
 from guardrails.models import ViolationAlert, ViolationAlertEmail
 from oversight import cache, outbox
 from oversight.redis_clients import UNAVAILABLE
+from oversight.text import email_subject
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ def _messages(email: ViolationAlertEmail) -> list[EmailMessage]:
     link = f"{settings.OVERSIGHT_BASE_URL}/policies/violations/?agent={alert.agent.name}"
     return [
         EmailMessage(
-            subject=f"[Oversight] Repeated guardrail violations: agent {alert.agent.name}",
+            subject=email_subject(
+                "Repeated guardrail violations: agent {agent}", agent=alert.agent.name
+            ),
             body=f"{alert.message}\n\nThe violations: {link}\n",
             to=recipients,
         )

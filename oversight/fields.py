@@ -12,7 +12,10 @@ import math
 import re
 from typing import Any
 
+from django.core.validators import RegexValidator
 from rest_framework import serializers
+
+from oversight.text import CONTROL_CLASS, CONTROL_MESSAGE
 
 
 class StrictCharField(serializers.CharField):
@@ -20,6 +23,20 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+# A validator, not a check in `to_internal_value`, so that the OpenAPI schema states the rule as
+# the field's `pattern` (SPEC §9.7) and generated clients keep to it.
+_ONE_LINE = RegexValidator(rf"\A[^{CONTROL_CLASS}]*\Z", message=CONTROL_MESSAGE, code="control")
+
+
+class SingleLineField(StrictCharField):
+    """A name on one line (an action, a model): control characters and line breaks are refused,
+    because the name goes into email subjects, logs and pages (`oversight.text`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators.append(_ONE_LINE)
 
 
 class StrictIntegerField(serializers.IntegerField):

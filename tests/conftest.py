@@ -196,6 +196,23 @@ def celery_worker_process(transactional_db: None, tmp_path: Any) -> Any:
 _audit_triggers_lifted = False
 
 
+@pytest.fixture
+def smtp_sink(settings: Any) -> Any:
+    """A real SMTP server, and this process's mailer pointed at it: what is sent goes through
+    Django's SMTP backend and the wire, as in production (header checks included)."""
+    from tests.smtp import SmtpSink
+
+    sink = SmtpSink()
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": sink.port, "timeout": 5},
+        }
+    }
+    yield sink
+    sink.close()
+
+
 def _audit_trigger_statements(index: int) -> list[str]:
     import importlib
 

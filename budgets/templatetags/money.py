@@ -6,14 +6,11 @@ from decimal import Decimal
 
 from django import template
 
+from budgets import selectors
+
 register = template.Library()
 
 
 @register.filter
 def dollars(cents: Decimal | int | None) -> str:
-    if cents is None:
-        return "—"
-    value = Decimal(cents) / 100
-    if value and abs(value) < Decimal("0.01"):
-        return f"${value:,.4f}"
-    return f"${value:,.2f}"
+    return "—" if cents is None else selectors.dollars(cents)

@@ -160,6 +160,38 @@ def test_wrong_types_are_400_with_per_field_messages(db, agent, api, change, fie
     assert field in error["fields"]
 
 
+@pytest.mark.parametrize(
+    "action",
+    ["deploy\nnow", "deploy\rnow", "deploy\tnow", "deploy\x85now", "deploy\u2028now", "a\x7f"],
+)
+def test_an_action_with_a_control_character_or_line_break_is_400(db, agent, api, settings, action):
+    """The action goes into email subjects, where a line break makes the message unsendable
+    (Python's mailer splits on every Unicode line break, NEL and U+2028 included)."""
+    settings.OVERSIGHT_UNKNOWN_ACTIONS = "require_approval"  # a person would be asked
+    response = api(agent.key).post(URL, {**BODY, "action": action})
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"]["action"] == [
+        "No control characters or line breaks (newline, tab, U+2028, ...)."
+    ]
+    assert not ApprovalRequest.objects.exists()
+
+
+def test_the_schema_states_the_rule_for_names(db, api):
+    """SPEC §9.7: generated clients keep to what the API enforces."""
+    schemas = api(None).get("/api/v1/schema/?format=json").json()["components"]["schemas"]
+    names = [
+        schemas[name]["properties"][field]
+        for name, field in [
+            ("CreateRequestRequest", "action"),
+            ("CheckRequest", "action"),
+            ("CostReportRequest", "model"),
+        ]
+    ]
+    assert {field["pattern"] for field in names} == {
+        "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"
+    }
+
+
 def test_missing_required_fields_are_400(db, agent, api):
     response = api(agent.key).post(URL, {"params": {}})
     assert response.status_code == 400

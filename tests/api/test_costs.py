@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents import services as agents
+from audit.models import AuditEvent
 from budgets import services
 from budgets.models import CostRecord
 
@@ -65,6 +66,31 @@ def test_wrong_types_and_values_are_400_per_field(agent, api, change, field):
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == "invalid"
     assert field in response.json()["error"]["fields"]
+    assert not CostRecord.objects.exists()
+
+
+def test_a_long_unknown_model_name_is_recorded_and_alerted_not_a_500(agent, api):
+    """Found by fuzzing: the unknown-model alert's audit subject is the model's name, and a
+    name over the audit subject's 128 characters failed the report with a 500. The money was
+    spent, so the report is recorded (SPEC §5); the audit subject carries the name cut to fit,
+    the event's details the whole of it."""
+    model = "ft:mystery-model:" + "x" * 183  # 200 characters: the most the schema allows
+    response = api(agent.key).post(URL, {**BODY, "model": model})
+    assert response.status_code == 201, response.content
+    assert response.json()["unknown_model"] is True
+    assert CostRecord.objects.get().model == model
+    (event,) = AuditEvent.objects.filter(event_type="budget.alert")
+    assert (event.subject_type, event.subject_id) == ("model", model[:128])
+    assert event.payload["model"] == model
+
+
+@pytest.mark.parametrize("model", ["gpt-4\nBcc: x@example.com", "gpt\u20284", "gpt\x00-4"])
+def test_a_model_name_with_a_control_character_or_line_break_is_400(agent, api, model):
+    """The name is quoted in the unknown-model alert's email subject (as `action` is in a
+    request's): the same rule as for actions."""
+    response = api(agent.key).post(URL, {**BODY, "model": model})
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"]["model"]
     assert not CostRecord.objects.exists()
 
 

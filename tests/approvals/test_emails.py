@@ -1,5 +1,5 @@
-"""Emails to the tier's people (SPEC §8) through the outbox, with Django's locmem mailer. The
-real worker and an SMTP server are in test_timers_live.py."""
+"""Emails to the tier's people (SPEC §8) through the outbox, mostly with Django's locmem mailer;
+one through a real SMTP server (`smtp_sink`). The real worker is in test_timers_live.py."""
 
 from __future__ import annotations
 
@@ -134,3 +134,19 @@ def test_an_unreachable_mail_server_is_retried_with_backoff(new_request, people,
     assert "ConnectionRefused" in delivery.last_error
     assert delivery.next_attempt_at > timezone.now()
     assert tasks.sweep_emails() == 0, "not due again before its backoff"
+
+
+def test_a_request_whose_action_holds_a_line_break_still_reaches_its_approvers(
+    new_request, people, smtp_sink
+):
+    """Rows stored before the API refused line breaks in `action` (and any other text the
+    subject quotes) must not silence the approvers: a header may not hold a line break, and
+    the mailer refused the whole message on every attempt until the outbox gave up."""
+    request = new_request(risk_level="low")
+    ApprovalRequest.objects.filter(pk=request.pk).update(action="deploy\nnow\r\n\u2028please")
+    assert tasks.sweep_emails() == 1
+    delivery = EmailDelivery.objects.get(request=request)
+    assert (delivery.status, delivery.last_error) == (DeliveryStatus.DELIVERED, "")
+    for address in ("lead-a@example.com", "lead-b@example.com"):
+        (message,) = smtp_sink.to(address)
+        assert message["Subject"].startswith("[Oversight] Approval needed: deploy now please (")

@@ -8,15 +8,11 @@ within seconds.
 
 from __future__ import annotations
 
-import email
 import json
 import re
 import signal
-import socketserver
-import threading
 import time
 from datetime import datetime, timedelta
-from email.message import Message
 from typing import Any
 
 import httpx
@@ -30,6 +26,7 @@ from audit.models import AuditEvent
 from tests import live
 from tests.approvals.test_callbacks import Receiver
 from tests.conftest import PASSWORD, shift_into_past
+from tests.smtp import SmtpSink
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -157,52 +154,6 @@ def test_two_beats_at_once_double_nothing(tmp_path, procs, new_request, settings
     assert _received(worker, "escalate_on_time") <= len(upcoming)
     assert _received(worker, "expire_on_time") <= len(upcoming)
     assert _received(worker, "expire_on_time") > 0, "the hand-over was exercised"
-
-
-class SmtpSink:
-    """Just enough of an SMTP server to receive what the worker sends."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], Message]] = []
-        sink = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def reply(self, text: str) -> None:
-                self.wfile.write(f"{text}\r\n".encode())
-
-            def handle(self) -> None:
-                self.reply("220 sink ESMTP")
-                recipients: list[str] = []
-                while line := self.rfile.readline():
-                    command = line.strip().upper()
-                    if command.startswith((b"EHLO", b"HELO")):
-                        self.reply("250 sink")
-                    elif command.startswith(b"MAIL"):
-                        recipients = []
-                        self.reply("250 OK")
-                    elif command.startswith(b"RCPT"):
-                        recipients.append(line.split(b":", 1)[1].strip().strip(b"<>").decode())
-                        self.reply("250 OK")
-                    elif command == b"DATA":
-                        self.reply("354 go on")
-                        data = b""
-                        while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
-                            data += chunk[1:] if chunk.startswith(b"..") else chunk
-                        sink.messages.append((recipients, email.message_from_bytes(data)))
-                        self.reply("250 OK")
-                    elif command == b"QUIT":
-                        self.reply("221 bye")
-                        return
-                    else:
-                        self.reply("250 OK")
-
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def to(self, address: str) -> list[Message]:
-        return [message for recipients, message in self.messages if address in recipients]
 
 
 def test_emails_survive_a_worker_restart_and_escalation_emails_the_next_tier(

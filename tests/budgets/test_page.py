@@ -102,3 +102,22 @@ def test_an_alert_emails_managers_admins_and_the_agent_owner_through_the_outbox(
     (email,) = mailoutbox
     assert sorted(email.to) == ["boss@example.com", "owner@example.com", "root@example.com"]
     assert "reached 100%" in email.subject
+
+
+def test_an_alert_about_a_team_whose_name_holds_a_line_break_is_still_emailed(
+    make_user, make_agent, smtp_sink
+):
+    """The alert's subject quotes the budget's name, and a team's name is whatever an admin or
+    `set_budget --team` typed: a line break in it made every alert of that budget unsendable
+    (a header may not hold one), through a real SMTP conversation here."""
+    boss = make_user("boss", roles=("manager",))
+    boss.email = "boss@example.com"
+    boss.save()
+    services.set_budget(scope="team", team="plat\nform\u2028x", period="daily", limit_cents=3)
+    report(make_agent(team="plat\nform\u2028x").agent)  # 3 ¢: 80 %, 95 % and 100 % at once
+    alert = Alert.objects.get(threshold=100)
+    assert deliver_alert_email(alert.email.pk) == DeliveryStatus.DELIVERED
+    (message,) = smtp_sink.to("boss@example.com")
+    assert message["Subject"].startswith(
+        "[Oversight] Budget alert: Daily budget of team plat form x reached 100%"
+    )
