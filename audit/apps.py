@@ -8,7 +8,10 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self) -> None:
-        from audit import checks, receivers
+        from django.db.models.signals import post_migrate
+
+        from audit import checks, receivers, roles
 
         receivers.connect()
         checks.register()
+        post_migrate.connect(roles.after_migrate, sender=self)

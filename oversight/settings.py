@@ -143,6 +143,9 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" and env_bool(
         "max_size": env_int("OVERSIGHT_DB_POOL_MAX", 20, minimum=1),
         "timeout": 10,
     }
+# Production runs web, worker and beat as a database role that does not own the tables (SPEC
+# §9.4): name it here for `migrate` (run as the owner) to grant it its rights (audit.roles).
+OVERSIGHT_DB_APP_ROLE = env_str("OVERSIGHT_DB_APP_ROLE", "")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

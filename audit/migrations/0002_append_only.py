@@ -80,11 +80,9 @@ def forward(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     _run(schema_editor, 0)
 
 
-def backward(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
-    _run(schema_editor, 1)
-
-
 class Migration(migrations.Migration):
     dependencies = [("audit", "0001_initial")]
 
-    operations = [migrations.RunPython(forward, backward, elidable=False)]
+    # No way back (SPEC §9.4): unapplying this would make the trail editable. The BACKWARD
+    # statements stay for the test suite, which lifts the triggers to empty its database.
+    operations = [migrations.RunPython(forward, elidable=False)]

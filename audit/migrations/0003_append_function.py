@@ -61,10 +61,6 @@ BEGIN
 END
 $$
 """
-BACKWARD = (
-    "DROP FUNCTION IF EXISTS audit_append("
-    "varchar, varchar, varchar, varchar, varchar, varchar, text, text, text, text)"
-)
 
 
 def forward(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
@@ -72,12 +68,7 @@ def forward(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
         schema_editor.execute(FORWARD, params=None)
 
 
-def backward(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(BACKWARD, params=None)
-
-
 class Migration(migrations.Migration):
     dependencies = [("audit", "0002_append_only")]
 
-    operations = [migrations.RunPython(forward, backward, elidable=False)]
+    operations = [migrations.RunPython(forward, elidable=False)]

@@ -1,0 +1,68 @@
+"""The app's database role in production (SPEC §9.4): the trail is protected from the app
+itself, not only from its good behaviour.
+
+Migrations run as the role that owns the tables. Web, worker and beat connect as another role,
+named by OVERSIGHT_DB_APP_ROLE, which after every `migrate` (this module's post_migrate hook)
+may read and write the app's tables but, of the audit table, only read it: it appends through
+`audit_append`, which runs as the owner (SECURITY DEFINER, migration 0004). Not being the owner,
+it cannot UPDATE, DELETE or TRUNCATE events, nor ALTER the table to disable or drop the triggers
+that refuse those. (No INSERT either: every append goes through the function, which chains it.)
+docker-compose.yml creates both roles; docs/deployment.md says how elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+AUDIT_TABLE = "audit_auditevent"
+APPEND_FUNCTION = (
+    "audit_append(varchar, varchar, varchar, varchar, varchar, varchar, text, text, text, text)"
+)
+
+
+def grant_app_role(connection: BaseDatabaseWrapper, role: str) -> None:
+    """Give `role` what the app needs and no more, on every table that exists now. Idempotent;
+    run as the tables' owner."""
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT r.rolsuper, pg_get_userbyid(c.relowner) = r.rolname, current_schema() "
+            "FROM pg_roles AS r, pg_class AS c "
+            "WHERE r.rolname = %s AND c.oid = to_regclass(%s)",
+            [role, AUDIT_TABLE],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            raise ImproperlyConfigured(
+                f"OVERSIGHT_DB_APP_ROLE names {role!r}, which is not a role of this database "
+                "server (or the audit table is missing): create it first."
+            )
+        superuser, owner, schema = row
+        if superuser or owner:
+            raise ImproperlyConfigured(
+                f"OVERSIGHT_DB_APP_ROLE {role!r} is a superuser or owns the audit table: the app "
+                "must run as a role that can do neither."
+            )
+        who, where = quote(role), quote(schema)
+        for statement in (
+            f"GRANT USAGE ON SCHEMA {where} TO {who}",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {where} TO {who}",
+            f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {where} TO {who}",
+            f"REVOKE ALL ON {quote(AUDIT_TABLE)} FROM {who}",
+            f"GRANT SELECT ON {quote(AUDIT_TABLE)} TO {who}",
+            f"GRANT EXECUTE ON FUNCTION {APPEND_FUNCTION} TO {who}",
+        ):
+            cursor.execute(statement)
+
+
+def after_migrate(using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
+    """post_migrate (sent for the audit app, once per `migrate`): grant the app role."""
+    role = settings.OVERSIGHT_DB_APP_ROLE
+    connection = connections[using]
+    if role and connection.vendor == "postgresql":
+        grant_app_role(connection, role)
