@@ -319,6 +319,10 @@ if env_bool("OVERSIGHT_BEHIND_TLS_PROXY", default=False):
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("OVERSIGHT_SESSION_HOURS", 12, minimum=1) * 3600
+# An open WebSocket re-checks its session (still there, not expired, same password, person
+# active and in role) this often while idle, and before everything it sends (SPEC §9.8). Each
+# check is three primary-key reads per socket.
+OVERSIGHT_LIVE_RECHECK_SECONDS = env_float("OVERSIGHT_LIVE_RECHECK_SECONDS", 30.0, minimum=0.1)
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
