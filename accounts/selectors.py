@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
+from django.conf import settings
+from django.contrib.auth import (
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    load_backend,
+)
+from django.core.exceptions import ValidationError
 from django.db.models import Q
+from django.utils.crypto import constant_time_compare
 
 from accounts.models import Role, User
 
@@ -15,3 +26,30 @@ def alert_recipients(*, owner_id: int | None = None) -> list[str]:
     if owner_id is not None:
         watchers |= Q(pk=owner_id)
     return sorted(set(people.filter(watchers).values_list("email", flat=True)))
+
+
+def session_user(session_key: str) -> User | None:
+    """The person a stored session still logs in, or None if it no longer does: the session is
+    gone (logged out, deleted) or expired, the person is inactive, or their password changed
+    since the session was made (its auth hash no longer matches).
+
+    The same test Django's `get_user` applies on every page load, made read-only: a WebSocket
+    re-checking the session it opened with must not flush or re-key the browser's session.
+    """
+    data = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
+    try:
+        user_id = User._meta.pk.to_python(data[SESSION_KEY])
+        backend_path = data[BACKEND_SESSION_KEY]
+        session_hash = data[HASH_SESSION_KEY]
+    except (KeyError, ValidationError):
+        return None  # expired or deleted sessions load as {}
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return None
+    user = load_backend(backend_path).get_user(user_id)  # None for an inactive person
+    if not isinstance(user, User) or not session_hash:
+        return None
+    # A hash made under a retired SECRET_KEY (SECRET_KEY_FALLBACKS) still counts, as in Django.
+    hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+    if not any(constant_time_compare(session_hash, known) for known in hashes):
+        return None
+    return user

@@ -11,6 +11,7 @@ from django.db import transaction
 
 from accounts.models import Role, Tier, User
 from audit.events import EventType
+from audit.models import AuditEvent
 from audit.services import record_event
 
 
@@ -158,3 +159,25 @@ def _access(user: User) -> dict[str, object]:
         "is_active": user.is_active,
         "is_superuser": user.is_superuser,
     }
+
+
+@transaction.atomic
+def record_lockout(*, username: str, address: str, limits: list[str]) -> AuditEvent:
+    """Audit that logins are locked (SPEC §7: one event per lockout, not one per attempt).
+
+    Called by the login throttle (accounts.throttle) with the failure that reaches a limit:
+    `limits` names the ones it reached (`account_and_address`, `address`, `account`), for the
+    name as typed, from `address`. The name is whatever was typed, so it is cut short and
+    cleaned before it goes into the chain; the password is never passed here.
+    """
+    name = username.replace("\x00", "")[:150]
+    user_pk = (
+        User.objects.filter(username__iexact=name).values_list("pk", flat=True).first()
+        if name
+        else None
+    )
+    return record_event(
+        event_type=EventType.LOGIN_LOCKED_OUT,
+        subject=("user", str(user_pk)) if user_pk is not None else None,
+        payload={"username": name, "remote_addr": address[:64], "limits": list(limits)},
+    )

@@ -13,6 +13,8 @@ from django.db import models
 class EventType(models.TextChoices):
     # People and sessions
     LOGIN_SUCCEEDED = "login.succeeded", "Login succeeded"
+    LOGIN_LOCKED_OUT = "login.locked_out", "Login locked out"
+    # Written once per failed login before lockouts were audited instead; kept for older trails.
     LOGIN_FAILED = "login.failed", "Login failed"
     USER_CREATED = "user.created", "Person created"
     USER_CHANGED = "user.changed", "Person's access changed"

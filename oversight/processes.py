@@ -29,8 +29,13 @@ def web_command() -> list[str]:
     ]  # fmt: skip
     if not env_bool("OVERSIGHT_ACCESS_LOG", default=True):
         command += ["--no-access-log"]
-    if env_bool("OVERSIGHT_BEHIND_TLS_PROXY", default=False):
-        command += ["--proxy-headers", "--forwarded-allow-ips", env_str("FORWARDED_ALLOW_IPS", "*")]
+    # The client's address is found by the application (OVERSIGHT_PROXY_COUNT,
+    # accounts.throttle.client_address), so uvicorn keeps the peer that connected: trusting any
+    # proxy ("*") it would take the leftmost X-Forwarded-For entry, which the client writes.
+    # Told exactly which proxies to trust, it finds the same address, for its access log.
+    trusted_proxies = env_str("FORWARDED_ALLOW_IPS")
+    if env_bool("OVERSIGHT_BEHIND_TLS_PROXY", default=False) and trusted_proxies:
+        command += ["--proxy-headers", "--forwarded-allow-ips", trusted_proxies]
     else:
         command += ["--no-proxy-headers"]
     return command

@@ -270,16 +270,34 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Login throttling per account across addresses and per address across accounts (SPEC §9.9),
+# with django-axes; accounts/throttle.py says why the limits are what they are. Failures count
+# for the cool-off; a limit reached locks logins before any password is checked, for the
+# cool-off after the failure that reached it. One audit event per lockout.
+AXES_HANDLER = "accounts.throttle.LoginThrottle"
+# One guesser at one account from one address: the tightest, as it locks out nobody else.
 AXES_FAILURE_LIMIT = env_int("OVERSIGHT_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+# One address guessing at many accounts (higher: an office may share an address).
+OVERSIGHT_LOGIN_ADDRESS_FAILURE_LIMIT = env_int(
+    "OVERSIGHT_LOGIN_ADDRESS_FAILURE_LIMIT", 20, minimum=1
+)
+# One account guessed at from many addresses (higher: it locks its person out; not applied at
+# addresses the person logged in from in the last 30 days).
+OVERSIGHT_LOGIN_ACCOUNT_FAILURE_LIMIT = env_int(
+    "OVERSIGHT_LOGIN_ACCOUNT_FAILURE_LIMIT", 20, minimum=1
+)
 AXES_COOLOFF_TIME = env_int("OVERSIGHT_LOGIN_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours
-# Lock the (username, address) pair: a guesser is stopped without letting anyone lock a
-# colleague out from elsewhere by typing their name wrong five times.
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The handler counts these itself; axes uses the list for its logs and bookkeeping.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address", "username"]
+# Attempts refused while locked never reach a password: they neither count nor prolong the lock.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
-AXES_IPWARE_PROXY_COUNT = env_int("OVERSIGHT_PROXY_COUNT", 0, minimum=0) or None
-AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+# How many proxies in front of the web processes append to X-Forwarded-For (compose: 1, Caddy).
+# The client is the entry the outermost one appended; 0 ignores the header (anyone can send one).
+OVERSIGHT_PROXY_COUNT = env_int("OVERSIGHT_PROXY_COUNT", 0, minimum=0)
+AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_address"
 
 # Calls per agent per minute across all endpoints (0 turns the limit off).
 OVERSIGHT_API_RATE_LIMIT_PER_MINUTE = env_int(
@@ -322,6 +340,10 @@ if env_bool("OVERSIGHT_BEHIND_TLS_PROXY", default=False):
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("OVERSIGHT_SESSION_HOURS", 12, minimum=1) * 3600
+# An open WebSocket re-checks its session (still there, not expired, same password, person
+# active and in role) this often while idle, and before everything it sends (SPEC §9.8). Each
+# check is three primary-key reads per socket.
+OVERSIGHT_LIVE_RECHECK_SECONDS = env_float("OVERSIGHT_LIVE_RECHECK_SECONDS", 30.0, minimum=0.1)
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"

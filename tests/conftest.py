@@ -292,16 +292,21 @@ def seeded_prices(request: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_guardrails(request: Any) -> None:
-    """Each test starts with this process's policy copy dropped, no guardrail or API counters in
-    Redis (agent ids repeat between tests and runs), and the seeded policies in the database (a
-    transactional test's flush empties the table)."""
+    """Each test starts with this process's policy copy dropped, no guardrail or API counters or
+    login lockout claims in Redis (agent ids, names and addresses repeat between tests and runs),
+    and the seeded policies in the database (a transactional test's flush empties the table)."""
     from guardrails import selectors
     from oversight.redis_clients import UNAVAILABLE, quick_client
 
     selectors.POLICIES.forget()
     with contextlib.suppress(*UNAVAILABLE):
         quick_client().eval(
-            _DELETE_KEYS, 0, "oversight:guard:*", "oversight:version:*", "oversight:rate:*"
+            _DELETE_KEYS,
+            0,
+            "oversight:guard:*",
+            "oversight:version:*",
+            "oversight:rate:*",
+            "oversight:lockout:*",
         )
     marker = request.node.get_closest_marker("django_db")
     uses_db = (

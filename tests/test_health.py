@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import httpx
+import pytest
 from django.test import Client
 
 from oversight.dev.services import free_port
+from tests import live
 from tests.conftest import api_stack_client
 
 
@@ -37,10 +40,45 @@ def test_readyz_is_200_when_database_and_redis_answer(db):
     assert response.json()["redis"] == "ok"
 
 
-def test_readyz_is_503_naming_redis_when_redis_is_unreachable(db, settings):
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    response = Client().get("/readyz")
+def test_readyz_names_only_the_dependency_that_is_down_and_logs_why(db, settings, caplog):
+    # Anyone may call /readyz: it says which dependency is down, never the error (addresses,
+    # driver messages); the detail goes to the server's log for the operator.
+    port = free_port()  # nothing listens there
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    with caplog.at_level("WARNING", logger="oversight.health"):
+        response = Client().get("/readyz")
     assert response.status_code == 503
-    body = response.json()
-    assert set(body["failures"]) == {"redis"}
-    assert body["message"] == "redis not answering"
+    assert response.json() == {"status": "unavailable", "down": ["redis"]}
+    assert str(port) not in response.content.decode()
+    (logged,) = [r.getMessage() for r in caplog.records if r.name == "oversight.health"]
+    assert logged.startswith("readyz: redis does not answer: ConnectionError")
+    assert str(port) in logged
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_readyz_through_the_server_names_both_when_database_and_redis_are_down(tmp_path):
+    database_port, redis_port = free_port(), free_port()
+    server = live.start_web(
+        tmp_path,
+        DATABASE_URL=f"postgres://oversight:secret-password@127.0.0.1:{database_port}/oversight",
+        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        OVERSIGHT_DB_POOL="false",  # refused at once, not after the pool's wait
+    )
+    try:
+        response = httpx.get(f"{server.url}/readyz", timeout=30)
+        assert response.status_code == 503
+        assert response.json() == {"status": "unavailable", "down": ["database", "redis"]}
+        assert "secret-password" not in response.text
+        assert str(database_port) not in response.text
+        # The operator's detail is in the server's log.
+        lines = live.wait_until(lambda: _readyz_lines(server.proc.output(), count=2))
+        assert f"port {database_port} failed" in lines[0]
+        assert f"127.0.0.1:{redis_port}" in lines[1]
+    finally:
+        server.proc.stop()
+
+
+def _readyz_lines(log: str, *, count: int) -> list[str] | None:
+    lines = [line for line in log.splitlines() if "readyz: " in line]
+    return lines if len(lines) >= count else None

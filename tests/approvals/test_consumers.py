@@ -1,6 +1,10 @@
-"""WebSocket authorisation (SPEC §9.8): no session, a foreign origin, the wrong person."""
+"""WebSocket authorisation (SPEC §9.8): no session, a foreign origin, the wrong person; and a
+socket that closes when its session stops holding (ended, expired, password or active flag
+changed: 4401) or its person loses the role (4403)."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -8,20 +12,53 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.utils import timezone
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as websocket_connect
+from websockets.typing import Origin
 
 from approvals import live
 from oversight.asgi import application
+from tests.live import start_web
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def session_cookie(user) -> str:
+SESSION_ENDED, FORBIDDEN = 4401, 4403
+
+
+def logged_in_session(user, *, expiry: int | None = None) -> SessionStore:
+    """The session a login makes for `user` (what the browser's cookie names)."""
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
     session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    if expiry is not None:
+        session.set_expiry(expiry)
     session.save()
+    return session
+
+
+def cookie_of(session: SessionStore) -> str:
     return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+
+
+def session_cookie(user) -> str:
+    return cookie_of(logged_in_session(user))
+
+
+@pytest.fixture
+def quick_recheck(settings):
+    """Re-check open sockets every 0.2 s instead of every half minute."""
+    settings.OVERSIGHT_LIVE_RECHECK_SECONDS = 0.2
+
+
+async def closed_with(communicator: WebsocketCommunicator, *, timeout: float = 5) -> int:
+    """Wait for the server to close the socket (nothing else may arrive first); its code."""
+    output = await communicator.receive_output(timeout=timeout)
+    assert output["type"] == "websocket.close", output
+    return int(output["code"])
 
 
 async def connect(
@@ -39,7 +76,7 @@ def test_no_session_is_refused():
     async def scenario():
         _communicator, connected, code = await connect()
         assert not connected
-        assert code == 4403
+        assert code == SESSION_ENDED
 
     async_to_sync(scenario)()
 
@@ -60,7 +97,7 @@ def test_someone_without_the_approver_role_is_refused(make_user):
     async def scenario():
         _communicator, connected, code = await connect(cookie)
         assert not connected
-        assert code == 4403
+        assert code == FORBIDDEN
 
     async_to_sync(scenario)()
 
@@ -83,9 +120,7 @@ def test_an_approver_gets_only_their_tiers_events_and_logout_closes_the_socket(
         assert f'id="request-{medium.pk}"' in pushed
         assert await communicator.receive_nothing(timeout=0.3)
         await sync_to_async(live.end_session)(lead.pk)
-        closed = await communicator.receive_output(timeout=5)
-        assert closed["type"] == "websocket.close"
-        assert closed["code"] == 4403
+        assert await closed_with(communicator) == SESSION_ENDED
 
     async_to_sync(scenario)()
 
@@ -150,3 +185,149 @@ def test_an_idle_socket_stays_open_past_the_channel_layers_poll(approvers, new_r
         await communicator.disconnect()
 
     async_to_sync(scenario)()
+
+
+# --- the session must keep holding while the socket is open (SPEC §9.8) -------------------
+
+
+def expire_now(session: SessionStore) -> None:
+    Session.objects.filter(session_key=session.session_key).update(
+        expire_date=timezone.now() - timedelta(seconds=1)
+    )
+
+
+def delete_session(session: SessionStore) -> None:
+    # What logging out elsewhere, `clearsessions` or an admin deleting the row leaves behind,
+    # without the logout signal reaching this socket.
+    Session.objects.filter(session_key=session.session_key).delete()
+
+
+def change_password(user) -> None:
+    user.set_password("a-brand-new-passphrase-77")
+    user.save()
+
+
+def deactivate(user) -> None:
+    user.is_active = False
+    user.save()
+
+
+@pytest.mark.parametrize(
+    "end", [expire_now, delete_session], ids=["session-expired", "session-deleted"]
+)
+def test_an_idle_socket_closes_when_its_session_ends_without_a_logout_signal(
+    approvers, quick_recheck, end
+):
+    session = logged_in_session(approvers["lead"])
+
+    async def scenario():
+        communicator, connected, _ = await connect(cookie_of(session))
+        assert connected
+        await sync_to_async(end)(session)
+        assert await closed_with(communicator) == SESSION_ENDED
+
+    async_to_sync(scenario)()
+
+
+def test_a_socket_closes_when_its_session_runs_out_on_its_own(approvers, quick_recheck):
+    session = logged_in_session(approvers["lead"], expiry=2)  # a real expiry, two seconds away
+
+    async def scenario():
+        communicator, connected, _ = await connect(cookie_of(session))
+        assert connected
+        assert await closed_with(communicator, timeout=10) == SESSION_ENDED
+
+    async_to_sync(scenario)()
+
+
+@pytest.mark.parametrize("change", [change_password, deactivate], ids=["password", "deactivated"])
+@pytest.mark.parametrize(
+    ("path", "roles", "tier"),
+    [("/ws/live/", ("approver",), "team_lead"), ("/ws/notices/", ("manager",), "")],
+    ids=["inbox", "notices"],
+)
+def test_an_idle_socket_closes_when_the_password_or_active_flag_changes(
+    make_user, quick_recheck, change, path, roles, tier
+):
+    person = make_user(roles=roles, tier=tier)
+    cookie = session_cookie(person)
+
+    async def scenario():
+        communicator, connected, _ = await connect(cookie, path=path)
+        assert connected
+        await sync_to_async(change)(person)
+        assert await closed_with(communicator) == SESSION_ENDED
+
+    async_to_sync(scenario)()
+
+
+def test_an_idle_socket_closes_when_its_person_loses_the_role(approvers, quick_recheck):
+    lead = approvers["lead"]
+    cookie = session_cookie(lead)
+
+    async def scenario():
+        communicator, connected, _ = await connect(cookie)
+        assert connected
+        await sync_to_async(lead.groups.clear)()
+        assert await closed_with(communicator) == FORBIDDEN
+
+    async_to_sync(scenario)()
+
+
+def test_nothing_is_sent_once_the_password_changed_even_before_the_next_recheck(
+    approvers, new_request, settings
+):
+    settings.OVERSIGHT_LIVE_RECHECK_SECONDS = 3600  # only the check before each send can act
+    lead = approvers["lead"]
+    cookie = session_cookie(lead)
+
+    async def scenario():
+        communicator, connected, _ = await connect(cookie)
+        assert connected
+        await sync_to_async(change_password)(lead)
+        await sync_to_async(new_request)(risk_level="medium")
+        # The row is not pushed: the socket is closed instead.
+        assert await closed_with(communicator) == SESSION_ENDED
+
+    async_to_sync(scenario)()
+
+
+def test_a_socket_whose_session_holds_stays_open_across_rechecks(
+    approvers, new_request, quick_recheck
+):
+    cookie = session_cookie(approvers["lead"])
+
+    async def scenario():
+        communicator, connected, _ = await connect(cookie)
+        assert connected
+        assert await communicator.receive_nothing(timeout=1.5, interval=0.1)  # ~7 re-checks
+        request = await sync_to_async(new_request)(risk_level="medium")
+        pushed = await communicator.receive_from(timeout=5)
+        assert f'id="request-{request.pk}"' in pushed
+        await communicator.disconnect()
+
+    async_to_sync(scenario)()
+
+
+@pytest.mark.slow
+def test_through_the_server_a_real_socket_closes_when_the_password_changes(approvers, tmp_path):
+    """The same promise over a real connection: uvicorn, the Redis channel layer, a browser's
+    WebSocket handshake with its session cookie."""
+    server = start_web(tmp_path, OVERSIGHT_LIVE_RECHECK_SECONDS="0.3")
+    lead = approvers["lead"]
+    try:
+        with websocket_connect(
+            server.url.replace("http://", "ws://") + "/ws/live/",
+            origin=Origin(server.url),
+            additional_headers={"Cookie": session_cookie(lead)},
+            open_timeout=10,
+        ) as socket:
+            with pytest.raises(TimeoutError):
+                socket.recv(timeout=1)  # open, and quiet, across a few re-checks
+            change_password(lead)
+            with pytest.raises(ConnectionClosed) as closed:
+                socket.recv(timeout=10)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == SESSION_ENDED
+    finally:
+        server.proc.stop()

@@ -386,7 +386,7 @@ def test_a_non_manager_socket_is_refused(make_user, roles, tier):
         assert code == 4403
         _communicator, connected, code = await connect(None)
         assert not connected
-        assert code == 4403
+        assert code == 4401  # no session: log in
 
     async_to_sync(scenario)()
 
