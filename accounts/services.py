@@ -97,8 +97,9 @@ def change_access(
     """Change what someone may do: roles, approver tier, active, superuser (SPEC §7: every
     such change is audited, with what it was before). False when nothing changed.
 
-    Only a superuser makes or unmakes one, and nobody deactivates themselves or drops their
-    own admin role (an admin locked out by a slip needs another admin to get back)."""
+    Only a superuser makes, unmakes or changes one, and nobody deactivates themselves or drops
+    their own admin role or superuser flag (locked out by a slip, they would need another
+    admin to get back)."""
     roles = sorted(set(roles))
     errors = access_problems(roles, tier)
     if errors:
@@ -142,13 +143,12 @@ def refusal_to_change_access(
     """Why `actor` may not give `user` this access, or None (None actor: a command)."""
     if actor is None:
         return None
-    if is_superuser != user.is_superuser and not actor.is_superuser:
-        return "Only a superuser may make or unmake one."
-    if actor.pk == user.pk and (
-        not is_active
-        or (actor.has_role(Role.ADMIN) and Role.ADMIN not in roles and not is_superuser)
-    ):
-        return "You may not deactivate yourself or drop your own admin role."
+    if (is_superuser != user.is_superuser or user.is_superuser) and not actor.is_superuser:
+        return "Only a superuser may make or unmake one, or change one's access."
+    drops_admin = actor.has_role(Role.ADMIN) and Role.ADMIN not in roles and not is_superuser
+    drops_superuser = actor.is_superuser and not is_superuser
+    if actor.pk == user.pk and (not is_active or drops_admin or drops_superuser):
+        return "You may not deactivate yourself or drop your own admin role or superuser flag."
     return None
 
 
@@ -180,4 +180,15 @@ def record_lockout(*, username: str, address: str, limits: list[str]) -> AuditEv
         event_type=EventType.LOGIN_LOCKED_OUT,
         subject=("user", str(user_pk)) if user_pk is not None else None,
         payload={"username": name, "remote_addr": address[:64], "limits": list(limits)},
+    )
+
+
+def password_changed(*, user: User, actor: User | None) -> None:
+    """Audit that someone's password was set by another person (the admin's password form):
+    every session of theirs ends with it (SPEC §9.8), and who did it is on record."""
+    record_event(
+        event_type=EventType.USER_CHANGED,
+        actor=actor,
+        subject=user,
+        payload={"username": user.username, "after": {"password": "set by an admin"}},
     )

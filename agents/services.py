@@ -12,6 +12,7 @@ from django.utils.text import slugify
 from accounts.models import Role, User
 from agents import keys
 from agents.models import Agent, AgentStatus, ApiKey
+from approvals import rules as approval_rules
 from approvals import services as approvals
 from audit.events import EventType
 from audit.services import record_event
@@ -99,6 +100,10 @@ def set_self_approval(*, agent: Agent, allowed: bool, reason: str, actor: User |
     admin's exception to separation of duties, with a reason). False when already so."""
     if actor is not None and not actor.has_role(Role.ADMIN):
         raise PermissionDenied("Only an admin may change who may approve an agent's requests.")
+    if actor is not None and allowed and actor.pk in approval_rules.agent_holder_ids(agent):
+        raise PermissionDenied(
+            "You own this agent or hold a key to it: another admin must allow its self-approval."
+        )
     if not reason.strip():
         raise ValidationError({"reason": ["Say why."]})
     updated = (
@@ -168,7 +173,11 @@ def set_agent_status(
         raise ValidationError(
             {"status": ["A disabled agent runs again only when a second person confirms."]}
         )
-    pending = approvals.lock_pending(agent) if previous != status else []
+    pending = (
+        approvals.lock_pending(agent, cancelling=status == AgentStatus.DISABLED)
+        if previous != status
+        else []
+    )
     updated = (
         Agent.objects.filter(pk=agent.pk)
         .exclude(status=status)

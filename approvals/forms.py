@@ -9,7 +9,7 @@ from django import forms
 
 from approvals.binding import canonical_json
 from approvals.models import RiskLevel, Urgency
-from oversight.fields import MAX_JSON_DEPTH, MAX_PARAMS_BYTES, nested_deeper_than
+from oversight.fields import MAX_JSON_DEPTH, MAX_PARAMS_BYTES, nested_deeper_than, params_problem
 
 
 class RejectForm(forms.Form):
@@ -52,6 +52,9 @@ class ApproveForm(forms.Form):
             raise forms.ValidationError("The arguments must be a JSON object, like the original.")
         if nested_deeper_than(value):
             raise forms.ValidationError(f"The arguments nest deeper than {MAX_JSON_DEPTH} levels.")
+        problem = params_problem(value)  # e.g. 1e400 (no JSON number), a lone surrogate
+        if problem:
+            raise forms.ValidationError(problem)
         # Compared as canonical JSON, not with Python's ==, for which 1 == True == 1.0: an edit
         # from 1 to true is a change, and the approval must bind to it (SPEC §2).
         return None if canonical_json(value) == canonical_json(self.original) else value

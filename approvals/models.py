@@ -104,6 +104,16 @@ class ApprovalRequest(models.Model):
     agent = models.ForeignKey(
         "agents.Agent", on_delete=models.PROTECT, related_name="requests", db_index=False
     )
+    # The agent's owner when it asked: they may not decide it even after the owner changes
+    # (SPEC §2 separation of duties; `approvals.rules.holder_ids`).
+    owner_at_request = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
 
     action = models.CharField(max_length=200)

@@ -110,10 +110,11 @@ def frozen(agent: Agent) -> str | None:
 
 # --- Separation of duties (SPEC §2): nobody decides what they could have asked for ----------
 #
-# The agent's owner, and everyone who created one of its keys that was usable when the request
-# was made (still valid, or revoked only after): a key's creator saw its secret and could have
-# made the request themselves. Three doors apply the rule: the vote (`is_self_approval`), the
-# inbox (`exclude_self_approvals`) and the approvers' emails (`holder_ids`).
+# The agent's owner (now, and when it asked), and everyone who created one of its keys that was
+# usable when the request was made (still valid, or revoked only after): a key's creator saw its
+# secret and could have made the request themselves. Three doors apply the rule: the vote
+# (`is_self_approval`), the inbox (`exclude_self_approvals`) and the approvers' emails
+# (`holder_ids`).
 
 
 def _key_usable_at(created_at: Any) -> Q:
@@ -130,8 +131,18 @@ def holder_ids(request: ApprovalRequest) -> set[int]:
         _key_usable_at(request.created_at)
     )
     ids = set(creators.values_list("created_by", flat=True))
-    if request.agent.owner_id is not None:
-        ids.add(request.agent.owner_id)
+    ids.update(owner for owner in (request.agent.owner_id, request.owner_at_request_id) if owner)
+    return ids
+
+
+def agent_holder_ids(agent: Agent) -> set[int]:
+    """Who holds `agent` now: its owner and the creators of its unrevoked keys."""
+    creators = ApiKey.objects.filter(agent=agent, revoked_at__isnull=True).exclude(
+        created_by__isnull=True
+    )
+    ids = set(creators.values_list("created_by", flat=True))
+    if agent.owner_id is not None:
+        ids.add(agent.owner_id)
     return ids
 
 
@@ -148,5 +159,5 @@ def exclude_self_approvals(
     keys = ApiKey.objects.filter(agent=OuterRef("agent"), created_by=user).filter(
         _key_usable_at(OuterRef("created_at"))
     )
-    held = Q(agent__owner=user) | Exists(keys)
+    held = Q(agent__owner=user) | Q(owner_at_request=user) | Exists(keys)
     return queryset.exclude(held & Q(agent__allow_self_approval=False))

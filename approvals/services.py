@@ -211,6 +211,7 @@ def create_request(
         digest = check.params_sha256
         request = ApprovalRequest(
             agent=agent,
+            owner_at_request_id=agent.owner_id,
             action=action,
             params=params,
             params_sha256=digest,
@@ -235,6 +236,12 @@ def create_request(
             timers_queued_until=timers.horizon_end(now),
         )
         insert_row(request)
+        # Read again now that the row holds the agent (its foreign key takes a share lock that a
+        # pause or kill switch, which locks the agent for update, waits for or made this wait
+        # for): either the stop sees this request among the pending ones, or this sees the stop.
+        agent.refresh_from_db(fields=["status", "status_reason"])
+        if agent.status != AgentStatus.ACTIVE:
+            raise AgentStopped(agent)
         try:
             admission.reserve_for_request(request)
         except admission.BudgetExceeded as exc:
@@ -493,23 +500,45 @@ def _recheck_edit(
         "required_approvals": request.required_approvals,
     }
     route = rules.route_for(risk)
+    if verdict.raise_tier:  # as for the agent's own create: its confidence is below 0.3
+        route = rules.raised(route)
     if Tier.rank(route[0]) < request.first_tier_rank:  # never below where it was routed
         first = request.route[0]
         route = [first, *(tier for tier in route if Tier.rank(tier) > Tier.rank(first))]
     previous_tier = request.current_tier
+    # Where the new route has the request now: its first tier, or, once escalated, the tier
+    # escalation takes it to (flagged at the top); never lower than it already was.
+    tier = route[0]
+    if request.escalated_at is not None:
+        target = rules.escalation_target(route)
+        tier = target or route[-1]
+        request.escalation_flagged = target is None
+    if Tier.rank(tier) > Tier.rank(request.current_tier):
+        request.current_tier = tier
     request.risk_level = risk
     request.route = route
     request.first_tier_rank = Tier.rank(route[0])
-    if Tier.rank(request.current_tier) < request.first_tier_rank:
-        request.current_tier = route[0]
     request.required_approvals = rules.required_approvals(risk)
+    # The decision record names the policy and reasons that now apply.
+    policy = verdict.policy
+    request.policy_version = (
+        PolicyVersion.objects.get(pk=policy.version_id)  # whole: a decision reads its snapshot
+        if policy is not None and policy.version_id is not None
+        else None
+    )
+    request.check_reasons = [reason.as_json() for reason in verdict.reasons]
+    request.risk_source = verdict.risk_source
     request.save(
         update_fields=[
             "risk_level",
             "route",
             "first_tier_rank",
             "current_tier",
+            "escalation_flagged",
             "required_approvals",
+            "policy_version",
+            "check_reasons",
+            "risk_source",
         ]
     )
     if request.current_tier != previous_tier:  # the people who may decide it now hear of it
@@ -566,18 +595,24 @@ def cancel_request(*, request_id: uuid.UUID, agent: Agent) -> ApprovalRequest:
     return request
 
 
-def lock_pending(agent: Agent) -> list[ApprovalRequest]:
+def lock_pending(agent: Agent, *, cancelling: bool) -> list[ApprovalRequest]:
     """Lock an agent's pending requests for a change of its status (`agent_status_changed`).
 
-    Its caller holds the agent's row lock and takes these before any audit append (the chain's
-    lock comes last for everyone, votes included). A vote that got in first is committed before
-    the change sees its request; a later one reads the new status (`_vote`)."""
-    return list(
+    Its caller holds the agent's row lock and takes these before any audit append: locks are
+    taken requests, then budget windows, then the audit chain's, by everyone (votes and creates
+    included). So the budget reservations of requests about to be cancelled are given back here
+    too, before the status change's own event. A vote that got in first is committed before the
+    change sees its request; a later one reads the new status (`_vote`)."""
+    pending = list(
         ApprovalRequest.objects.select_for_update(of=("self",))
         .select_related("agent", "policy_version")
         .filter(agent=agent, status=Status.PENDING)
         .order_by("pk")
     )
+    if cancelling:
+        # All at once, in budget order; `_finalize`'s own release then finds nothing left.
+        admission.release_for_request([r.pk for r in pending if r.estimated_cost_cents])
+    return pending
 
 
 def agent_status_changed(

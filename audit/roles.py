@@ -7,7 +7,7 @@ may read and write the app's tables but, of the audit table, only read it: it ap
 `audit_append`, which runs as the owner (SECURITY DEFINER, migration 0004). Not being the owner,
 it cannot UPDATE, DELETE or TRUNCATE events, nor ALTER the table to disable or drop the triggers
 that refuse those. (No INSERT either: every append goes through the function, which chains it.)
-docker-compose.yml creates both roles; docs/deployment.md says how elsewhere.
+docker-compose.yml creates both roles; docs/architecture.md says how elsewhere.
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ def grant_app_role(connection: BaseDatabaseWrapper, role: str) -> None:
     run as the tables' owner."""
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
+        # Anything that would let the role act as the owner, or plant code (an operator, a
+        # function) in the schema the owner's `audit_append` runs in, defeats the point.
         cursor.execute(
-            "SELECT r.rolsuper, pg_get_userbyid(c.relowner) = r.rolname, current_schema() "
+            "SELECT r.rolsuper OR r.rolcreaterole OR r.rolbypassrls, "
+            "pg_has_role(r.oid, c.relowner, 'MEMBER'), current_schema() "
             "FROM pg_roles AS r, pg_class AS c "
             "WHERE r.rolname = %s AND c.oid = to_regclass(%s)",
             [role, AUDIT_TABLE],
@@ -42,22 +45,35 @@ def grant_app_role(connection: BaseDatabaseWrapper, role: str) -> None:
                 f"OVERSIGHT_DB_APP_ROLE names {role!r}, which is not a role of this database "
                 "server (or the audit table is missing): create it first."
             )
-        superuser, owner, schema = row
-        if superuser or owner:
+        powerful, owner, schema = row
+        if powerful or owner:
             raise ImproperlyConfigured(
-                f"OVERSIGHT_DB_APP_ROLE {role!r} is a superuser or owns the audit table: the app "
-                "must run as a role that can do neither."
+                f"OVERSIGHT_DB_APP_ROLE {role!r} is a superuser, may create roles or bypass row "
+                "security, or is (a member of) the audit table's owner: the app must run as a "
+                "role that can do none of these."
             )
         who, where = quote(role), quote(schema)
         for statement in (
+            f"REVOKE CREATE ON SCHEMA {where} FROM PUBLIC",
+            f"REVOKE CREATE ON SCHEMA {where} FROM {who}",
             f"GRANT USAGE ON SCHEMA {where} TO {who}",
             f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {where} TO {who}",
             f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {where} TO {who}",
             f"REVOKE ALL ON {quote(AUDIT_TABLE)} FROM {who}",
             f"GRANT SELECT ON {quote(AUDIT_TABLE)} TO {who}",
+            # Which migrations ran is the owner's to say: a later protection must not be
+            # marked applied by the app.
+            f"REVOKE ALL ON django_migrations FROM {who}",
+            f"GRANT SELECT ON django_migrations TO {who}",
             f"GRANT EXECUTE ON FUNCTION {APPEND_FUNCTION} TO {who}",
         ):
             cursor.execute(statement)
+        cursor.execute("SELECT has_schema_privilege(%s, %s, 'CREATE')", [role, schema])
+        if cursor.fetchone()[0]:
+            raise ImproperlyConfigured(
+                f"{role!r} may still create objects in schema {schema!r} (through a role it "
+                "belongs to?): revoke that, then migrate again."
+            )
 
 
 def after_migrate(using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:

@@ -118,13 +118,15 @@ def refusal(agent: Agent, estimated_cost_cents: int | None) -> str:
 
 
 def claim_reservations(
-    request_id: uuid.UUID, agent: Agent | None = None
+    request_id: uuid.UUID | list[uuid.UUID], agent: Agent | None = None
 ) -> list[tuple[int, datetime, int, Decimal]]:
-    """Mark the request's outstanding reservations released and return (budget id, window
-    start, window id, amount) for each. Each is claimed once, even by concurrent callers: the
-    rows are locked, and a second caller finds them released."""
+    """Mark the request's (or requests') outstanding reservations released and return (budget
+    id, window start, window id, amount) for each, in budget order (the order windows are
+    locked in by everyone). Each is claimed once, even by concurrent callers: the rows are
+    locked, and a second caller finds them released."""
+    ids = request_id if isinstance(request_id, list) else [request_id]
     outstanding = Reservation.objects.select_for_update(of=("self",)).filter(
-        request_id=request_id, released_at__isnull=True
+        request_id__in=ids, released_at__isnull=True
     )
     if agent is not None:
         outstanding = outstanding.filter(request__agent=agent)
@@ -140,7 +142,8 @@ def claim_reservations(
     return [(row[1], row[2], row[3], row[4]) for row in claimed]
 
 
-def release_for_request(request_id: uuid.UUID) -> None:
-    """Give back a request's reservations (it ended without approval). Idempotent."""
+def release_for_request(request_id: uuid.UUID | list[uuid.UUID]) -> None:
+    """Give back a request's (or requests') reservations: it ended without approval.
+    Idempotent."""
     for _budget_id, _start, window_id, amount in claim_reservations(request_id):
         ledger.give_back(window_id, amount)

@@ -2,9 +2,11 @@
 can run as a role that may read the trail and append to it only through this function, and may
 not change, empty or unprotect it (SPEC §9.4; `audit.roles` grants the app role its rights).
 
-The function's search_path is fixed to the schema it was created in, with pg_temp last: without
-that, a caller could shadow `audit_auditevent` with a temporary table of its own and have the
-owner's function write there. Only the owner, and the roles granted it, may execute it.
+The function's search_path is fixed: pg_catalog, the schema it was created in, pg_temp last.
+Without that, a caller could shadow `audit_auditevent` with a temporary table of its own and
+have the owner's function write there. (An exact-match operator planted in the schema would
+still win over pg_catalog's: `audit.roles` makes sure the app role cannot create anything
+there.) Only the owner, and the roles granted it, may execute it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def forward(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
         (schema,) = cursor.fetchone()
     quoted = schema_editor.quote_name(schema)
     schema_editor.execute(
-        f"ALTER FUNCTION {SIGNATURE} SECURITY DEFINER SET search_path = {quoted}, pg_temp",
+        f"ALTER FUNCTION {SIGNATURE} SECURITY DEFINER "
+        f"SET search_path = pg_catalog, {quoted}, pg_temp",
         params=None,
     )
     schema_editor.execute(f"REVOKE ALL ON FUNCTION {SIGNATURE} FROM PUBLIC", params=None)
