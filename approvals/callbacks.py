@@ -7,24 +7,24 @@ records every attempt. Delivery is at-least-once: receivers deduplicate on
 
 Signature: `X-Oversight-Signature: sha256=<hex HMAC-SHA256(webhook secret, "<timestamp>.<body>")>`
 with the Unix time in `X-Oversight-Timestamp`; a receiver refuses old timestamps (replay).
+
+Callbacks go only to public addresses unless configuration allows more, and to the very address
+that was checked (`oversight.outbound`, SPEC §9.11).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
-import socket
 import time
 import uuid
 
-import httpx
 from django.conf import settings
 from django.db import transaction
 
 from approvals.models import CallbackAttempt, CallbackDelivery
-from oversight import outbox
+from oversight import outbound, outbox
 
 logger = logging.getLogger(__name__)
 
@@ -34,26 +34,6 @@ TIMEOUT_SECONDS = 10.0
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"sha256={mac.hexdigest()}"
-
-
-class RefusedAddress(Exception):
-    """The callback host resolves to an address this deployment does not post to."""
-
-
-def check_destination(url: str) -> None:
-    """Refuse loopback, private, link-local (cloud metadata) and other internal addresses,
-    unless OVERSIGHT_CALLBACK_ALLOW_PRIVATE is on (development, agents on the same network).
-    Checked at send time, on the addresses the name resolves to then."""
-    if settings.OVERSIGHT_CALLBACK_ALLOW_PRIVATE:
-        return
-    parsed = httpx.URL(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    for *_, sockaddr in socket.getaddrinfo(parsed.host, port, proto=socket.IPPROTO_TCP):
-        address = ipaddress.ip_address(sockaddr[0])
-        if not address.is_global:
-            raise RefusedAddress(
-                f"{parsed.host} resolves to {address}, which is not a public address"
-            )
 
 
 def deliver(delivery_id: uuid.UUID) -> str:
@@ -74,13 +54,14 @@ def deliver(delivery_id: uuid.UUID) -> str:
     status_code: int | None = None
     error = ""
     try:  # network I/O outside any transaction
-        check_destination(delivery.url)
-        response = httpx.post(
+        # Resolved once, every address checked, and the connection made to a checked one.
+        response = outbound.post(
             delivery.url,
             content=body,
             headers=headers,
             timeout=TIMEOUT_SECONDS,
-            follow_redirects=False,
+            allow_private=settings.OVERSIGHT_CALLBACK_ALLOW_PRIVATE,
+            allowed_networks=settings.OVERSIGHT_CALLBACK_ALLOW_NETWORKS,
         )
         status_code = response.status_code
         if not 200 <= status_code < 300:

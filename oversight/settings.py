@@ -14,7 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
-from oversight.env import env_bool, env_float, env_int, env_list, env_str, var_dir
+from oversight.env import env_bool, env_float, env_int, env_list, env_networks, env_str, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = var_dir()
@@ -286,6 +286,9 @@ OVERSIGHT_API_RATE_LIMIT_PER_MINUTE = env_int(
 # Callbacks go to public addresses only, unless this is on (development, agents on a private
 # network): otherwise an agent could make the server probe internal services.
 OVERSIGHT_CALLBACK_ALLOW_PRIVATE = env_bool("OVERSIGHT_CALLBACK_ALLOW_PRIVATE", default=DEBUG)
+# Narrower: the non-public networks callbacks may reach (agents on an internal subnet), while
+# loopback, metadata and every other private address stay refused.
+OVERSIGHT_CALLBACK_ALLOW_NETWORKS = env_networks("OVERSIGHT_CALLBACK_ALLOW_NETWORKS")
 
 # Approvers may not decide their own agents' requests unless an admin allows it (SPEC §2).
 OVERSIGHT_ALLOW_SELF_APPROVAL = env_bool("OVERSIGHT_ALLOW_SELF_APPROVAL", default=False)
