@@ -1,6 +1,10 @@
-"""Admin for agents: create, edit, and issue or revoke API keys through the services."""
+"""Admin for agents: create, edit, issue or revoke API keys and rotate webhook secrets through
+the services. Secrets are shown once, in a message; the webhook secret is neither shown nor
+editable here (its fields are not editable)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -30,11 +34,33 @@ class AgentAdmin(admin.ModelAdmin):
         "status",
         "status_reason",
         "status_changed_at",
-        "webhook_secret",
+        "webhook_secret_rotated_at",
         "created_at",
     )
     inlines = [ApiKeyInline]
-    actions = ["issue_key"]
+    actions = ["issue_key", "rotate_webhook_secret"]
+
+    def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
+        if change:
+            # Only what the form edits: writing back the whole row as it was read could undo a
+            # rotation of the webhook secret (or a pause) committed in the meantime.
+            obj.save(update_fields=form.changed_data)
+            return
+        # A new agent is registered by the service (checked, audited), which makes its webhook
+        # secret: shown here once, like a new key.
+        agent, secret = services.create_agent(
+            name=obj.name,
+            owner=obj.owner,
+            team=obj.team,
+            actor=request.user,  # type: ignore[arg-type]
+        )
+        obj.pk, obj.created_at = agent.pk, agent.created_at
+        obj.webhook_secret_encrypted = agent.webhook_secret_encrypted
+        self.message_user(
+            request,
+            f"Webhook secret of {agent.name} (copy it now, it is not shown again): {secret}",
+            messages.WARNING,
+        )
 
     @admin.action(description="Issue a new API key (shown once)")
     def issue_key(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
@@ -43,6 +69,17 @@ class AgentAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 f"New key for {agent.name} (copy it now, it is not shown again): {plaintext}",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Rotate the webhook secret (the new one shown once)")
+    def rotate_webhook_secret(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        for agent in queryset:
+            secret = services.rotate_webhook_secret(agent=agent, actor=request.user)  # type: ignore[arg-type]
+            self.message_user(
+                request,
+                f"New webhook secret for {agent.name} (copy it now, it is not shown again): "
+                f"{secret}",
                 messages.WARNING,
             )
 

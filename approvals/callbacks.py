@@ -6,7 +6,9 @@ records every attempt. Delivery is at-least-once: receivers deduplicate on
 `X-Oversight-Delivery`.
 
 Signature: `X-Oversight-Signature: sha256=<hex HMAC-SHA256(webhook secret, "<timestamp>.<body>")>`
-with the Unix time in `X-Oversight-Timestamp`; a receiver refuses old timestamps (replay).
+with the Unix time in `X-Oversight-Timestamp`; a receiver refuses old timestamps (replay). After
+the agent's secret is rotated, and for a grace window, the header lists two signatures,
+`sha256=<new>, sha256=<old>`; a receiver accepts the callback when one of them matches.
 
 Callbacks go only to public addresses unless configuration allows more, and to the very address
 that was checked (`oversight.outbound`, SPEC §9.11).
@@ -36,24 +38,33 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"sha256={mac.hexdigest()}"
 
 
+def signature_header(secrets: list[str], timestamp: int, body: bytes) -> str:
+    """One signature per secret, the current secret's first, as an HTTP list (`, `)."""
+    return ", ".join(sign(secret, timestamp, body) for secret in secrets)
+
+
 def deliver(delivery_id: uuid.UUID) -> str:
     """Attempt one due delivery; returns its status afterwards ('skipped' if not due/leased)."""
     if not outbox.take_lease(CallbackDelivery, delivery_id):
         return "skipped"
     delivery = CallbackDelivery.objects.select_related("request__agent").get(pk=delivery_id)
     body = delivery.body.encode()
-    timestamp = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "Oversight-Callback/1",
-        "X-Oversight-Delivery": str(delivery.pk),
-        "X-Oversight-Timestamp": str(timestamp),
-        "X-Oversight-Signature": sign(delivery.request.agent.webhook_secret, timestamp, body),
-    }
     started = time.monotonic()
     status_code: int | None = None
     error = ""
     try:  # network I/O outside any transaction
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Oversight-Callback/1",
+            "X-Oversight-Delivery": str(delivery.pk),
+            "X-Oversight-Timestamp": str(timestamp),
+            # Signed at send time with the secrets valid then: after a rotation both the new
+            # and, during its grace window, the replaced one.
+            "X-Oversight-Signature": signature_header(
+                delivery.request.agent.signing_secrets(), timestamp, body
+            ),
+        }
         # Resolved once, every address checked, and the connection made to a checked one.
         response = outbound.post(
             delivery.url,

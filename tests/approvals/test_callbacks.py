@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
+from datetime import timedelta
 
 import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from agents import services as agents
+from agents.models import Agent
 from approvals import services, tasks
 from approvals.models import CallbackDelivery
 from oversight.outbox import DeliveryStatus
@@ -29,7 +32,7 @@ def test_a_decision_is_posted_signed_to_the_callback_url(
     body = json.loads(sent["body"])
     assert body["id"] == str(request.pk)
     assert body["status"] == "approved"
-    assert sent["headers"]["X-Oversight-Signature"] == signature(created.agent.webhook_secret, sent)
+    assert sent["headers"]["X-Oversight-Signature"] == signature(created.webhook_secret, sent)
     delivery = live.wait_until(
         lambda: CallbackDelivery.objects.filter(
             request=request, status=DeliveryStatus.DELIVERED
@@ -100,3 +103,33 @@ def test_an_unusable_callback_url_is_recorded_and_does_not_stop_the_others(
     assert poisoned.status == DeliveryStatus.PENDING
     assert poisoned.attempts == 1
     assert poisoned.attempt_log.get().error
+
+
+# --- rotating the webhook secret (SPEC §9.9) ---------------------------------------------------
+
+
+def test_during_the_grace_window_callbacks_carry_both_signatures_and_after_it_only_the_new(
+    settings, receiver, make_agent, new_request, approvers
+):
+    settings.OVERSIGHT_WEBHOOK_SECRET_GRACE_HOURS = 24
+    created = make_agent()
+    old = created.webhook_secret
+    new = agents.rotate_webhook_secret(agent=created.agent)
+
+    during = new_request(agent=created.agent, callback_url=receiver.url)
+    services.reject_request(request_id=during.pk, reviewer=approvers["lead"], reason="no")
+    assert tasks.sweep_callbacks() == 1
+    sent = receiver.received[-1]
+    # New first, then old: a receiver accepts the callback if any one signature matches.
+    expected = f"{signature(new, sent)}, {signature(old, sent)}"
+    assert sent["headers"]["X-Oversight-Signature"] == expected
+
+    # The window ends (moved into the past rather than waited for).
+    Agent.objects.filter(pk=created.agent.pk).update(
+        previous_webhook_secret_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    after = new_request(agent=created.agent, callback_url=receiver.url)
+    services.reject_request(request_id=after.pk, reviewer=approvers["lead"], reason="no")
+    assert tasks.sweep_callbacks() == 1
+    sent = receiver.received[-1]
+    assert sent["headers"]["X-Oversight-Signature"] == signature(new, sent)
