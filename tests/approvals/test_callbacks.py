@@ -15,6 +15,7 @@ from agents.models import Agent
 from approvals import services, tasks
 from approvals.models import CallbackDelivery
 from oversight.outbox import DeliveryStatus
+from oversight_client import InvalidSignature, verify_callback
 from tests import live
 from tests.receivers import signature
 
@@ -123,6 +124,8 @@ def test_during_the_grace_window_callbacks_carry_both_signatures_and_after_it_on
     # New first, then old: a receiver accepts the callback if any one signature matches.
     expected = f"{signature(new, sent)}, {signature(old, sent)}"
     assert sent["headers"]["X-Oversight-Signature"] == expected
+    for secret in (new, old):  # the Python client accepts it with either secret
+        verify_callback(body=sent["body"], headers=sent["headers"], secret=secret)
 
     # The window ends (moved into the past rather than waited for).
     Agent.objects.filter(pk=created.agent.pk).update(
@@ -133,3 +136,6 @@ def test_during_the_grace_window_callbacks_carry_both_signatures_and_after_it_on
     assert tasks.sweep_callbacks() == 1
     sent = receiver.received[-1]
     assert sent["headers"]["X-Oversight-Signature"] == signature(new, sent)
+    verify_callback(body=sent["body"], headers=sent["headers"], secret=new)
+    with pytest.raises(InvalidSignature):
+        verify_callback(body=sent["body"], headers=sent["headers"], secret=old)
