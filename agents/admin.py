@@ -1,6 +1,7 @@
 """Admin for agents: every change goes through `agents.services`, with the checks and audit
 events of the pages and commands. What only a service may set (status, the two-person
-re-enable, keys) is read-only here."""
+re-enable, keys, the webhook secret) is read-only here; new secrets are shown once, in a
+message, and the webhook secret itself is never shown."""
 
 from __future__ import annotations
 
@@ -63,10 +64,11 @@ class AgentAdmin(admin.ModelAdmin):
         "reenable_requested_by",
         "reenable_requested_at",
         "reenable_reason",
+        "webhook_secret_rotated_at",
         "created_at",
     )
     inlines = [ApiKeyInline]
-    actions = ["issue_key"]
+    actions = ["issue_key", "rotate_webhook_secret"]
 
     def get_fields(self, request: HttpRequest, obj: Agent | None = None) -> Any:
         if obj is None:  # a new agent: self-approval is an exception made afterwards
@@ -95,13 +97,20 @@ class AgentAdmin(admin.ModelAdmin):
         actor = request.user
         data = form.cleaned_data
         if not change:
-            created = services.create_agent(
+            # The service makes its webhook secret: shown here once, like a new key.
+            created, secret = services.create_agent(
                 name=data["name"],
                 owner=data["owner"],
                 team=data["team"],
                 actor=actor,  # type: ignore[arg-type]
             )
-            obj.pk = created.pk
+            obj.pk, obj.created_at = created.pk, created.created_at
+            obj.webhook_secret_encrypted = created.webhook_secret_encrypted
+            self.message_user(
+                request,
+                f"Webhook secret of {created.name} (copy it now, it is not shown again): {secret}",
+                messages.WARNING,
+            )
             return
         services.change_agent(agent=obj, owner=data["owner"], team=data["team"], actor=actor)  # type: ignore[arg-type]
         if "allow_self_approval" in form.changed_data:
@@ -122,6 +131,17 @@ class AgentAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 f"New key for {agent.name} (copy it now, it is not shown again): {plaintext}",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Rotate the webhook secret (the new one shown once)")
+    def rotate_webhook_secret(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        for agent in queryset:
+            secret = services.rotate_webhook_secret(agent=agent, actor=request.user)  # type: ignore[arg-type]
+            self.message_user(
+                request,
+                f"New webhook secret for {agent.name} (copy it now, it is not shown again): "
+                f"{secret}",
                 messages.WARNING,
             )
 

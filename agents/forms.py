@@ -1,4 +1,5 @@
-"""Forms on the agents pages: the reason behind a status change, the label of a new key."""
+"""Forms on the agents pages: the reason behind a status change, the label of a new key, how a
+webhook secret is rotated."""
 
 from __future__ import annotations
 
@@ -23,3 +24,8 @@ class StatusForm(forms.Form):
     reason = forms.CharField(
         max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
+
+
+class RotateWebhookSecretForm(forms.Form):
+    # Ticked when the secret leaked: the replaced one then stops signing at once.
+    immediately = forms.BooleanField(required=False)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+
+from agents import webhook_secrets
 
 
 class AgentStatus(models.TextChoices):
@@ -18,7 +20,14 @@ class AgentStatus(models.TextChoices):
 
 
 def _webhook_secret() -> str:
+    """The plain-text default of migration 0001 (the field is gone; 0001 still names this)."""
     return secrets.token_urlsafe(32)
+
+
+def _new_encrypted_webhook_secret() -> str:
+    """A secret nobody has seen, for an agent made without `create_agent` (fixtures, shell);
+    rotate it to get one to give the agent."""
+    return webhook_secrets.encrypt(webhook_secrets.generate())
 
 
 class Agent(models.Model):
@@ -49,11 +58,16 @@ class Agent(models.Model):
     )
     reenable_requested_at = models.DateTimeField(null=True, blank=True)
     reenable_reason = models.TextField(blank=True)
-    webhook_secret = models.CharField(
-        max_length=64,
-        default=_webhook_secret,
-        help_text="Signs callbacks to this agent (X-Oversight-Signature).",
+    # The secret that signs callbacks (X-Oversight-Signature), encrypted (agents.webhook_secrets
+    # says why not hashed). Shown once, by `create_agent` and `rotate_webhook_secret`; not
+    # editable anywhere. After a rotation the replaced secret signs too, until the end of the
+    # grace window, so an agent can switch without losing a callback.
+    webhook_secret_encrypted = models.TextField(
+        default=_new_encrypted_webhook_secret, editable=False
     )
+    previous_webhook_secret_encrypted = models.TextField(blank=True, editable=False)
+    previous_webhook_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    webhook_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -68,6 +82,15 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def signing_secrets(self, now: datetime | None = None) -> list[str]:
+        """The secrets that sign a callback sent `now`: the current one, then the replaced one
+        while its grace window lasts."""
+        signing = [webhook_secrets.decrypt(self.webhook_secret_encrypted)]
+        until = self.previous_webhook_secret_expires_at
+        if self.previous_webhook_secret_encrypted and until and (now or timezone.now()) < until:
+            signing.append(webhook_secrets.decrypt(self.previous_webhook_secret_encrypted))
+        return signing
 
     # DRF treats the authenticated principal as `request.user`; an agent is always one.
     @property

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import Role, User
-from agents import keys
+from agents import keys, webhook_secrets
 from agents.models import Agent, AgentStatus, ApiKey
 from approvals import rules as approval_rules
 from approvals import services as approvals
@@ -21,20 +23,69 @@ from audit.services import record_event
 @transaction.atomic
 def create_agent(
     *, name: str, owner: User | None = None, team: str = "", actor: User | None = None
-) -> Agent:
-    """Register an agent. The name must already be a slug (letters, digits, - and _)."""
+) -> tuple[Agent, str]:
+    """Register an agent. The name must already be a slug (letters, digits, - and _).
+
+    Returns the agent and its webhook secret, which signs its callbacks: show it to whoever
+    registers the agent now, because no page shows it again (it can be rotated)."""
     if not name or slugify(name) != name.lower() or len(name) > 100:
         raise ValidationError({"name": ["Use 1-100 letters, digits, hyphens or underscores."]})
     if Agent.objects.filter(name__iexact=name).exists():
         raise ValidationError({"name": [f"An agent named {name!r} exists already."]})
-    agent = Agent.objects.create(name=name, owner=owner, team=team)
+    secret = webhook_secrets.generate()
+    agent = Agent.objects.create(
+        name=name,
+        owner=owner,
+        team=team,
+        webhook_secret_encrypted=webhook_secrets.encrypt(secret),
+    )
     record_event(
         event_type=EventType.AGENT_CREATED,
         actor=actor,
         subject=agent,
         payload={"name": name, "team": team, "owner": owner.username if owner else None},
     )
-    return agent
+    return agent, secret
+
+
+@transaction.atomic
+def rotate_webhook_secret(
+    *, agent: Agent, actor: User | None = None, immediately: bool = False
+) -> str:
+    """Give the agent a new webhook secret and return it, the only time it is shown.
+
+    The replaced secret keeps signing callbacks, after the new one, for
+    OVERSIGHT_WEBHOOK_SECRET_GRACE_HOURS, so the agent can switch without losing a callback;
+    `immediately` (a leaked secret) stops it at once instead. A second rotation within the
+    window ends the first one's (only the secret just replaced still signs). Audited without
+    either secret."""
+    # Locked, so that two rotations at once each keep the secret they really replaced.
+    current = (
+        Agent.objects.select_for_update()
+        .values_list("webhook_secret_encrypted", flat=True)
+        .get(pk=agent.pk)
+    )
+    now = timezone.now()
+    grace = timedelta(hours=0 if immediately else settings.OVERSIGHT_WEBHOOK_SECRET_GRACE_HOURS)
+    previous_until = now + grace if grace else None
+    secret = webhook_secrets.generate()
+    Agent.objects.filter(pk=agent.pk).update(
+        # Re-encrypted too: it moves to the current SECRET_KEY if it was under a fallback.
+        webhook_secret_encrypted=webhook_secrets.encrypt(secret),
+        previous_webhook_secret_encrypted=(
+            webhook_secrets.encrypt(webhook_secrets.decrypt(current)) if grace else ""
+        ),
+        previous_webhook_secret_expires_at=previous_until,
+        webhook_secret_rotated_at=now,
+    )
+    agent.refresh_from_db()
+    record_event(
+        event_type=EventType.AGENT_WEBHOOK_SECRET_ROTATED,
+        actor=actor,
+        subject=agent,
+        payload={"previous_valid_until": previous_until},
+    )
+    return secret
 
 
 @transaction.atomic

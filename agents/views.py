@@ -1,5 +1,6 @@
 """Agent pages for managers: status, owner, team, activity; pause / resume / kill switch with
-two-person re-enable; API keys created (shown once) and revoked.
+two-person re-enable; API keys created (shown once) and revoked; the webhook secret rotated (the
+new one shown once).
 
 Every change goes through `agents.services`; a refused change comes back as a message.
 """
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
@@ -19,7 +22,7 @@ from accounts.decorators import role_required
 from accounts.models import Role
 from accounts.types import AuthenticatedHttpRequest
 from agents import selectors, services
-from agents.forms import NewKeyForm, StatusForm
+from agents.forms import NewKeyForm, RotateWebhookSecretForm, StatusForm
 from agents.models import Agent, AgentStatus, ApiKey
 from approvals.models import ApprovalRequest
 from budgets import selectors as budget_selectors
@@ -48,9 +51,11 @@ def _detail(
     agent: Agent,
     *,
     new_key: str = "",
+    new_webhook_secret: str = "",
     key_form: NewKeyForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
+    previous_until = agent.previous_webhook_secret_expires_at
     context: dict[str, Any] = {
         "agent": agent,
         "last_activity": selectors.last_activity(agent),
@@ -61,12 +66,18 @@ def _detail(
         .order_by("-created_at")[:8],
         "key_form": key_form or NewKeyForm(),
         "new_key": new_key,
+        "new_webhook_secret": new_webhook_secret,
+        # While the replaced webhook secret still signs callbacks, the page says until when.
+        "previous_secret_until": previous_until
+        if previous_until and previous_until > timezone.now()
+        else None,
+        "grace_hours": settings.OVERSIGHT_WEBHOOK_SECRET_GRACE_HOURS,
         "reenable_mine": agent.reenable_requested_by_id == request.user.pk,
         "budget_states": budget_selectors.agent_states(agent),
         "violations": guardrail_selectors.violations(agent=agent)[:5],
     }
     response = render(request, "agents/detail.html", context, status=status)
-    if new_key:
+    if new_key or new_webhook_secret:
         # The secret is in this response only: no cache may keep a copy.
         add_never_cache_headers(response)
     return response
@@ -89,6 +100,19 @@ def create_key(request: AuthenticatedHttpRequest, name: str) -> HttpResponse:
         agent=agent, created_by=request.user, label=form.cleaned_data["label"].strip()
     )
     return _detail(request, _load(name), new_key=plaintext)
+
+
+@require_POST
+@role_required(*MANAGERS)
+def rotate_webhook_secret(request: AuthenticatedHttpRequest, name: str) -> HttpResponse:
+    """Give the agent a new webhook secret and show it in this response, the only time."""
+    agent = _load(name)
+    form = RotateWebhookSecretForm(request.POST)
+    immediately = form.is_valid() and form.cleaned_data["immediately"]
+    secret = services.rotate_webhook_secret(
+        agent=agent, actor=request.user, immediately=immediately
+    )
+    return _detail(request, _load(name), new_webhook_secret=secret)
 
 
 @require_POST

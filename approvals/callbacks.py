@@ -6,25 +6,27 @@ records every attempt. Delivery is at-least-once: receivers deduplicate on
 `X-Oversight-Delivery`.
 
 Signature: `X-Oversight-Signature: sha256=<hex HMAC-SHA256(webhook secret, "<timestamp>.<body>")>`
-with the Unix time in `X-Oversight-Timestamp`; a receiver refuses old timestamps (replay).
+with the Unix time in `X-Oversight-Timestamp`; a receiver refuses old timestamps (replay). After
+the agent's secret is rotated, and for a grace window, the header lists two signatures,
+`sha256=<new>, sha256=<old>`; a receiver accepts the callback when one of them matches.
+
+Callbacks go only to public addresses unless configuration allows more, and to the very address
+that was checked (`oversight.outbound`, SPEC §9.11).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
-import socket
 import time
 import uuid
 
-import httpx
 from django.conf import settings
 from django.db import transaction
 
 from approvals.models import CallbackAttempt, CallbackDelivery
-from oversight import outbox
+from oversight import outbound, outbox
 
 logger = logging.getLogger(__name__)
 
@@ -36,24 +38,9 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"sha256={mac.hexdigest()}"
 
 
-class RefusedAddress(Exception):
-    """The callback host resolves to an address this deployment does not post to."""
-
-
-def check_destination(url: str) -> None:
-    """Refuse loopback, private, link-local (cloud metadata) and other internal addresses,
-    unless OVERSIGHT_CALLBACK_ALLOW_PRIVATE is on (development, agents on the same network).
-    Checked at send time, on the addresses the name resolves to then."""
-    if settings.OVERSIGHT_CALLBACK_ALLOW_PRIVATE:
-        return
-    parsed = httpx.URL(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    for *_, sockaddr in socket.getaddrinfo(parsed.host, port, proto=socket.IPPROTO_TCP):
-        address = ipaddress.ip_address(sockaddr[0])
-        if not address.is_global:
-            raise RefusedAddress(
-                f"{parsed.host} resolves to {address}, which is not a public address"
-            )
+def signature_header(secrets: list[str], timestamp: int, body: bytes) -> str:
+    """One signature per secret, the current secret's first, as an HTTP list (`, `)."""
+    return ", ".join(sign(secret, timestamp, body) for secret in secrets)
 
 
 def deliver(delivery_id: uuid.UUID) -> str:
@@ -62,25 +49,30 @@ def deliver(delivery_id: uuid.UUID) -> str:
         return "skipped"
     delivery = CallbackDelivery.objects.select_related("request__agent").get(pk=delivery_id)
     body = delivery.body.encode()
-    timestamp = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "Oversight-Callback/1",
-        "X-Oversight-Delivery": str(delivery.pk),
-        "X-Oversight-Timestamp": str(timestamp),
-        "X-Oversight-Signature": sign(delivery.request.agent.webhook_secret, timestamp, body),
-    }
     started = time.monotonic()
     status_code: int | None = None
     error = ""
     try:  # network I/O outside any transaction
-        check_destination(delivery.url)
-        response = httpx.post(
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Oversight-Callback/1",
+            "X-Oversight-Delivery": str(delivery.pk),
+            "X-Oversight-Timestamp": str(timestamp),
+            # Signed at send time with the secrets valid then: after a rotation both the new
+            # and, during its grace window, the replaced one.
+            "X-Oversight-Signature": signature_header(
+                delivery.request.agent.signing_secrets(), timestamp, body
+            ),
+        }
+        # Resolved once, every address checked, and the connection made to a checked one.
+        response = outbound.post(
             delivery.url,
             content=body,
             headers=headers,
             timeout=TIMEOUT_SECONDS,
-            follow_redirects=False,
+            allow_private=settings.OVERSIGHT_CALLBACK_ALLOW_PRIVATE,
+            allowed_networks=settings.OVERSIGHT_CALLBACK_ALLOW_NETWORKS,
         )
         status_code = response.status_code
         if not 200 <= status_code < 300:

@@ -24,6 +24,7 @@ class EventType(models.TextChoices):
     AGENT_CHANGED = "agent.changed", "Agent changed"
     AGENT_STATUS_CHANGED = "agent.status_changed", "Agent status changed"
     AGENT_REENABLE_REQUESTED = "agent.reenable_requested", "Agent re-enable requested"
+    AGENT_WEBHOOK_SECRET_ROTATED = "agent.webhook_secret_rotated", "Agent webhook secret rotated"
     API_KEY_CREATED = "api_key.created", "API key created"
     API_KEY_REVOKED = "api_key.revoked", "API key revoked"
 

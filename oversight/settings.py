@@ -14,7 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
-from oversight.env import env_bool, env_float, env_int, env_list, env_str, var_dir
+from oversight.env import env_bool, env_float, env_int, env_list, env_networks, env_str, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = var_dir()
@@ -26,6 +26,9 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
     SECRET_KEY = "django-insecure-development-only-key-set-SECRET_KEY-in-production"  # noqa: S105
+# Earlier keys, while rotating SECRET_KEY: what they signed stays valid, and the webhook secrets
+# encrypted under them still decrypt (agents.webhook_secrets).
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -307,6 +310,14 @@ OVERSIGHT_API_RATE_LIMIT_PER_MINUTE = env_int(
 # Callbacks go to public addresses only, unless this is on (development, agents on a private
 # network): otherwise an agent could make the server probe internal services.
 OVERSIGHT_CALLBACK_ALLOW_PRIVATE = env_bool("OVERSIGHT_CALLBACK_ALLOW_PRIVATE", default=DEBUG)
+# Narrower: the non-public networks callbacks may reach (agents on an internal subnet), while
+# loopback, metadata and every other private address stay refused.
+OVERSIGHT_CALLBACK_ALLOW_NETWORKS = env_networks("OVERSIGHT_CALLBACK_ALLOW_NETWORKS")
+# After an agent's webhook secret is rotated, the replaced one keeps signing its callbacks (next
+# to the new one) this long, so the agent can switch without missing a callback.
+OVERSIGHT_WEBHOOK_SECRET_GRACE_HOURS = env_int(
+    "OVERSIGHT_WEBHOOK_SECRET_GRACE_HOURS", 24, minimum=0
+)
 
 # Approvers may not decide their own agents' requests unless an admin allows it (SPEC §2).
 OVERSIGHT_ALLOW_SELF_APPROVAL = env_bool("OVERSIGHT_ALLOW_SELF_APPROVAL", default=False)

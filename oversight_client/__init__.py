@@ -17,6 +17,9 @@
     ) as approval:
         deploy(**approval.params)          # the approved arguments (an approver may change them)
 
+    # In the agent's callback endpoint: is it from Oversight? (raises InvalidSignature if not)
+    request = verify_callback(body=raw_body, headers=headers, secret=WEBHOOK_SECRET)
+
 Every create carries an Idempotency-Key, so the retries built in here (connection errors,
 429 with Retry-After, 5xx, 409 while the first attempt is in flight) never open a second
 request. It depends only on httpx.
@@ -27,12 +30,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import hmac
 import json
 import math
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -49,10 +53,12 @@ __all__ = [
     "Clearance",
     "CostReport",
     "Decision",
+    "InvalidSignature",
     "Oversight",
     "OversightError",
     "Reason",
     "params_sha256",
+    "verify_callback",
 ]
 
 FINAL = frozenset({"approved", "rejected", "expired", "cancelled"})
@@ -171,6 +177,45 @@ class ApprovalDenied(Exception):
 
 class ApprovalTimeout(Exception):
     """No decision arrived within the time the caller was willing to wait."""
+
+
+class InvalidSignature(Exception):
+    """A callback that cannot be shown to come from Oversight (signature or timestamp wrong or
+    missing): do not act on it."""
+
+
+def verify_callback(
+    *,
+    body: bytes,
+    headers: Mapping[str, str],
+    secret: str,
+    tolerance_seconds: float = 300,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Check a callback Oversight posted to the agent and return its JSON body (the request's
+    representation).
+
+    `body` is the raw request body, exactly as received (not re-serialised JSON); `headers` the
+    request's headers, any case. `X-Oversight-Signature` lists one or more `sha256=<hex>`
+    signatures of `"<X-Oversight-Timestamp>.<body>"`, separated by commas: more than one while
+    the agent's webhook secret is being rotated, so either secret is accepted then. A timestamp
+    more than `tolerance_seconds` away from now is refused, so a captured callback cannot be
+    replayed later."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    try:
+        timestamp = int(lowered["x-oversight-timestamp"])
+        listed = lowered["x-oversight-signature"]
+    except (KeyError, ValueError):
+        raise InvalidSignature("missing or malformed X-Oversight-* headers") from None
+    if abs((time.time() if now is None else now) - timestamp) > tolerance_seconds:
+        raise InvalidSignature("the timestamp is too far from now (a replay?)")
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    expected = f"sha256={mac.hexdigest()}"
+    # Every listed signature is compared, each in constant time.
+    if not any(hmac.compare_digest(expected, sig.strip()) for sig in listed.split(",")):
+        raise InvalidSignature("no signature matches this secret")
+    result: dict[str, Any] = json.loads(body)
+    return result
 
 
 # The server lets a retry take over an Idempotency-Key after its first call has held it this

@@ -37,9 +37,10 @@ def make_user(db: None) -> Callable[..., User]:
 
 
 class AgentWithKey:
-    def __init__(self, agent: Agent, key: str) -> None:
+    def __init__(self, agent: Agent, key: str, webhook_secret: str) -> None:
         self.agent = agent
         self.key = key
+        self.webhook_secret = webhook_secret  # signs its callbacks
 
 
 @pytest.fixture
@@ -47,9 +48,11 @@ def make_agent(db: None, make_user: Callable[..., User]) -> Callable[..., AgentW
     counter = iter(range(1, 10_000))
 
     def make(name: str | None = None, *, owner: User | None = None, team: str = "") -> AgentWithKey:
-        agent = agents.create_agent(name=name or f"agent-{next(counter)}", owner=owner, team=team)
+        agent, webhook_secret = agents.create_agent(
+            name=name or f"agent-{next(counter)}", owner=owner, team=team
+        )
         _, key = agents.issue_api_key(agent=agent)
-        return AgentWithKey(agent, key)
+        return AgentWithKey(agent, key, webhook_secret)
 
     return make
 

@@ -19,7 +19,7 @@ def backfill(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("approvals", "0007_guardrails_check"),
-        ("agents", "0004_allow_self_approval"),
+        ("agents", "0005_allow_self_approval"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -240,7 +240,7 @@ def main() -> int:
     script = (
         "from agents import services\n"
         f"for n in range({CONCURRENCY * AGENTS_PER_CLIENT}):\n"
-        "    agent = services.create_agent(name=f'bench-agent-{n}', team='bench')\n"
+        "    agent, _ = services.create_agent(name=f'bench-agent-{n}', team='bench')\n"
         "    print(services.issue_api_key(agent=agent)[1])\n"
     )
     keys = _manage(env, "shell", "--no-imports", "-c", script).split()

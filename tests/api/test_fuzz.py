@@ -76,7 +76,7 @@ def fuzz_key(django_db_setup, django_db_blocker):
     from agents import services
 
     with django_db_blocker.unblock():
-        agent = services.create_agent(name="fuzz-agent")
+        agent, _ = services.create_agent(name="fuzz-agent")
         _, key = services.issue_api_key(agent=agent)
     yield key
     with django_db_blocker.unblock():

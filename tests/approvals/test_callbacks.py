@@ -2,75 +2,38 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import signal
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from datetime import timedelta
 
 import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from agents import services as agents
+from agents.models import Agent
 from approvals import services, tasks
 from approvals.models import CallbackDelivery
 from oversight.outbox import DeliveryStatus
+from oversight_client import InvalidSignature, verify_callback
 from tests import live
+from tests.receivers import signature
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-class Receiver:
-    """A local HTTP endpoint that records what it is sent and answers with `status`."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.status = 200
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append({"headers": dict(self.headers), "body": body})
-                self.send_response(receiver.status)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def test_a_decision_is_posted_signed_to_the_callback_url(
     celery_worker_process, receiver, new_request, make_agent, approvers
 ):
-    agent = make_agent().agent
-    request = new_request(agent=agent, callback_url=receiver.url)
+    created = make_agent()
+    request = new_request(agent=created.agent, callback_url=receiver.url)
     services.approve_request(request_id=request.pk, reviewer=approvers["lead"])
     live.wait_until(lambda: receiver.received, timeout=15)
     sent = receiver.received[0]
     body = json.loads(sent["body"])
     assert body["id"] == str(request.pk)
     assert body["status"] == "approved"
-    timestamp = sent["headers"]["X-Oversight-Timestamp"]
-    expected = hmac.new(
-        agent.webhook_secret.encode(), f"{timestamp}.".encode() + sent["body"], hashlib.sha256
-    )
-    assert sent["headers"]["X-Oversight-Signature"] == f"sha256={expected.hexdigest()}"
+    assert sent["headers"]["X-Oversight-Signature"] == signature(created.webhook_secret, sent)
     delivery = live.wait_until(
         lambda: CallbackDelivery.objects.filter(
             request=request, status=DeliveryStatus.DELIVERED
@@ -141,3 +104,38 @@ def test_an_unusable_callback_url_is_recorded_and_does_not_stop_the_others(
     assert poisoned.status == DeliveryStatus.PENDING
     assert poisoned.attempts == 1
     assert poisoned.attempt_log.get().error
+
+
+# --- rotating the webhook secret (SPEC §9.9) ---------------------------------------------------
+
+
+def test_during_the_grace_window_callbacks_carry_both_signatures_and_after_it_only_the_new(
+    settings, receiver, make_agent, new_request, approvers
+):
+    settings.OVERSIGHT_WEBHOOK_SECRET_GRACE_HOURS = 24
+    created = make_agent()
+    old = created.webhook_secret
+    new = agents.rotate_webhook_secret(agent=created.agent)
+
+    during = new_request(agent=created.agent, callback_url=receiver.url)
+    services.reject_request(request_id=during.pk, reviewer=approvers["lead"], reason="no")
+    assert tasks.sweep_callbacks() == 1
+    sent = receiver.received[-1]
+    # New first, then old: a receiver accepts the callback if any one signature matches.
+    expected = f"{signature(new, sent)}, {signature(old, sent)}"
+    assert sent["headers"]["X-Oversight-Signature"] == expected
+    for secret in (new, old):  # the Python client accepts it with either secret
+        verify_callback(body=sent["body"], headers=sent["headers"], secret=secret)
+
+    # The window ends (moved into the past rather than waited for).
+    Agent.objects.filter(pk=created.agent.pk).update(
+        previous_webhook_secret_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    after = new_request(agent=created.agent, callback_url=receiver.url)
+    services.reject_request(request_id=after.pk, reviewer=approvers["lead"], reason="no")
+    assert tasks.sweep_callbacks() == 1
+    sent = receiver.received[-1]
+    assert sent["headers"]["X-Oversight-Signature"] == signature(new, sent)
+    verify_callback(body=sent["body"], headers=sent["headers"], secret=new)
+    with pytest.raises(InvalidSignature):
+        verify_callback(body=sent["body"], headers=sent["headers"], secret=old)

@@ -24,8 +24,8 @@ from django.utils import timezone
 from approvals.models import ApprovalRequest, Status
 from audit.models import AuditEvent
 from tests import live
-from tests.approvals.test_callbacks import Receiver
 from tests.conftest import PASSWORD, shift_into_past
+from tests.receivers import Receiver
 from tests.smtp import SmtpSink
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -75,7 +75,7 @@ def test_creating_a_person_is_recorded_with_who_did_it(make_user):
 
 def test_creating_an_agent_is_recorded(make_user):
     owner = make_user("olga")
-    agent = agents.create_agent(name="release-bot", owner=owner, team="platform", actor=owner)
+    agent, _ = agents.create_agent(name="release-bot", owner=owner, team="platform", actor=owner)
     (event,) = events("agent.created")
     assert (event.actor_type, event.actor_id) == ("user", str(owner.pk))
     assert (event.subject_type, event.subject_id) == ("agent", str(agent.pk))
@@ -84,7 +84,7 @@ def test_creating_an_agent_is_recorded(make_user):
 
 def test_issuing_and_revoking_a_key_is_recorded_without_the_secret(make_user):
     admin = make_user("root", roles=("admin",))
-    agent = agents.create_agent(name="release-bot")
+    agent, _ = agents.create_agent(name="release-bot")
     key, plaintext = agents.issue_api_key(agent=agent, created_by=admin, label="ci")
     (created,) = events("api_key.created")
     assert (created.actor_id, created.subject_type, created.subject_id) == (
@@ -113,7 +113,7 @@ def test_issuing_and_revoking_a_key_is_recorded_without_the_secret(make_user):
 
 def test_agent_status_changes_are_recorded_from_and_to(make_user):
     manager = make_user("maria", roles=("manager",))
-    agent = agents.create_agent(name="release-bot")
+    agent, _ = agents.create_agent(name="release-bot")
     agents.set_agent_status(
         agent=agent, status=AgentStatus.PAUSED, reason=" 3 rejections ", actor=manager
     )

@@ -16,7 +16,7 @@ def alert_at_120_9_cents() -> dict[str, str]:
     """Reports of 100.1 ¢ and 20.8 ¢ (binary floats add them up to 120.89999999999999) cross
     the 80 % line, 120.8 ¢, of a 151 ¢ budget. What the alert's audit event, the API's budget
     state and the stored window say was spent, and the alert's words."""
-    agent = agents.create_agent(name="tenths")
+    agent, _ = agents.create_agent(name="tenths")
     services.save_price(
         price=ModelPrice(
             model="tenth-of-a-cent",

@@ -56,11 +56,14 @@ class Command(BaseCommand):
         for name, owner, team in DEMO_AGENTS:
             if Agent.objects.filter(name=name).exists():
                 continue
-            agent = agents.create_agent(
+            agent, webhook_secret = agents.create_agent(
                 name=name, owner=User.objects.get(username=owner), team=team
             )
             _, plaintext = agents.issue_api_key(agent=agent, label="demo")
-            self.stdout.write(f"Demo agent {name} (owner {owner}), API key: {plaintext}")
+            self.stdout.write(
+                f"Demo agent {name} (owner {owner}), API key: {plaintext}, "
+                f"webhook secret: {webhook_secret}"
+            )
         self._traffic()
         self._guardrails()
         self._budgets()

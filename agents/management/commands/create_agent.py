@@ -1,6 +1,7 @@
 """`manage.py create_agent NAME [--owner USERNAME] [--team TEAM]` (SPEC §11).
 
-Prints the new API key alone on the last line of stdout, so scripts can take it with `tail -1`.
+Prints the new API key alone on the last line of stdout, so scripts can take it with `tail -1`,
+and the agent's webhook secret alone on the line before (`tail -2 | head -1`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from agents import services
 
 
 class Command(BaseCommand):
-    help = "Register an agent and print its first API key (shown once)."
+    help = "Register an agent; print its webhook secret and first API key (shown once)."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("name")
@@ -32,12 +33,16 @@ class Command(BaseCommand):
                 raise CommandError(f"No user named {options['owner']!r}.")
         try:
             with transaction.atomic():
-                agent = services.create_agent(
+                agent, webhook_secret = services.create_agent(
                     name=options["name"], owner=owner, team=options["team"]
                 )
                 _, plaintext = services.issue_api_key(agent=agent, label="created by create_agent")
         except ValidationError as exc:
             problems = "; ".join(" ".join(msgs) for msgs in exc.message_dict.values())
             raise CommandError(problems) from exc
-        self.stderr.write(f"Created agent {agent.name}. Its API key is shown once, below:")
+        self.stderr.write(
+            f"Created agent {agent.name}. Its webhook secret (it signs the agent's callbacks) "
+            "and its API key are shown once, below, in that order:"
+        )
+        self.stdout.write(webhook_secret)
         self.stdout.write(plaintext)

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agents", "0003_agent_reenable_request"),
+        ("agents", "0004_webhook_secret_encrypted"),
     ]
 
     operations = [
