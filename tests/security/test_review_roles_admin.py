@@ -122,3 +122,19 @@ def test_a_superuser_cannot_lock_themselves_out_by_dropping_their_own_flag(db):
     assert root.is_superuser or after.status_code == 200, (
         f"superuser={root.is_superuser}, admin user list now answers {after.status_code}"
     )
+
+
+def test_an_admin_setting_someones_password_is_audited(db, make_user):
+    root = User.objects.create_superuser("root", "root@example.com", "a-long-passphrase-1")
+    person = make_user("person", roles=("approver",), tier="director")
+    response = client_for(root).post(
+        reverse("admin:auth_user_password_change", args=[person.pk]),
+        {"password1": "A-new-passphrase-42", "password2": "A-new-passphrase-42"},
+    )
+    assert response.status_code == 302
+    person.refresh_from_db()
+    assert person.check_password("A-new-passphrase-42")
+    (event,) = AuditEvent.objects.filter(event_type="user.changed", subject_id=str(person.pk))
+    assert event.actor_id == str(root.pk)
+    assert event.payload["after"] == {"password": "set by an admin"}
+    assert "A-new-passphrase-42" not in str(event.payload)
