@@ -8,7 +8,9 @@ three limits instead of one, each counted over the cool-off (OVERSIGHT_LOGIN_COO
 - **account and address** (OVERSIGHT_LOGIN_FAILURE_LIMIT, 5): one guesser at one account. The
   tightest, because it locks out nobody else.
 - **address** (OVERSIGHT_LOGIN_ADDRESS_FAILURE_LIMIT, 20): one guesser trying many names. Higher,
-  because a whole office may share one address.
+  because a whole office may share one address; and, like the account's, not applied to a name
+  that logged in from that address in the last 30 days, so a guesser behind the office's (or a
+  proxy's) address cannot lock its people out.
 - **account** (OVERSIGHT_LOGIN_ACCOUNT_FAILURE_LIMIT, 20): guesses at one account from many
   addresses. Higher too, and not applied at an address the person logged in from in the last
   30 days: a lock on the account is what an attacker would use to shut its person out from
@@ -55,10 +57,13 @@ KNOWN_ADDRESS_DAYS = 30
 
 
 def applicable_limits(limits: Mapping[str, int], *, known_address: bool) -> dict[str, int]:
-    """The limits that hold for a login: all but the account's at an address its person is
-    known at."""
+    """The limits that hold for a login: at an address its person is known at, only the one
+    for that name from that address (neither a stranger's guesses at this account from
+    elsewhere nor at other names from this shared address shut its person out)."""
     return {
-        name: limit for name, limit in limits.items() if not (name == ACCOUNT and known_address)
+        name: limit
+        for name, limit in limits.items()
+        if not (name in (ACCOUNT, ADDRESS) and known_address)
     }
 
 
@@ -100,7 +105,8 @@ class LoginThrottle(AxesDatabaseHandler):
         limits = current_limits()
         known = (
             bool(username)
-            and counts[ACCOUNT] >= limits[ACCOUNT]  # the extra query only when it matters
+            # the extra query only when it matters
+            and (counts[ACCOUNT] >= limits[ACCOUNT] or counts[ADDRESS] >= limits[ADDRESS])
             and _logged_in_from(username, address)
         )
         return counts, limits, known

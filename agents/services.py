@@ -67,14 +67,20 @@ def rotate_webhook_secret(
     )
     now = timezone.now()
     grace = timedelta(hours=0 if immediately else settings.OVERSIGHT_WEBHOOK_SECRET_GRACE_HOURS)
+    previous = ""
+    if grace:
+        try:
+            # Re-encrypted too: it moves to the current SECRET_KEY if it was under a fallback.
+            previous = webhook_secrets.encrypt(webhook_secrets.decrypt(current))
+        except webhook_secrets.UndecryptableSecret:
+            # SECRET_KEY changed with no fallback: the old secret is gone for good, so rotating
+            # is the way back, at once (nothing could sign with it anyway).
+            grace = timedelta(0)
     previous_until = now + grace if grace else None
     secret = webhook_secrets.generate()
     Agent.objects.filter(pk=agent.pk).update(
-        # Re-encrypted too: it moves to the current SECRET_KEY if it was under a fallback.
         webhook_secret_encrypted=webhook_secrets.encrypt(secret),
-        previous_webhook_secret_encrypted=(
-            webhook_secrets.encrypt(webhook_secrets.decrypt(current)) if grace else ""
-        ),
+        previous_webhook_secret_encrypted=previous,
         previous_webhook_secret_expires_at=previous_until,
         webhook_secret_rotated_at=now,
     )

@@ -48,12 +48,21 @@ class RefusedAddress(Exception):
     """The destination is, or resolves to, an address this deployment does not send to."""
 
 
+# IPv4-translated addresses (SIIT, RFC 2765/7915): an IPv4 address in the low 32 bits.
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+# Ranges Python's `is_global` counts as global that no public host has: deprecated site-local
+# (RFC 3879), the documentation prefix 3fff::/20 (RFC 9637) and SRv6 SIDs 5f00::/16 (RFC 9602).
+_NOT_GLOBAL_V6 = tuple(
+    ipaddress.IPv6Network(net) for net in ("fec0::/10", "3fff::/20", "5f00::/16")
+)
+
+
 def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     """The IPv4 addresses an IPv6 address carries, where some network path delivers it."""
     found: list[ipaddress.IPv4Address] = []
     if address.ipv4_mapped is not None:
         found.append(address.ipv4_mapped)
-    if address in _NAT64_WELL_KNOWN:
+    if address in _NAT64_WELL_KNOWN or address in _IPV4_TRANSLATED:
         found.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
     if address.sixtofour is not None:
         found.append(address.sixtofour)
@@ -74,7 +83,7 @@ def is_public(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         # No real host has an IPv4-compatible address, and some stacks route one to the IPv4
         # address in its low bits; Python counts ::/96 (beyond ::1 and ::) as global.
-        if address in _IPV4_COMPATIBLE:
+        if address in _IPV4_COMPATIBLE or any(address in net for net in _NOT_GLOBAL_V6):
             return False
         return all(is_public(inner) for inner in embedded_ipv4(address))
     return True

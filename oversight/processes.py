@@ -34,6 +34,11 @@ def web_command() -> list[str]:
     # proxy ("*") it would take the leftmost X-Forwarded-For entry, which the client writes.
     # Told exactly which proxies to trust, it finds the same address, for its access log.
     trusted_proxies = env_str("FORWARDED_ALLOW_IPS")
+    if "*" in (proxy.strip() for proxy in trusted_proxies.split(",")):
+        raise SystemExit(
+            "FORWARDED_ALLOW_IPS=* would let any client set its own address (the leftmost "
+            "X-Forwarded-For entry): name the proxies' addresses or networks instead."
+        )
     if env_bool("OVERSIGHT_BEHIND_TLS_PROXY", default=False) and trusted_proxies:
         command += ["--proxy-headers", "--forwarded-allow-ips", trusted_proxies]
     else:

@@ -212,7 +212,12 @@ def verify_callback(
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     expected = f"sha256={mac.hexdigest()}"
     # Every listed signature is compared, each in constant time.
-    if not any(hmac.compare_digest(expected, sig.strip()) for sig in listed.split(",")):
+    # As bytes: compare_digest refuses str with non-ASCII characters (an attacker's header).
+    wanted = expected.encode()
+    if not any(
+        hmac.compare_digest(wanted, sig.strip().encode("utf-8", "replace"))
+        for sig in listed.split(",")
+    ):
         raise InvalidSignature("no signature matches this secret")
     result: dict[str, Any] = json.loads(body)
     return result

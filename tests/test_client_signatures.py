@@ -50,6 +50,8 @@ def test_header_names_are_matched_whatever_their_case():
         ({"X-Oversight-Timestamp": str(NOW)}, BODY, NOW),
         ({**signed(NEW), "X-Oversight-Timestamp": "soon"}, BODY, NOW),
         ({**signed(NEW), "X-Oversight-Signature": "md5=abc"}, BODY, NOW),
+        # Found by review: non-ASCII made compare_digest raise TypeError, not InvalidSignature.
+        ({**signed(NEW), "X-Oversight-Signature": "sha256=\u00e9"}, BODY, NOW),
     ],
 )
 def test_anything_else_is_refused(headers, body, now):

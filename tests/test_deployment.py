@@ -109,3 +109,17 @@ def test_the_web_process_serves_the_login_page_and_readyz(tmp_path):
         assert status == 200, body
     finally:
         server.proc.stop()
+
+
+def test_the_web_command_refuses_to_trust_every_proxy(monkeypatch):
+    """Found by review: FORWARDED_ALLOW_IPS=* made uvicorn take the leftmost X-Forwarded-For
+    entry, which the client writes, as the client's address."""
+    from oversight import processes
+
+    monkeypatch.setenv("OVERSIGHT_BEHIND_TLS_PROXY", "true")
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")
+    with pytest.raises(SystemExit, match="FORWARDED_ALLOW_IPS"):
+        processes.web_command()
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "172.18.0.0/16")
+    command = processes.web_command()
+    assert command[command.index("--forwarded-allow-ips") + 1] == "172.18.0.0/16"

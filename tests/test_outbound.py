@@ -42,6 +42,12 @@ from oversight.env import env_networks
         ("2002:7f00:1::1", False),
         ("2002:808:808::1", False),  # 6to4 is deprecated (RFC 7526); Python says not global
         ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo
+        # Found by review: Python counts these as global.
+        ("::ffff:0:7f00:1", False),  # IPv4-translated (SIIT) loopback
+        ("::ffff:0:a9fe:a9fe", False),  # ... and cloud metadata
+        ("fec0::1", False),  # site-local (deprecated, still routed inside some networks)
+        ("3fff::1", False),  # documentation (RFC 9637)
+        ("5f00::1", False),  # SRv6 segment identifiers
     ],
 )
 def test_only_public_unicast_addresses_are_public(address, public):

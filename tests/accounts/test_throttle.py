@@ -57,10 +57,12 @@ PAIR, ADDRESS, ACCOUNT = "account_and_address", "address", "account"
         ({PAIR: 0, ADDRESS: 6, ACCOUNT: 0}, False, [ADDRESS], 0),
         ({PAIR: 2, ADDRESS: 2, ACCOUNT: 8}, False, [ACCOUNT], 0),
         ({PAIR: 2, ADDRESS: 2, ACCOUNT: 12}, False, [ACCOUNT], -4),
-        # An address the person logged in from lately is not shut out by the account's lock...
+        # An address the person logged in from lately is not shut out by the account's lock,
+        # nor by the address's (guesses at other names from a shared office or proxy)...
         ({PAIR: 2, ADDRESS: 2, ACCOUNT: 8}, True, [], 1),
-        # ...but a guesser there still meets the other two.
-        ({PAIR: 3, ADDRESS: 6, ACCOUNT: 9}, True, [PAIR, ADDRESS], 0),
+        ({PAIR: 2, ADDRESS: 9, ACCOUNT: 2}, True, [], 1),
+        # ...but their own name's guesses from there still meet the pair's limit.
+        ({PAIR: 3, ADDRESS: 6, ACCOUNT: 9}, True, [PAIR], 0),
     ],
 )
 def test_which_limits_a_count_reaches_and_how_many_failures_are_left(
@@ -290,3 +292,15 @@ def test_through_the_server_behind_two_proxies_the_address_is_the_one_the_outer_
         assert event.payload["remote_addr"] == "203.0.113.9"
     finally:
         server.proc.stop()
+
+
+def test_guesses_at_made_up_names_from_a_shared_address_do_not_lock_out_its_people(
+    make_user, limits
+):
+    """Found by review: six wrong guesses at made-up names from the office's (or a proxy's)
+    address locked alice out there, with her right password."""
+    make_user("alice")
+    assert log_in("alice", PASSWORD, "10.9.8.7") == 302  # she works here
+    statuses = [log_in(f"made-up-{n}", "wrong", "10.9.8.7") for n in range(6)]
+    assert statuses[-1] == 429  # the guesser is stopped
+    assert log_in("alice", PASSWORD, "10.9.8.7") == 302  # she is not

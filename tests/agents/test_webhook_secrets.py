@@ -119,6 +119,22 @@ def test_after_the_grace_window_only_the_new_secret_signs(make_agent, settings):
     assert created.agent.signing_secrets() == [newer]
 
 
+def test_a_secret_lost_with_an_old_secret_key_is_rotated_at_once_not_a_500(
+    make_agent, manager, settings
+):
+    """Found by review: after SECRET_KEY changed with no fallback, rotating (the way back)
+    failed with a 500 because the replaced secret could not be decrypted for the grace window."""
+    settings.OVERSIGHT_WEBHOOK_SECRET_GRACE_HOURS = 24
+    created = make_agent("orphan-bot")
+    settings.SECRET_KEY = "another-secret-key-" + "y" * 40
+    settings.SECRET_KEY_FALLBACKS = []
+    response = client_for(manager).post("/agents/orphan-bot/webhook-secret", {})
+    assert response.status_code == 200
+    found = SECRET_ON_PAGE.search(response.content.decode())
+    assert found
+    assert Agent.objects.get(pk=created.agent.pk).signing_secrets() == [found[1]]
+
+
 def test_a_leaked_secret_is_stopped_at_once_when_asked(make_agent, manager, settings):
     settings.OVERSIGHT_WEBHOOK_SECRET_GRACE_HOURS = 24
     created = make_agent("leaky-bot")

@@ -115,7 +115,7 @@ def test_the_agents_owner_cannot_approve_its_request(web_server, log_in, make_ag
     owner.goto(f"{web_server.url}/")  # a fresh read, not only the push
     assert owner.query_selector(f"#request-{created['id']}") is None
     owner.goto(f"{web_server.url}/requests/{created['id']}/")
-    assert "You own this agent, so you may not decide its requests." in owner.content()
+    assert "You own this agent or created a key it could use" in owner.content()
     assert owner.query_selector("#approve-button") is None
     assert owner.query_selector("#reject-form") is None
     # Even a hand-made POST with the page's own CSRF token is refused.
