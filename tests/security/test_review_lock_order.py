@@ -67,8 +67,23 @@ def test_kill_switch_and_a_create_under_a_shared_budget_do_not_deadlock(make_age
     assert appended.wait(10)
     creator = threading.Thread(target=create)
     creator.start()
-    time.sleep(1.0)  # the create has reserved (window row locked) and waits for the chain lock
+    # Until the create has reserved (its window row locked) and waits for a lock the kill
+    # switch holds: a backend of this database waiting on a lock.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not _someone_waits():
+        time.sleep(0.05)
     go.set()
     killer.join(30)
     creator.join(30)
     assert not errors, {k: repr(v) for k, v in errors.items()}
+
+
+def _someone_waits() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        waiting = cursor.fetchone()[0] > 0
+    connection.close()
+    return waiting
