@@ -28,8 +28,13 @@ _TABLE = BudgetWindow._meta.db_table
 # exact decimal instead of letting the error grow report by report, and lets a total that is
 # exactly at a limit compare as exactly at it.
 _P = COST_PLACES
+# The largest total the columns hold (24 digits, 8 after the point). A window's spend stops
+# there instead of failing every later report (with a 500, the cost lost): whatever the limit,
+# a budget is spent long before, and each report's own cost stays exact in its record.
+SPENT_CAP = "9999999999999999.99999999"
 _ADD = (
-    f"UPDATE {_TABLE} SET spent_cents = ROUND(spent_cents + %s, {_P}), "  # noqa: S608
+    f"UPDATE {_TABLE} SET spent_cents = CASE WHEN spent_cents + %s >= {SPENT_CAP} "  # noqa: S608
+    f"THEN {SPENT_CAP} ELSE ROUND(spent_cents + %s, {_P}) END, "
     f"reserved_cents = ROUND(reserved_cents - %s, {_P}), calls = calls + 1 "
     "WHERE budget_id = %s AND window_start = %s "
     "RETURNING id, spent_cents, reserved_cents"
@@ -62,7 +67,8 @@ def add_spend(
     """Add one call's cost (and give back a released reservation); return the window's id and
     its new spent and reserved totals, which include every change committed before ours.
     None when the budget no longer exists."""
-    row = _update_window(_ADD, [cost, released, budget_id, _at(window.start)], budget_id, window)
+    params = [cost, cost, released, budget_id, _at(window.start)]
+    row = _update_window(_ADD, params, budget_id, window)
     if row is None:
         return None
     window_id, spent, reserved = row

@@ -171,3 +171,20 @@ def test_the_schema_documents_the_costs_call(api):
     assert "201" in operation["responses"]
     me = schema["components"]["schemas"]["AgentMe"]
     assert "budgets" in me["properties"]
+
+
+def test_a_window_at_the_most_its_total_can_hold_still_records_reports(agent, api):
+    """Found by review: once a window's spend neared numeric(24,8)'s limit, every report in it
+    failed with a 500 and its cost was lost. The total stops at the cap; the report is kept."""
+    from decimal import Decimal
+
+    from budgets.ledger import SPENT_CAP
+    from budgets.models import BudgetWindow
+
+    services.set_budget(scope="team", team="platform", period="daily", limit_cents=100)
+    assert api(agent.key).post(URL, BODY).status_code == 201
+    BudgetWindow.objects.update(spent_cents=Decimal("9999999999999990"))
+    response = api(agent.key).post(URL, BODY)
+    assert response.status_code == 201, response.content
+    assert BudgetWindow.objects.get().spent_cents == Decimal(SPENT_CAP)
+    assert CostRecord.objects.count() == 2
