@@ -15,6 +15,7 @@ from audit.models import AuditEvent
 from guardrails import policyfile, services
 from guardrails.models import Policy, PolicyVersion, Violation
 from tests.conftest import client_for
+from tests.guardrails.policies import policy_fields
 
 pytestmark = pytest.mark.django_db
 
@@ -45,24 +46,7 @@ def delete_url(policy: Policy) -> str:
 def form_data(**fields: Any) -> dict[str, Any]:
     """The admin form's POST for a policy given in the policy file's form (checkboxes are
     sent only when ticked, lists one item per line)."""
-    values = {
-        "name": "list_files",
-        "scope": "global",
-        "team": "",
-        "agent": "",
-        "description": "",
-        "category": "read",
-        "risk_level": "low",
-        "requires_approval": False,
-        "forbidden_patterns": [],
-        "allowed_resources": [],
-        "max_cost_cents": None,
-        "rate_limit_per_hour": None,
-        "sensitive": False,
-        "params_schema": None,
-        "enabled": True,
-    }
-    values.update(fields)
+    values = policy_fields(**{"name": "list_files", **fields})
     data: dict[str, Any] = {}
     for name, value in values.items():
         if isinstance(value, bool):

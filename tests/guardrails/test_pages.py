@@ -17,6 +17,7 @@ from guardrails.models import Policy, Violation, ViolationAlert
 from guardrails.policyfile import snapshot
 from oversight.redis_clients import quick_client
 from tests.conftest import client_for
+from tests.guardrails.policies import policy_fields
 
 pytestmark = pytest.mark.django_db
 
@@ -34,23 +35,7 @@ def read_file() -> Policy:
 
 def new_policy(**fields: Any) -> Policy:
     """A global policy through the service, as the admin and the import make them."""
-    values: dict[str, Any] = {
-        "scope": "global",
-        "team": "",
-        "agent": "",
-        "description": "",
-        "category": "external_api",
-        "risk_level": "low",
-        "requires_approval": False,
-        "forbidden_patterns": [],
-        "allowed_resources": [],
-        "max_cost_cents": None,
-        "rate_limit_per_hour": None,
-        "sensitive": False,
-        "params_schema": None,
-        "enabled": True,
-    }
-    values.update(fields)
+    values = policy_fields(**{"category": "external_api", **fields})
     return services.save_policy(fields=values)
 
 

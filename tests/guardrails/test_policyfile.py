@@ -16,6 +16,7 @@ from django.core.management.base import CommandError
 from audit.models import AuditEvent
 from guardrails import policyfile, services
 from guardrails.models import Policy, PolicyVersion
+from tests.guardrails.policies import policy_fields
 
 pytestmark = pytest.mark.django_db
 
@@ -69,25 +70,7 @@ def policy_events() -> list[AuditEvent]:
 
 def full_fields(**overrides: Any) -> dict[str, Any]:
     """A policy in the file's form with every field given."""
-    fields: dict[str, Any] = {
-        "name": "probe_action",
-        "scope": "global",
-        "team": "",
-        "agent": "",
-        "description": "",
-        "category": "read",
-        "risk_level": "low",
-        "requires_approval": False,
-        "forbidden_patterns": [],
-        "allowed_resources": [],
-        "max_cost_cents": None,
-        "rate_limit_per_hour": None,
-        "sensitive": False,
-        "params_schema": None,
-        "enabled": True,
-    }
-    fields.update(overrides)
-    return fields
+    return policy_fields(**overrides)
 
 
 # --- export -> import ----------------------------------------------------------------------
