@@ -36,8 +36,9 @@ run: install
 web: install
 	$(PY) -m oversight.processes web
 
+# Every pool (timers, outbound, background) under one supervisor; one pool: make worker POOLS=timers
 worker: install
-	$(PY) -m oversight.processes worker
+	$(PY) -m oversight.processes worker $(POOLS)
 
 beat: install
 	$(PY) -m oversight.processes beat

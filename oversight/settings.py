@@ -178,6 +178,31 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Queues (SPEC §9.6), each consumed by a worker pool of its own (oversight.processes.POOLS):
+# timers never wait behind a callback to a slow server or a stalled mail server.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "approvals.tasks.escalate_on_time": {"queue": "timers"},
+    "approvals.tasks.expire_on_time": {"queue": "timers"},
+    "approvals.tasks.tick_timers": {"queue": "timers"},
+    "approvals.tasks.deliver_callbacks": {"queue": "outbound"},
+    "approvals.tasks.retry_delivery": {"queue": "outbound"},
+    "approvals.tasks.sweep_callbacks": {"queue": "outbound"},
+    "approvals.tasks.sweep_emails": {"queue": "email"},
+    "budgets.tasks.sweep_alert_emails": {"queue": "email"},
+    "guardrails.tasks.sweep_alert_emails": {"queue": "email"},
+}
+# Every task has a soft time limit (SoftTimeLimitExceeded is raised in it) and a hard one (its
+# process is killed and replaced; with acks_late the message is redelivered, and every task is
+# safe to run again). Timer tasks take milliseconds; a sweep stops taking rows well before its
+# limit; an outbound attempt has a total deadline of its own (oversight.outbound).
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+CELERY_TASK_ANNOTATIONS = {
+    "approvals.tasks.escalate_on_time": {"soft_time_limit": 20, "time_limit": 30},
+    "approvals.tasks.expire_on_time": {"soft_time_limit": 20, "time_limit": 30},
+    "approvals.tasks.tick_timers": {"soft_time_limit": 30, "time_limit": 45},
+}
 # Escalation and expiry (approvals.timers): deadlines within the horizon are handed to the
 # broker as ETA tasks; the tick (beat) hands over the next ones and sweeps anything overdue.
 OVERSIGHT_TIMER_TICK_SECONDS = env_float("OVERSIGHT_TIMER_TICK_SECONDS", 2.0, minimum=0.2)

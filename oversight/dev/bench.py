@@ -38,6 +38,7 @@ from oversight.dev.services import (
     redis_answers,
     wait_for_http,
 )
+from oversight.processes import POOLS
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 CONCURRENCY = 32
@@ -689,7 +690,7 @@ def punctuality(port: int, key: str, env: dict[str, str], tmp: Path) -> None:
     ]
     try:
         deadline = time.monotonic() + 60
-        while "ready." not in worker_log.read_text(errors="replace"):
+        while worker_log.read_text(errors="replace").count(" ready.") < len(POOLS):
             if time.monotonic() > deadline:
                 print("  the worker did not start")
                 return
