@@ -346,6 +346,20 @@ OVERSIGHT_CALLBACK_ALLOW_PRIVATE = env_bool("OVERSIGHT_CALLBACK_ALLOW_PRIVATE", 
 # Narrower: the non-public networks callbacks may reach (agents on an internal subnet), while
 # loopback, metadata and every other private address stay refused.
 OVERSIGHT_CALLBACK_ALLOW_NETWORKS = env_networks("OVERSIGHT_CALLBACK_ALLOW_NETWORKS")
+# Each outbound call (callbacks) ends within this many seconds whatever the peer does, the answer's
+# body included, and reads at most this many bytes of it (SPEC §9.6, oversight/outbound.py). An
+# attempt must end well within the outbox's 60 s lease (oversight/outbox.py), hence the ceiling.
+OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS = env_float(
+    "OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS", 10.0, minimum=0.5
+)
+if OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS > 30:
+    raise ImproperlyConfigured(
+        f"OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS={OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS:g} must be at "
+        "most 30: an attempt must end well within the outbox's 60 s lease."
+    )
+OVERSIGHT_OUTBOUND_MAX_RESPONSE_BYTES = env_int(
+    "OVERSIGHT_OUTBOUND_MAX_RESPONSE_BYTES", 64 * 1024, minimum=0
+)
 # After an agent's webhook secret is rotated, the replaced one keeps signing its callbacks (next
 # to the new one) this long, so the agent can switch without missing a callback.
 OVERSIGHT_WEBHOOK_SECRET_GRACE_HOURS = env_int(
