@@ -198,10 +198,19 @@ CELERY_TASK_ROUTES = {
 # limit; an outbound attempt has a total deadline of its own (oversight.outbound).
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
+# Tasks that send end within the outbox's 60 s lease on a row, so no second worker takes a row
+# that is still being sent (an attempt lasts at most OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS, ≤ 30 s;
+# a sweep starts attempts for 3 s).
+_SENDING = {"soft_time_limit": 45, "time_limit": 55}
 CELERY_TASK_ANNOTATIONS = {
     "approvals.tasks.escalate_on_time": {"soft_time_limit": 20, "time_limit": 30},
     "approvals.tasks.expire_on_time": {"soft_time_limit": 20, "time_limit": 30},
     "approvals.tasks.tick_timers": {"soft_time_limit": 30, "time_limit": 45},
+    **{
+        task: _SENDING
+        for task, route in CELERY_TASK_ROUTES.items()
+        if route["queue"] in ("outbound", "email")
+    },
 }
 # Escalation and expiry (approvals.timers): deadlines within the horizon are handed to the
 # broker as ETA tasks; the tick (beat) hands over the next ones and sweeps anything overdue.

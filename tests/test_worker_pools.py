@@ -106,3 +106,13 @@ def test_compose_runs_one_service_per_pool_with_the_makefiles_command():
     commands = [service.get("command") for service in compose["services"].values()]
     for pool in POOLS:
         assert ["python", "-m", "oversight.processes", "worker", pool] in commands, pool
+
+
+def test_tasks_that_send_end_before_their_rows_lease_does():
+    """Else a second worker could take a row the first is still sending (a duplicate)."""
+    from oversight.outbox import LEASE
+
+    for name, task in our_tasks().items():
+        if queue_of(name) in ("outbound", "email"):
+            hard = task.time_limit or app.conf.task_time_limit  # type: ignore[attr-defined]
+            assert hard < LEASE.total_seconds(), name
