@@ -9,6 +9,7 @@ read back from the audit trail.
 from __future__ import annotations
 
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -26,9 +27,9 @@ from oversight.dev.services import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-# Debian's Chromium, driven by Playwright (never `playwright install`), with the flags the
-# browser tests use.
-CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium (the first `chromium` on PATH, as for the browser tests), driven by
+# Playwright (never `playwright install`), with the flags the browser tests use.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
