@@ -6,7 +6,7 @@ It starts what `make bench` starts (oversight.dev.stack: PostgreSQL and Redis fr
 REDIS_URL or on localhost, a scratch database `<name>_soak`, Redis database 11, DEBUG off) plus
 the worker and beat, exactly as `make web`, `make worker` and `make beat` start them. Eight
 agents and two people are seeded; a local receiver takes the callbacks and an SMTP sink the
-emails. Then, at a steady rate sized for two cores (about 25 calls a second, `--rate` scales
+emails. Then, at a steady rate sized for two cores (about 22 calls a second, `--rate` scales
 it): guardrail checks, creates (short timers that escalate and expire throughout, long ones
 that a person decides on the request page, some with callback URLs), long-polls (`?wait=`),
 reads, lists, cancels and cost reports (those of approved requests reconcile their estimate),
