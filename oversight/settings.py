@@ -248,7 +248,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         # A tick that waited out an outage is stale: the next one does its work.
         "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
     },
-    "sweep-callbacks": {"task": "approvals.tasks.sweep_callbacks", "schedule": 15.0},
+    # A sweep that waited longer than its interval is stale (the outbound pool was busy): the
+    # next one does its work, so sweeps do not pile up behind slow receivers.
+    "sweep-callbacks": {
+        "task": "approvals.tasks.sweep_callbacks",
+        "schedule": 15.0,
+        "options": {"expires": 15.0},
+    },
     "sweep-emails": {
         "task": "approvals.tasks.sweep_emails",
         "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
