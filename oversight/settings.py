@@ -197,6 +197,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
     # With Redis down, a web request fails over to the sweeps quickly instead of hanging.
     "socket_connect_timeout": 1,
+    # And with Redis stalled (connected, never answering) a publish gives up instead of waiting
+    # forever; the worker's BRPOP is not bound by it (kombu's own checks watch that one).
+    "socket_timeout": 2,
 }
 if OVERSIGHT_TIMER_HORIZON_SECONDS * 2 > BROKER_VISIBILITY_TIMEOUT:
     raise ImproperlyConfigured(
