@@ -41,7 +41,7 @@ PROBE_SECONDS = 1.0
 # A probe waits this long for the server to answer (libpq's least is 2 s).
 PROBE_CONNECT_TIMEOUT_SECONDS = 2
 
-UNREACHABLE = "The database server does not answer (found by a connection attempt just now)."
+UNREACHABLE = "The database server did not answer the last connection attempt."
 
 
 class ServerState:
