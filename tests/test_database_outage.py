@@ -135,6 +135,33 @@ def test_with_the_database_cut_off_agents_get_503_with_retry_after_and_it_resume
         proxy.stop()
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_web_process_started_while_the_database_is_down_refuses_at_once_then_serves(
+    tmp_path, make_agent
+):
+    settings = connection.settings_dict
+    proxy = TcpProxy(tmp_path, settings["HOST"] or "127.0.0.1", int(settings["PORT"] or 5432))
+    proxy.start()
+    proxy.cut()
+    database_url = live.test_database_url().replace(
+        f":{settings['PORT'] or 5432}/", f":{proxy.port}/"
+    )
+    web = live.start_web(tmp_path, DATABASE_URL=database_url)
+    try:
+        api = httpx.Client(
+            base_url=web.url, timeout=30, headers={"Authorization": f"Bearer {make_agent().key}"}
+        )
+        refused, took = _timed(lambda: api.get("/api/v1/approval-requests"))
+        assert refused.status_code == 503, refused.text
+        assert took < 2.5, f"the first call waited {took:.1f} s to be refused"
+        proxy.restore()
+        live.wait_until(lambda: api.get("/api/v1/approval-requests").status_code == 200, timeout=5)
+    finally:
+        web.proc.stop()
+        proxy.stop()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_create_whose_connection_dies_before_commit_answers_503_and_leaves_nothing(make_agent):
     """The server ends the connection after the request row was inserted, before commit: the

@@ -20,6 +20,8 @@ So each process keeps its own view of the server (`ServerState`):
 - A server that restarted while nothing used it is found by the first dead idle connection:
   the probe connects, so the pool is replaced (every connection it held is dead) and the
   request goes on with a fresh one.
+- A new pool (at the process's start) probes before its first connection, so a process started
+  while the server is down refuses at once as well.
 
 Callers see django.db.OperationalError either way; `oversight.outage` answers it with a 503.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 import select
 import threading
 import time
+import weakref
 from typing import Any, ClassVar
 
 import psycopg
@@ -72,6 +75,8 @@ class ServerState:
 
 server = ServerState()
 _pools_lock = threading.Lock()
+# The pools that have handed out a working connection.
+_proven: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -84,6 +89,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         pool = self.pool
         if pool is None:
             return super().get_new_connection(conn_params)
+        if pool not in _proven and not self._server_answers(conn_params):
+            # A new pool (the process's first, or the next after an outage) would keep the
+            # caller waiting its whole timeout for a server that is not there.
+            raise psycopg.OperationalError(UNREACHABLE)
         try:
             connection = super().get_new_connection(conn_params)
         except psycopg.OperationalError:
@@ -92,13 +101,16 @@ class DatabaseWrapper(base.DatabaseWrapper):
             self._server_answers(conn_params)
             raise
         if _idle_connection_works(connection):
+            _proven.add(pool)
             return connection
         pool.putconn(connection)  # the pool discards it
         if not self._server_answers(conn_params):
             raise psycopg.OperationalError(UNREACHABLE)
         # The server is back after a restart: every connection the pool held is as dead.
         _drop_pool(self, pool)
-        return super().get_new_connection(conn_params)
+        connection = super().get_new_connection(conn_params)
+        _proven.add(self.pool)
+        return connection
 
     def _close(self) -> None:
         broken = self.pool is not None and self.connection is not None and self.connection.broken
