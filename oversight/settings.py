@@ -116,9 +116,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
+    # Django's backend, with a pool that rides out the server going away (oversight.postgres).
+    DATABASES["default"]["ENGINE"] = "oversight.postgres"
     # Server-side binding: parameters travel separately from the SQL instead of being quoted
     # into it by the client.
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
+    # A server whose host is gone is given up after this long, not after the TCP stack's minutes.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
     # Prepared statements (Django turns them off by default): psycopg prepares a statement the
     # sixth time a connection runs it, and from then on PostgreSQL neither parses nor plans it
     # again. Measured per create on the bench server: ~0.95 -> ~0.68 ms of PostgreSQL CPU (and,
@@ -146,6 +150,10 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" and env_bool(
         "max_size": env_int("OVERSIGHT_DB_POOL_MAX", 20, minimum=1),
         "timeout": 10,
     }
+else:
+    # Persistent connections (OVERSIGHT_DB_CONN_MAX_AGE) are checked before each request uses
+    # one, so a connection the server dropped (a restart) is replaced instead of failing it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Production runs web, worker and beat as a database role that does not own the tables (SPEC
 # §9.4): name it here for `migrate` (run as the owner) to grant it its rights (audit.roles).
 OVERSIGHT_DB_APP_ROLE = env_str("OVERSIGHT_DB_APP_ROLE", "")
@@ -223,6 +231,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
     # With Redis down, a web request fails over to the sweeps quickly instead of hanging.
     "socket_connect_timeout": 1,
+    # And with Redis stalled (connected, never answering) a publish gives up instead of waiting
+    # forever; the worker's BRPOP is not bound by it (kombu's own checks watch that one).
+    "socket_timeout": 2,
 }
 if OVERSIGHT_TIMER_HORIZON_SECONDS * 2 > BROKER_VISIBILITY_TIMEOUT:
     raise ImproperlyConfigured(
@@ -545,13 +556,18 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"quiet_periodic_tasks": {"()": "oversight.logfilters.QuietPeriodicTasks"}},
+    "filters": {
+        "quiet_periodic_tasks": {"()": "oversight.logfilters.QuietPeriodicTasks"},
+        "quiet_database_outage": {"()": "oversight.outage.QuietDatabaseOutage"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("OVERSIGHT_LOG_LEVEL", "INFO")},
     "loggers": {
         # Django adds its own console handler when DEBUG is on; one line per event is enough.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "axes": {"level": "WARNING"},
+        # One line per request refused while the database is down, not a traceback.
+        "django.request": {"filters": ["quiet_database_outage"]},
         # Not a line per run of the every-few-seconds beat tasks (see oversight.logfilters).
         **{
             name: {"filters": ["quiet_periodic_tasks"]}
