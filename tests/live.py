@@ -224,15 +224,11 @@ class PostgresServer:
     def stop(self, mode: str = "fast") -> None:
         self._server("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
-    def copy_database(self, source_url: str, name: str) -> str:
-        """A database `name` here with the schema and rows of `source_url`; its URL."""
-        tools = self.bindir
-        subprocess.run([str(tools / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-                        "-U", "postgres", name], check=True, capture_output=True)  # fmt: skip
-        dump = subprocess.run([str(tools / "pg_dump"), "--no-owner", "--no-privileges",
-                               source_url], check=True, capture_output=True)  # fmt: skip
-        subprocess.run([str(tools / "psql"), "-q", "-v", "ON_ERROR_STOP=1", self.url(name)],
-                       input=dump.stdout, check=True, capture_output=True)  # fmt: skip
+    def create_database(self, name: str) -> str:
+        """An empty database `name` (migrate it with `manage.py migrate`); its URL."""
+        command = [str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                   "-U", "postgres", name]  # fmt: skip
+        subprocess.run(command, check=True, capture_output=True)
         return self.url(name)
 
     def close(self) -> None:
@@ -252,3 +248,18 @@ def postgres_bindir() -> Path | None:
             return bindir
     found = shutil.which("initdb")
     return Path(found).parent if found and shutil.which("pg_ctl") else None
+
+
+def manage(tmp: Path, *args: str, **env: str) -> str:
+    """Run `manage.py` with the processes' environment (and `env`); its standard output."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=process_env(tmp, **env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout

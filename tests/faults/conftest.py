@@ -9,6 +9,7 @@ dependency away (Redis, PostgreSQL) start processes of their own on private serv
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("faults"):
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="package")
+def _quiet_http_client_log() -> Iterator[None]:
+    """Thousands of calls per test: httpx's line per request would bury a failure's report."""
+    logger = logging.getLogger("httpx")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)
 
 
 def purge_broker(url: str) -> None:
@@ -95,22 +106,21 @@ def cast(
 
 @dataclass
 class Scene:
-    """The cast on running processes: the agent calling the API, the lead using the pages."""
+    """An agent calling the API of running processes, and a person using their pages."""
 
     stack: harness.Stack
-    cast: Cast
     api: harness.AgentApi
     person: harness.Person
 
     @classmethod
     @contextlib.contextmanager
-    def on(cls, stack: harness.Stack, cast: Cast) -> Iterator[Scene]:
+    def on(cls, stack: harness.Stack, api_key: str, username: str) -> Iterator[Scene]:
         assert not stack.dead(), f"processes gone before the test: {stack.dead()}"
         stack.watchdog.reset()
-        api = harness.AgentApi(stack.web.url, cast.agent.key)
-        person = harness.Person(stack.web.url, cast.lead.username)
+        api = harness.AgentApi(stack.web.url, api_key)
+        person = harness.Person(stack.web.url, username)
         try:
-            yield cls(stack, cast, api, person)
+            yield cls(stack, api, person)
         finally:
             api.close()
             person.close()
@@ -118,8 +128,12 @@ class Scene:
 
 @pytest.fixture
 def scene(stack: harness.Stack, cast: Cast) -> Iterator[Scene]:
-    with Scene.on(stack, cast) as made:
+    """The cast on the package's stack. Between tests the stack is paused, so that nothing
+    writes while the test database is emptied."""
+    stack.resume()
+    with Scene.on(stack, cast.agent.key, cast.lead.username) as made:
         yield made
+    stack.pause()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -9,6 +9,7 @@ they see what the processes committed, on the test database or on a private clus
 from __future__ import annotations
 
 import math
+import signal
 import threading
 import time
 import uuid
@@ -27,7 +28,7 @@ from approvals.models import ApprovalRequest, CallbackAttempt, CallbackDelivery,
 from audit.models import AuditEvent
 from tests import live
 from tests.conftest import PASSWORD
-from tests.faults import peers
+from tests.faults import peers, procs
 from tests.faults.procs import MB, MemoryWatchdog
 
 # Fast timers, so that a test sees escalations and expiries within seconds (as
@@ -260,6 +261,14 @@ class Db:
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as connection:
             return connection.execute(sql, params).fetchall()
+
+    def busy_backends(self) -> int:
+        """Other connections to this database inside a statement or a transaction."""
+        rows = self.rows(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state <> 'idle'"
+        )
+        return int(rows[0][0])
 
     def now(self) -> datetime:
         return self.rows("SELECT now()")[0][0]
@@ -504,10 +513,30 @@ class Stack:
 
     def dead(self) -> list[str]:
         """The processes that exited (none may, whatever a peer does)."""
-        procs = {"web": self.web.proc, "worker": self.worker, "beat": self.beat}
-        return [name for name, proc in procs.items() if proc.process.poll() is not None]
+        running = {"web": self.web.proc, "worker": self.worker, "beat": self.beat}
+        return [name for name, proc in running.items() if proc.process.poll() is not None]
+
+    def pause(self) -> None:
+        """Freeze every process (SIGSTOP) at a moment when none is inside a transaction, so
+        that the test database can be emptied between tests (a TRUNCATE racing a worker's
+        transaction deadlocks); `resume` thaws them."""
+        pids = [pid for proc in self.processes() for pid in procs.tree(proc.process.pid)]
+        for _ in range(100):
+            procs.signal_all(pids, signal.SIGSTOP)
+            if not self.db.busy_backends():
+                return
+            procs.signal_all(pids, signal.SIGCONT)
+            time.sleep(0.1)
+
+    def resume(self) -> None:
+        pids = [pid for proc in self.processes() for pid in procs.tree(proc.process.pid)]
+        procs.signal_all(pids, signal.SIGCONT)
+
+    def processes(self) -> list[live.Proc]:
+        return [self.web.proc, self.worker, self.beat]
 
     def stop(self) -> None:
+        self.resume()
         self.watchdog.stop()
         in_parallel(lambda proc: proc.stop(), [self.beat, self.worker, self.web.proc], threads=3)
         self.smtp.close()

@@ -4,6 +4,7 @@ standing in for the kernel's OOM killer."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -52,6 +53,12 @@ def rss(pid: int) -> int:
 
 def threads(pid: int) -> int:
     return _status(pid, "Threads")
+
+
+def signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def command_line(pid: int) -> str:

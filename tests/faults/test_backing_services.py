@@ -5,9 +5,9 @@ down the check's rate limit fails safe (`require_approval`, `rate_limit_unavaila
 PostgreSQL down the API answers 503 with Retry-After, never a 500, `/readyz` says which, and
 everything resumes on its own).
 
-Each test runs its own web, worker and beat on a private PostgreSQL cluster (a copy of the test
-database) and a private Redis, so that stopping them touches nobody else, and no other process
-runs these requests' timers.
+These tests have a world of their own: web, worker and beat on a private PostgreSQL cluster
+(migrated, its people and agent made with the provisioning commands, SPEC §11) and a private
+Redis, so that stopping them touches nobody else.
 """
 
 from __future__ import annotations
@@ -17,23 +17,25 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests import live
+from tests.conftest import PASSWORD
 from tests.faults import figures, harness, peers
-from tests.faults.conftest import Cast, Scene
+from tests.faults.conftest import Scene
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.faults]
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 REDIS_OUTAGE = 30.0
 POSTGRES_OUTAGE = 8.0
 # After a dependency returns: how soon the timers due meanwhile must have run, and from when
 # every call must succeed again.
-CATCH_UP = 2.0
+CATCH_UP = 3.0
 RESUMED_WITHIN = 3.0
+LEAD = "world-lead"
 
 
 @dataclass
@@ -41,26 +43,34 @@ class World:
     postgres: live.PostgresServer
     redis: live.RedisServer
     stack: harness.Stack
+    api_key: str
 
 
-@pytest.fixture
-def world(tmp_path: Path, cast: Cast) -> Iterator[World]:
-    """Web, worker and beat on a private copy of the test database (with the cast in it) and a
-    private Redis."""
+@pytest.fixture(scope="module")
+def world(django_db_setup: None, tmp_path_factory: Any) -> Iterator[World]:
     if live.postgres_bindir() is None:
         pytest.skip("needs the PostgreSQL server binaries (initdb, pg_ctl) for a private cluster")
+    tmp = tmp_path_factory.mktemp("world")
     postgres = live.PostgresServer()
-    redis = live.RedisServer(tmp_path)
+    redis = live.RedisServer(tmp)
     try:
         postgres.start()
-        database_url = postgres.copy_database(live.test_database_url(), "oversight")
+        url = postgres.create_database("oversight")
+        live.manage(tmp, "migrate", "--noinput", DATABASE_URL=url)
+        people = [(LEAD, "team_lead"), ("world-em", "engineering_manager")]
+        outputs = harness.in_parallel(
+            lambda args: live.manage(tmp, *args, DATABASE_URL=url),
+            [("create_agent", "world-agent")]
+            + [("create_user", name, "--password", PASSWORD, "--role", "approver", "--tier", tier)
+               for name, tier in people],
+        )  # fmt: skip
         redis.start()
-        stack = harness.start_stack(tmp_path, database_url, REDIS_URL=redis.url)
+        stack = harness.start_stack(tmp, url, REDIS_URL=redis.url)
     except Exception:
         redis.stop()
         postgres.close()
         raise
-    yield World(postgres, redis, stack)
+    yield World(postgres, redis, stack, api_key=outputs[0].strip().splitlines()[-1])
     stack.stop()
     redis.stop()
     postgres.close()
@@ -126,10 +136,12 @@ def go_through(
             lambda t: scene.api.create(timeout_seconds=t), due_in) if i]  # fmt: skip
         down()
         down_from = time.monotonic()
-        time.sleep(2)
-        ready_while_down = readyz(scene.stack.web.url)
-        time.sleep(max(0.0, seconds - (time.monotonic() - down_from)))
-        up()
+        try:
+            time.sleep(2)
+            ready_while_down = readyz(scene.stack.web.url)
+            time.sleep(max(0.0, seconds - (time.monotonic() - down_from)))
+        finally:
+            up()
         window = (down_from, time.monotonic() + RESUMED_WITHIN)
         back = db.now()
         time.sleep(RESUMED_WITHIN)
@@ -166,12 +178,12 @@ def final_once(db: harness.Db, approved: list[str]) -> list[str]:
     return [f"{len(wrong)} votes accepted but not approved once: {wrong[:3]}"] if wrong else []
 
 
-def test_redis_stopped_for_30_s_under_load_loses_and_doubles_nothing(world, cast):
+def test_redis_stopped_for_30_s_under_load_loses_and_doubles_nothing(world):
     """Redis is stopped for 30 s under a steady mix: no 5xx, votes accepted, the rate limit
-    fails safe, `/readyz` says `redis`; the timers due in the outage run once each within 2 s
+    fails safe, `/readyz` says `redis`; the timers due in the outage run once each within 3 s
     of Redis's return, those due after it are punctual; every approved request's callback is
     delivered."""
-    with Scene.on(world.stack, cast) as scene:
+    with Scene.on(world.stack, world.api_key, LEAD) as scene:
         # Deadlines all through the outage: escalations from 5 s, expiries until 28 s.
         outage = go_through(scene, world.redis.stop, world.redis.start, REDIS_OUTAGE,
                             due_in=[10, 16, 22, 28] * 5)  # fmt: skip
@@ -193,13 +205,13 @@ def test_redis_stopped_for_30_s_under_load_loses_and_doubles_nothing(world, cast
     harness.judge(problems, world.stack, [scene.api, scene.person])
 
 
-def test_postgresql_restarted_under_load_answers_503_and_resumes_on_its_own(world, cast):
+def test_postgresql_restarted_under_load_answers_503_and_resumes_on_its_own(world):
     """PostgreSQL is stopped for 8 s and started again under a steady mix: meanwhile the API
     answers 503 with Retry-After (never another 5xx, never a hang) and `/readyz` says
     `database`; from 3 s after its return every call succeeds again, on its own; the timers due
-    meanwhile run once each within 2 s of the return, those due after it are punctual; every
+    meanwhile run once each within 3 s of the return, those due after it are punctual; every
     approved request approved once, its callback delivered."""
-    with Scene.on(world.stack, cast) as scene:
+    with Scene.on(world.stack, world.api_key, LEAD) as scene:
         # Deadlines from 2 s to 10 s away: most of them in the outage.
         outage = go_through(scene, world.postgres.stop, world.postgres.start, POSTGRES_OUTAGE,
                             due_in=[4, 6, 8, 10] * 5)  # fmt: skip

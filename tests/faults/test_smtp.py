@@ -26,11 +26,11 @@ def mails(stack: harness.Stack) -> list[tuple[str, str, str]]:
     return found
 
 
-def test_timers_stay_punctual_while_smtp_stalls_and_every_email_arrives_once_after(scene):
+def test_timers_stay_punctual_while_smtp_stalls_and_every_email_arrives_once_after(scene, cast):
     """While the SMTP server accepts connections and says nothing: escalations and expiries
     punctual, no 5xx. Once it answers again: each email still worth sending (its request still
     pending) reaches its person exactly once, within 45 s; none is given up."""
-    stack, lead = scene.stack, scene.cast.lead.email
+    stack, lead = scene.stack, cast.lead.email
     stack.smtp.stall()
     try:
         waiting = [i for i in (scene.api.create(timeout_seconds=3600) for _ in range(3)) if i]
