@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.db import connection
 
 from accounts.models import User
 from tests import live
@@ -27,7 +28,7 @@ from tests.faults import figures, harness
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The suite measures the production stack: on the SQLite fallback of `make test` it has
     nothing to measure (and its reads are PostgreSQL's SQL)."""
-    if django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    if connection.vendor == "postgresql":
         return
     skip = pytest.mark.skip(reason="the fault-injection suite needs PostgreSQL")
     for item in items:
