@@ -156,13 +156,22 @@ class CallbackPeer:
 
 
 def _client_left(sock: socket.socket, wait: float = 0.0) -> bool:
-    readable, _, _ = select.select([sock], [], [], wait)
-    if not readable:
+    if not _readable([sock], wait):
         return False
     try:
         return sock.recv(4096, socket.MSG_PEEK) == b""
     except OSError:
         return True
+
+
+def _readable(sockets: list[socket.socket], wait: float) -> list[socket.socket]:
+    """The sockets ready to read within `wait` seconds (poll: the test process may hold more
+    than select's 1,024 descriptors, e.g. while thousands of long-polls wait)."""
+    poller = select.poll()
+    by_fd = {sock.fileno(): sock for sock in sockets}
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    return [by_fd[fd] for fd, _ in poller.poll(wait * 1000)]
 
 
 def _read_request(sock: socket.socket) -> str | None:
@@ -234,8 +243,7 @@ class StallingSmtp:
         with socket.create_connection(("127.0.0.1", self.sink.port)) as upstream:
             sockets = [client, upstream]
             while not self._closing.is_set():
-                readable, _, _ = select.select(sockets, [], [], 0.5)
-                for source in readable:
+                for source in _readable(sockets, 0.5):
                     data = source.recv(65536)
                     if not data:
                         return
