@@ -40,6 +40,7 @@ async def long_poll(url: str, key: str, request_id: str) -> Answer:
     """One GET …?wait=WAIT over a connection of its own (HTTP/1.1, then closed)."""
     parts = urlsplit(url)
     sent = time.time()
+    writer = None
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(parts.hostname, parts.port), timeout=30
@@ -51,9 +52,11 @@ async def long_poll(url: str, key: str, request_id: str) -> Answer:
         )
         await writer.drain()
         data = await asyncio.wait_for(reader.read(), timeout=WAIT + 15)
-        writer.close()
     except (OSError, TimeoutError) as exc:
         return Answer(request_id, sent, time.time(), 0, {}, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        if writer is not None:
+            writer.close()
     answered = time.time()
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
