@@ -8,6 +8,7 @@ each connection stayed open), so a test can judge the product from outside.
 from __future__ import annotations
 
 import contextlib
+import math
 import select
 import socket
 import socketserver
@@ -135,7 +136,7 @@ class CallbackPeer:
             answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
             for byte in answer:
                 sock.sendall(bytes([byte]))
-                if self._closing.wait(DRIP_SECONDS) or _client_left(sock):
+                if self._until_client_leaves(sock, DRIP_SECONDS):
                     return
         elif kind == STREAM:
             sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -149,10 +150,14 @@ class CallbackPeer:
         else:
             raise ValueError(f"unknown kind {kind!r}")
 
-    def _until_client_leaves(self, sock: socket.socket) -> None:
-        while not self._closing.is_set():
-            if _client_left(sock, wait=0.2):
-                return
+    def _until_client_leaves(self, sock: socket.socket, seconds: float = math.inf) -> bool:
+        """Wait up to `seconds` for the client to close; True if it did (or this peer closes):
+        the moment it lets go is what a test measures."""
+        until = time.monotonic() + seconds
+        while not self._closing.is_set() and time.monotonic() < until:
+            if _client_left(sock, wait=min(0.05, max(0.0, until - time.monotonic()))):
+                return True
+        return self._closing.is_set()
 
 
 def _client_left(sock: socket.socket, wait: float = 0.0) -> bool:

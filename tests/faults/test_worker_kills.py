@@ -76,8 +76,10 @@ def test_a_callback_server_streaming_gigabytes_grows_no_worker_past_300_mb(scene
     stack = scene.stack
     peer = peers.CallbackPeer(peers.FLOOD)
     try:
-        plan = harness.decide_at_once(scene.api, scene.person, peer.url, 3)
-        timers = harness.wait_for_timers(stack.db, harness.create_timed(scene.api))
+        with ThreadPoolExecutor(1) as side:
+            timing = side.submit(harness.create_timed, scene.api)
+            plan = harness.decide_at_once(scene.api, scene.person, peer.url, 3)
+            timers = harness.wait_for_timers(stack.db, timing.result())
         problems = timers.problems() + harness.final_state_problems(stack.db, plan)
         problems += harness.callback_problems(stack.db, plan, peer)
     finally:
