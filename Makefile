@@ -10,11 +10,12 @@ PYTHON ?= $(shell command -v python3.13 2>/dev/null || command -v python3 2>/dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run web worker beat test lint format migrate seed bench soak lock clean
+.PHONY: help install run web worker beat test faults lint format migrate seed bench soak lock clean
 
 help:
 	@echo "make run     install, migrate, seed a demo, start web + worker + beat (Ctrl-C stops all)"
 	@echo "make test    run the whole test suite (PostgreSQL/Redis if found, else embedded)"
+	@echo "make faults  the fault-injection suite alone (tests/faults, SPEC §9.6)"
 	@echo "make lint    ruff (lint + format check) and mypy"
 	@echo "make web | worker | beat   start one process type (see README: configuration)"
 	@echo "make bench   the performance benchmark (SPEC §10); one section: make bench BENCH=punctuality"
@@ -46,6 +47,9 @@ beat: install
 
 test: install
 	$(PY) -m oversight.dev.testenv $(PYTEST_ARGS)
+
+faults: install
+	$(PY) -m oversight.dev.testenv -m faults $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
