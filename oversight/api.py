@@ -119,6 +119,23 @@ def document_health(
     return result
 
 
+def document_unavailable(
+    result: dict[str, Any], generator: Any, request: Any, public: Any
+) -> dict[str, Any]:
+    """Every operation that needs the database (all but the health check) may answer 503
+    `database_unavailable` with Retry-After (oversight.outage)."""
+    unavailable = {
+        "description": "The database does not answer: retry after Retry-After seconds",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for operations in result["paths"].values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and operation.get("security") != []:
+                operation.setdefault("responses", {})["503"] = unavailable
+    return result
+
+
 def api_bad_request(request: HttpRequest) -> JsonResponse:
     """Django's 400 for a request it refuses outright (a Host not in ALLOWED_HOSTS, ...)."""
     return json_error(

@@ -4,9 +4,10 @@ Any request that needs the database then fails with django.db.OperationalError, 
 was: a view, the session or login middleware, a context processor. Django turns every such
 exception into its 500 handler (`oversight.urls.handler500`), which asks `database_unreachable`
 and answers agents with the API's JSON error `database_unavailable` and people with a plain page
-that needs no database. The transaction the request was in is rolled back by the server with
-the connection; nothing of it was committed. `oversight.postgres` makes the failure quick and
-the recovery automatic.
+that needs no database. The transaction the request was in dies with its connection, so
+nothing of it is kept (unless the connection broke during the commit itself: then the outcome
+is unknown, which is what idempotency keys are for). `oversight.postgres` makes the failure
+quick and the recovery automatic.
 
 With DEBUG on, Django shows its debug page instead (it never calls the 500 handler then).
 """

@@ -504,6 +504,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "approvals.api.document_async_endpoints",
         "oversight.api.document_health",
+        "oversight.api.document_unavailable",
     ],
 }
 

@@ -251,3 +251,18 @@ def test_the_page_renders_without_the_database(db, rf):
         response = outage.page_unavailable(rf.get("/"))
     assert (response.status_code, len(queries)) == (503, 0)
     assert b"cannot reach its database" in response.content
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_the_503_of_every_call_that_needs_the_database(api):
+    paths = api(None).get("/api/v1/schema/?format=json").json()["paths"]
+    calls = [
+        ("/api/v1/approval-requests", "post"),
+        ("/api/v1/approval-requests/{id}", "get"),
+        ("/api/v1/guardrails/check", "post"),
+        ("/api/v1/costs", "post"),
+    ]
+    for path, method in calls:
+        unavailable = paths[path][method]["responses"]["503"]
+        assert "Retry-After" in unavailable["headers"], path
+    assert "503" not in paths["/api/v1/health"]["get"]["responses"]
