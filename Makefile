@@ -10,7 +10,7 @@ PYTHON ?= $(shell command -v python3.13 2>/dev/null || command -v python3 2>/dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run web worker beat test faults lint format migrate seed bench lock clean
+.PHONY: help install run web worker beat test faults lint format migrate seed bench soak lock clean
 
 help:
 	@echo "make run     install, migrate, seed a demo, start web + worker + beat (Ctrl-C stops all)"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint    ruff (lint + format check) and mypy"
 	@echo "make web | worker | beat   start one process type (see README: configuration)"
 	@echo "make bench   the performance benchmark (SPEC §10); one section: make bench BENCH=punctuality"
+	@echo "make soak    10 minutes of mixed traffic: 5xx, latency, timers, outbox, RSS (SOAK_SECONDS=120)"
 	@echo "make lock    re-resolve requirements.lock from pyproject.toml"
 
 install: $(VENV)/.installed
@@ -37,8 +38,9 @@ run: install
 web: install
 	$(PY) -m oversight.processes web
 
+# Every pool (timers, outbound, background) under one supervisor; one pool: make worker POOLS=timers
 worker: install
-	$(PY) -m oversight.processes worker
+	$(PY) -m oversight.processes worker $(POOLS)
 
 beat: install
 	$(PY) -m oversight.processes beat
@@ -67,6 +69,9 @@ seed: install
 
 bench: install
 	$(PY) -m oversight.dev.bench $(if $(BENCH),--only $(BENCH))
+
+soak: install
+	$(PY) -m oversight.dev.soak $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS))
 
 lock: install
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --generate-hashes \

@@ -1,16 +1,19 @@
 """Admin: escalation routes are editable (and audited); requests, callbacks and emails are
-read-only."""
+read-only, except that a callback that failed for good can be retried (an action, through
+`callbacks.retry_callback`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from approvals import routes
+from approvals import callbacks, routes
 from approvals.models import (
     ApprovalRequest,
+    CallbackAlertEmail,
     CallbackAttempt,
     CallbackDelivery,
     EmailDelivery,
@@ -87,7 +90,28 @@ class CallbackAttemptInline(admin.TabularInline):
 class CallbackDeliveryAdmin(ReadOnlyAdmin):
     list_display = ("request", "url", "status", "attempts", "next_attempt_at", "delivered_at")
     list_filter = ("status",)
+    search_fields = ("request__agent__name", "url")
     inlines = [CallbackAttemptInline]
+    actions = ["retry"]
+
+    @admin.action(description="Retry the selected callbacks that failed for good")
+    def retry(self, request: HttpRequest, queryset: QuerySet[CallbackDelivery]) -> None:
+        retried = 0
+        for delivery in queryset:
+            try:
+                callbacks.retry_callback(delivery_id=delivery.pk, actor=request.user)  # type: ignore[arg-type]
+            except callbacks.NotDeadLettered as exc:
+                self.message_user(request, f"{delivery}: {exc}", messages.WARNING)
+            else:
+                retried += 1
+        if retried:
+            self.message_user(request, f"Retrying {retried} callback(s) now.")
+
+
+@admin.register(CallbackAlertEmail)
+class CallbackAlertEmailAdmin(ReadOnlyAdmin):
+    list_display = ("agent", "window_start", "status", "attempts", "delivered_at")
+    list_filter = ("status",)
 
 
 @admin.register(EmailDelivery)

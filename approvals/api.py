@@ -13,7 +13,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.db.models import Q
@@ -41,9 +40,12 @@ from approvals.serializers import (
 )
 from approvals.waiters import hub
 from oversight.api_errors import ApiError, json_error, method_not_allowed
+from oversight.handlers import database_call, threadless
 from oversight.throttling import AgentRateThrottle
 
 MAX_WAIT_SECONDS = 60
+# Seconds a long-poll refused for too many waiters is told to wait (Retry-After).
+WAITERS_RETRY_AFTER = 5
 ERRORS = {
     code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 422, 429)
 }
@@ -286,12 +288,13 @@ def _read_once(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], boo
 
 @csrf_exempt
 @login_not_required
+@threadless
 async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -> JsonResponse:
     if request.method != "GET":
         return method_not_allowed(request.method, ("GET",))
-    # Each database step hands its connection back when done, so 500 waiting agents hold no
-    # database connections while they wait (only an await on the waiter hub).
-    authenticated = await sync_to_async(_authenticate)(request)
+    # Each database step hands its connection back when done, and the request has no thread of
+    # its own (`threadless`): a waiting agent holds an await on the waiter hub, nothing more.
+    authenticated = await database_call(_authenticate)(request)
     if isinstance(authenticated, JsonResponse):
         return authenticated
     agent = authenticated
@@ -306,9 +309,13 @@ async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -
         )
     deadline = time.monotonic() + int(raw_wait)
     waiters = hub()
-    with waiters.watch(str(request_id)) as changed:
+    if int(raw_wait) and (refusal := waiters.refusal(agent.pk)):
+        return json_error(
+            429, "too_many_waiting", refusal, headers={"Retry-After": str(WAITERS_RETRY_AFTER)}
+        )
+    with waiters.watch(str(request_id), agent.pk) as changed:
         while True:
-            result = await sync_to_async(_read)(agent, request_id)
+            result = await database_call(_read)(agent, request_id)
             if result is None:
                 return json_error(404, "not_found", "No such approval request.")
             body, pending, expires_at = result

@@ -343,6 +343,31 @@ class EmailDelivery(EmailOutboxItem):
         return f"{self.kind} to {self.tier} ({self.status})"
 
 
+class CallbackAlertEmail(EmailOutboxItem):
+    """The email telling an agent's owner and the managers that callbacks of the agent failed
+    for good (dead letters): at most one per agent and clock hour, however many fail, and it
+    lists every dead letter of the agent when it is sent. The outbox sends it."""
+
+    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="+")
+    window_start = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "window_start"], name="callback_alert_once_per_hour"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(status="pending"), name="callback_alert_due"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"callback alert for {self.agent_id} at {self.window_start:%Y-%m-%d %H:00}"
+
+
 class CallbackAttempt(models.Model):
     delivery = models.ForeignKey(
         CallbackDelivery, on_delete=models.CASCADE, related_name="attempt_log"

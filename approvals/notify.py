@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 
 from approvals.models import ApprovalRequest
+from oversight import redis_clients
 
 if TYPE_CHECKING:
     from approvals.timers import Timer
@@ -62,10 +63,20 @@ def dispatch(
     if kind != CREATED:  # a long-poll waits for its request to leave pending; a new one has not
         waiters.publish(request_id, kind)
     live.announce_request(request_id, first_tier_rank)
+    if not due_timers and not callbacks:
+        return
+    # The broker is this Redis: when it did not answer a moment ago, do not make the request
+    # that caused this wait on it (up to the broker's socket timeout, per retry).
+    if not redis_clients.answers():
+        logger.warning(
+            "Redis does not answer: the tasks of %s %s are left to beat", kind, request_id
+        )
+        return
     try:
         # The first failure skips the rest: with the broker down, each attempt costs time.
         timers.queue(due_timers)
         if callbacks:
             tasks.deliver_callbacks.delay(request_id)
     except Exception:  # broker down: the timer tick and the outbox sweeps catch up
+        redis_clients.breaker.failed()
         logger.warning("could not queue the tasks of %s %s; beat will catch up", kind, request_id)

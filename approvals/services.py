@@ -424,6 +424,8 @@ def _cast(
     except IntegrityError as exc:  # the constraint backs up the check above
         raise AlreadyVoted("You have voted on this request already.") from exc
 
+    if choice == VoteChoice.REJECT:
+        _release_hold(request)  # before the first audit append (lock order)
     record_event(
         event_type=EventType.REQUEST_VOTED,
         actor=voter,
@@ -707,6 +709,7 @@ def _expire(request: ApprovalRequest) -> None:
     it: `decided_at` is `expires_at`, as every read reported since then, and an escalation
     caught up on the way is dated then too, never after. The audit events say when each was
     recorded."""
+    _release_hold(request)  # before the first audit append (lock order)
     if request.escalated_at is None:
         _escalate(request, request.expires_at, catching_up=True)
     _finalize(request, Status.EXPIRED, now=request.expires_at, reason=EXPIRED_REASON)
@@ -732,6 +735,15 @@ def _ensure_pending(request: ApprovalRequest) -> None:
         raise NotPending(f"This request is {request.status} already; final states never change.")
 
 
+def _release_hold(request: ApprovalRequest) -> None:
+    """Give back the budget a request not going ahead had reserved. Locks are taken in one
+    order everywhere: the request, then budget windows, then the audit chain; so this comes
+    before a path's first audit append (a create holds a window and waits for the chain).
+    Idempotent: a second call finds nothing left to release."""
+    if request.estimated_cost_cents:
+        admission.release_for_request(request.pk)
+
+
 def _finalize(
     request: ApprovalRequest,
     status: str,
@@ -749,8 +761,8 @@ def _finalize(
     if status == Status.APPROVED:
         request.approved_params_sha256 = request.current_params_sha256
     request.timer_token = uuid.uuid4()  # any timer still scheduled is now moot
-    if status != Status.APPROVED and request.estimated_cost_cents:
-        admission.release_for_request(request.pk)  # before the audit append (lock order)
+    if status != Status.APPROVED:
+        _release_hold(request)  # before the audit append (lock order)
     request.save(
         update_fields=[
             "status",

@@ -17,6 +17,7 @@ from django.utils import timezone
 from approvals import callbacks, emails, idempotency, services, timers
 from approvals.models import (
     ApprovalRequest,
+    CallbackAlertEmail,
     CallbackDelivery,
     EmailDelivery,
     Status,
@@ -118,8 +119,10 @@ def sweep_callbacks() -> int:
 
 @shared_task(ignore_result=True)
 def sweep_emails() -> int:
-    """Beat, every tick: send the emails that are due (see approvals.emails)."""
-    return outbox.sweep(EmailDelivery, emails.deliver)
+    """Beat, every tick: send the emails that are due (see approvals.emails), and the alerts
+    about callbacks that failed for good (see approvals.callbacks)."""
+    sent = outbox.sweep(EmailDelivery, emails.deliver)
+    return sent + outbox.sweep(CallbackAlertEmail, callbacks.deliver_alert_email)
 
 
 @shared_task(ignore_result=True)

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 from accounts.decorators import role_required
 from accounts.models import Role, Tier, User
 from accounts.types import AuthenticatedHttpRequest
-from approvals import rules, selectors, services
+from approvals import callbacks, rules, selectors, services
 from approvals.forms import ApproveForm, InboxFilterForm, RejectForm
 from approvals.models import ApprovalRequest, Status, VoteChoice
 from budgets import selectors as budget_selectors
@@ -102,6 +102,10 @@ def _page(
         ),
         "reject_form": reject_form or RejectForm(),
         "budget_states": budget_selectors.agent_states(approval.agent),
+        # The agent's callback, when it has one: a manager wants to know it was not told.
+        "callback": callbacks.with_last_error(approval.callbacks.order_by("-created_at")).first()
+        if approval.callback_url and approval.status != Status.PENDING
+        else None,
         "recent": ApprovalRequest.objects.filter(agent=approval.agent)
         .exclude(pk=approval.pk)
         .only("pk", "action", "status", "created_at")

@@ -2,9 +2,9 @@
 
 Publishers (any process, after commit) send the request id on one Redis channel. Each web
 process runs one subscriber task that wakes the local waiters of that id: a waiting agent costs
-an asyncio future, no database connection and no extra Redis connection. (Django's ASGI handler
-still parks one idle OS thread per in-flight request for its per-request sync context; it does
-no work while the agent waits, and 500 waiters were measured not to slow other requests.)
+an asyncio future, no database connection, no extra Redis connection and no thread (the view is
+served `threadless`, see oversight.handlers). How many may wait at once is capped per process and
+per agent (settings.OVERSIGHT_LONG_POLL_MAX_PER_*): past a cap the view answers 429.
 
 If Redis is unreachable, waiters still wake: they re-read the database every few seconds, so a
 lost message delays an answer by at most that long and never loses it.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 
 import redis.asyncio as aioredis
@@ -62,6 +62,7 @@ class WaiterHub:
 
     def __init__(self) -> None:
         self._events: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._per_agent: Counter[object] = Counter()
         self._task: asyncio.Task[None] | None = None
         self.connected = False
 
@@ -97,16 +98,30 @@ class WaiterHub:
                 with contextlib.suppress(Exception):
                     await client.aclose()
 
+    def refusal(self, agent_id: object) -> str:
+        """Why one more waiter of this agent is refused here, or "" when it may wait."""
+        waiting = self._per_agent.total()
+        if waiting >= settings.OVERSIGHT_LONG_POLL_MAX_PER_PROCESS:
+            return f"{waiting} long-polls are waiting on this server; retry, or read without ?wait."
+        mine = self._per_agent[agent_id]
+        if mine >= settings.OVERSIGHT_LONG_POLL_MAX_PER_AGENT:
+            return f"This agent has {mine} long-polls waiting already; retry when one has ended."
+        return ""
+
     @contextlib.contextmanager
-    def watch(self, request_id: str) -> Iterator[asyncio.Event]:
+    def watch(self, request_id: str, agent_id: object = None) -> Iterator[asyncio.Event]:
         """Register interest in `request_id` *before* reading it, so no change slips between
         the read and the wait."""
         self._ensure_listening()
         event = asyncio.Event()
         self._events[request_id].add(event)
+        self._per_agent[agent_id] += 1
         try:
             yield event
         finally:
+            self._per_agent[agent_id] -= 1
+            if not self._per_agent[agent_id]:
+                del self._per_agent[agent_id]
             waiting = self._events.get(request_id)
             if waiting is not None:
                 waiting.discard(event)

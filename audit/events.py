@@ -37,6 +37,7 @@ class EventType(models.TextChoices):
     REQUEST_ESCALATED = "request.escalated", "Request escalated"
     REQUEST_EXPIRED = "request.expired", "Request expired"
     REQUEST_CANCELLED = "request.cancelled", "Request cancelled"
+    CALLBACK_RETRIED = "callback.retried", "Failed callback retried"
 
     # Guardrails and budgets
     GUARDRAIL_VIOLATION = "guardrail.violation", "Guardrail violation"

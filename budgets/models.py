@@ -250,17 +250,33 @@ class AlertKind(models.TextChoices):
     UNKNOWN_MODEL = "unknown_model", "Unknown model"
 
 
+# An agent that reports a new unknown model in every call would otherwise mail the managers on
+# every call: past this many a day, its unknown models are recorded (and flagged) but not
+# alerted, and the last alert says so.
+UNKNOWN_MODEL_ALERTS_PER_AGENT_PER_DAY = 5
+
+
 class Alert(models.Model):
     """A fired alert. Unique constraints make each fire once: per (budget, window, threshold),
-    and per unknown model per day."""
+    and per (agent, unknown model, day), with at most UNKNOWN_MODEL_ALERTS_PER_AGENT_PER_DAY
+    of those per agent and day (`ordinal` numbers them, uniquely)."""
 
     kind = models.CharField(max_length=16, choices=AlertKind.choices)
     budget = models.ForeignKey(
         Budget, on_delete=models.CASCADE, null=True, blank=True, related_name="alerts"
     )
+    # The agent that reported an unknown model (empty on alerts from before it was kept).
+    agent = models.ForeignKey(
+        "agents.Agent",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="unknown_model_alerts",
+    )
     window_start = models.DateTimeField()
     threshold = models.PositiveSmallIntegerField(null=True, blank=True)
     model = models.CharField(max_length=200, blank=True)
+    ordinal = models.PositiveSmallIntegerField(null=True, blank=True)
     message = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -274,9 +290,14 @@ class Alert(models.Model):
                 name="alert_threshold_once",
             ),
             models.UniqueConstraint(
-                fields=["model", "window_start"],
+                fields=["agent", "model", "window_start"],
                 condition=Q(kind="unknown_model"),
                 name="alert_unknown_model_once",
+            ),
+            models.UniqueConstraint(
+                fields=["agent", "window_start", "ordinal"],
+                condition=Q(kind="unknown_model"),
+                name="alert_unknown_model_numbered",
             ),
         ]
 

@@ -31,6 +31,7 @@ from audit.services import record_event
 from budgets import admission, ledger, periods, pricing, selectors
 from budgets.models import (
     DEFAULT_THRESHOLDS,
+    UNKNOWN_MODEL_ALERTS_PER_AGENT_PER_DAY,
     Alert,
     AlertEmail,
     AlertKind,
@@ -81,12 +82,12 @@ def record_cost(
 ) -> CostOutcome:
     """Record one LLM call and add its cost to the agent's budgets (SPEC §5).
 
-    An unknown model is recorded at zero cost, flagged, and alerted once per model and day. A
-    `task_id` equal to one of the agent's approval requests releases that request's reserved
-    estimate: the actual cost replaces it. With an `idempotency_key`, a retried report returns
-    the first record (`replayed`); the same key with a different report raises
-    `IdempotencyKeyReused`. `occurred_at` (default now) is for imports and the demo seed: the
-    API always records the time of the report.
+    An unknown model is recorded at zero cost, flagged, and alerted once per agent, model and
+    day (for a few models per agent and day at most). A `task_id` equal to one of the agent's
+    approval requests releases that request's reserved estimate: the actual cost replaces it.
+    With an `idempotency_key`, a retried report returns the first record (`replayed`); the same
+    key with a different report raises `IdempotencyKeyReused`. `occurred_at` (default now) is
+    for imports and the demo seed: the API always records the time of the report.
     """
     fields: dict[str, Any] = {
         "model": model.strip(),
@@ -211,37 +212,61 @@ def _fire_threshold(state: selectors.BudgetState, threshold: int, now: datetime)
 
 
 def _fire_unknown_model(agent: Agent, record: CostRecord, now: datetime) -> None:
+    """Alert an unknown model once per agent and day, and at most
+    UNKNOWN_MODEL_ALERTS_PER_AGENT_PER_DAY models per agent and day, however many reports come
+    in at once: the constraints on (agent, model, day) and on the alert's ordinal among the
+    agent's that day decide, not this read."""
     day = periods.window_for(Period.DAILY, now)
     model = pricing.normalise(record.model)[:200]
-    _fire(
-        Alert(
+    for _ in range(UNKNOWN_MODEL_ALERTS_PER_AGENT_PER_DAY):
+        alerted = list(
+            Alert.objects.filter(
+                kind=AlertKind.UNKNOWN_MODEL, agent=agent, window_start=day.start
+            ).values_list("model", flat=True)
+        )
+        ordinal = len(alerted) + 1
+        if model in alerted or ordinal > UNKNOWN_MODEL_ALERTS_PER_AGENT_PER_DAY:
+            return
+        message = (
+            f"Agent {agent.name} reported calls to {model!r}, which has no price: they are "
+            "recorded at zero cost until an admin adds one."
+        )
+        if ordinal == UNKNOWN_MODEL_ALERTS_PER_AGENT_PER_DAY:
+            message += (
+                f" That makes {ordinal} unknown models from this agent today: further unknown "
+                "models from this agent today are not alerted; see its cost records."
+            )
+        alert = Alert(
             kind=AlertKind.UNKNOWN_MODEL,
+            agent=agent,
             window_start=day.start,
             model=model,
-            message=(
-                f"Agent {agent.name} reported calls to {model!r}, which has no price: they are "
-                "recorded at zero cost until an admin adds one."
-            ),
+            ordinal=ordinal,
+            message=message,
             created_at=now,
-        ),
+        )
         # A name the schema allows (200 characters) can be longer than a subject's id: the id
         # is cut, the details keep the whole name. Refusing the report instead would drop a cost
         # that was spent (SPEC §5: an unknown model is recorded and alerted, not dropped).
-        subject=("model", model[:SUBJECT_ID_LENGTH]),
-        payload={"kind": AlertKind.UNKNOWN_MODEL, "model": model, "agent": agent.name},
-    )
+        subject = ("model", model[:SUBJECT_ID_LENGTH])
+        payload = {"kind": AlertKind.UNKNOWN_MODEL, "model": model, "agent": agent.name}
+        if _fire(alert, subject=subject, payload=payload):
+            return
+        # A concurrent report took this ordinal: for this model (the next read returns), or
+        # for another one (then this one takes the next ordinal).
 
 
-def _fire(alert: Alert, *, subject: tuple[str, str], payload: dict[str, Any]) -> None:
+def _fire(alert: Alert, *, subject: tuple[str, str], payload: dict[str, Any]) -> bool:
     """Insert the alert unless it fired already; only the inserter audits and notifies."""
     try:
         with transaction.atomic():
             alert.save(force_insert=True)
     except IntegrityError:
-        return
+        return False
     record_event(event_type=EventType.BUDGET_ALERT, subject=subject, payload=payload)
     # The outbox: beat's sweep emails it after commit (never for a rolled-back alert).
     AlertEmail.objects.create(alert=alert)
+    return True
 
 
 # --- configuration -------------------------------------------------------------------------------

@@ -15,13 +15,14 @@ from oversight.text import email_subject
 
 
 def alert_recipients(alert: Alert) -> list[str]:
-    """Managers and admins, and the owner of the agent whose budget it is."""
-    agent = alert.budget.agent if alert.budget is not None else None
+    """Managers and admins, and the owner of the agent whose budget it is or that reported the
+    unknown model."""
+    agent = alert.budget.agent if alert.budget is not None else alert.agent
     return selectors.alert_recipients(owner_id=agent.owner_id if agent is not None else None)
 
 
 def _messages(email: AlertEmail) -> list[EmailMessage]:
-    alert = Alert.objects.select_related("budget__agent").get(pk=email.alert_id)
+    alert = Alert.objects.select_related("budget__agent", "agent").get(pk=email.alert_id)
     recipients = alert_recipients(alert)
     if not recipients:
         return []

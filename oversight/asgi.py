@@ -22,9 +22,8 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.core.handlers.asgi import get_script_prefix  # noqa: E402
 
-from oversight.handlers import ApiHandler, on_api_stack  # noqa: E402
+from oversight.handlers import ApiHandler, on_api_stack, path_info  # noqa: E402
 from oversight.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -36,18 +35,8 @@ class SplitByPath:
         self.pages = pages
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        app = self.api if on_api_stack(_path_info(scope)) else self.pages
+        app = self.api if on_api_stack(path_info(scope)) else self.pages
         await app(scope, receive, send)
-
-
-def _path_info(scope: dict[str, Any]) -> str:
-    """The path below the script prefix, found as Django's ASGIRequest finds it (the root path
-    or FORCE_SCRIPT_NAME, cut off only at a segment boundary)."""
-    path: str = scope["path"]
-    script_name = get_script_prefix(scope).rstrip("/")
-    if script_name and (path.startswith(script_name + "/") or path == script_name):
-        return path[len(script_name) :]
-    return path
 
 
 application = ProtocolTypeRouter(

@@ -3,13 +3,22 @@
 `python -m oversight.processes web|worker|beat` replaces itself with the server it names, so
 the Makefile targets, the `make run` launcher and docker-compose.yml all start exactly the same
 command with the same environment knobs.
+
+The worker is several Celery workers, one per pool (SPEC §9.6): escalation and expiry have
+processes of their own, so a callback server that hangs, an SMTP server that stalls or an
+hour-long purge can never keep a timer waiting for a free process. `worker` alone starts every
+pool under a small supervisor (what `make worker` and `make run` need); `worker timers` starts
+one pool (what compose runs, one service per pool, so each can be scaled and capped alone).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 
 from oversight.env import env_bool, env_int, env_str, var_dir
 
@@ -46,13 +55,89 @@ def web_command() -> list[str]:
     return command
 
 
-def worker_command() -> list[str]:
+@dataclass(frozen=True)
+class Pool:
+    """A Celery worker consuming some queues (routed in settings.CELERY_TASK_ROUTES)."""
+
+    queues: tuple[str, ...]
+    default_concurrency: int
+    purpose: str
+
+    def concurrency(self, name: str) -> int:
+        return env_int(f"WORKER_{name.upper()}_CONCURRENCY", self.default_concurrency, minimum=1)
+
+
+POOLS = {
+    "timers": Pool(("timers",), 2, "escalation and expiry, and the tick that hands them over"),
+    # Mostly waiting on peers, each attempt bounded by OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS.
+    "outbound": Pool(("outbound",), 4, "agents' callbacks"),
+    "background": Pool(("email", "default"), 2, "emails and housekeeping"),
+}
+# A pool process whose peak memory passed this is replaced after its task (celery
+# --max-memory-per-child, KiB): a backstop under the 300 MB of SPEC §9.6, which the outbound
+# limits keep on their own.
+MAX_MEMORY_PER_CHILD_KIB = 250_000
+
+
+def worker_command(pool: str) -> list[str]:
     return [
         sys.executable, "-m", "celery", "--app", "oversight", "worker",
         "--loglevel", env_str("OVERSIGHT_LOG_LEVEL", "INFO"),
-        "--concurrency", str(env_int("WORKER_CONCURRENCY", 2, minimum=1)),
+        "--hostname", f"{pool}@%h",
+        "--queues", ",".join(POOLS[pool].queues),
+        "--concurrency", str(POOLS[pool].concurrency(pool)),
+        "--max-memory-per-child", str(MAX_MEMORY_PER_CHILD_KIB),
         "--without-gossip", "--without-mingle",
     ]  # fmt: skip
+
+
+def supervise_workers(pools: list[str]) -> int:
+    """Run one Celery worker per pool until told to stop (SIGTERM/SIGINT: passed on, and each
+    finishes the task in hand) or until one of them exits: then the others are stopped too and
+    the exit is non-zero, so whatever started this (compose, `make run`) sees the failure
+    instead of a worker that silently lost its timers."""
+    children = {
+        pool: subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "oversight.processes", "worker", pool],
+            preexec_fn=die_with_parent,
+        )
+        for pool in pools
+    }
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping and all(child.poll() is None for child in children.values()):
+        time.sleep(0.2)
+    told_to_stop = stopping
+    if not told_to_stop:
+        exited = [pool for pool, child in children.items() if child.poll() is not None]
+        print(f"worker pool {', '.join(exited)} exited; stopping the others", flush=True)
+        stop(signal.SIGTERM, None)
+    for child in children.values():
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return 0 if told_to_stop else 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this child when its parent dies, so no pool is orphaned."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def beat_command() -> list[str]:
@@ -65,7 +150,7 @@ def beat_command() -> list[str]:
     ]  # fmt: skip
 
 
-COMMANDS = {"web": web_command, "worker": worker_command, "beat": beat_command}
+COMMANDS = {"web": web_command, "beat": beat_command}
 
 
 def prepare_web() -> None:
@@ -79,13 +164,22 @@ def prepare_web() -> None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 1 or argv[0] not in COMMANDS:
-        sys.exit(f"usage: python -m oversight.processes {{{'|'.join(COMMANDS)}}}")
+    usage = f"usage: python -m oversight.processes web|beat|worker [{'|'.join(POOLS)} ...]"
+    if not argv or argv[0] not in (*COMMANDS, "worker"):
+        sys.exit(usage)
+    kind, pools = argv[0], argv[1:]
+    if (kind != "worker" and pools) or any(pool not in POOLS for pool in pools):
+        sys.exit(usage)
     os.chdir(BASE_DIR)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oversight.settings")
-    if argv[0] == "web":
-        prepare_web()
-    command = COMMANDS[argv[0]]()
+    if kind == "worker":
+        if len(pools) != 1:
+            sys.exit(supervise_workers(pools or list(POOLS)))
+        command = worker_command(pools[0])
+    else:
+        if kind == "web":
+            prepare_web()
+        command = COMMANDS[kind]()
     os.execv(command[0], command)  # noqa: S606 - replaces this process with the server
 
 

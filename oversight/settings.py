@@ -116,9 +116,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
+    # Django's backend, with a pool that rides out the server going away (oversight.postgres).
+    DATABASES["default"]["ENGINE"] = "oversight.postgres"
     # Server-side binding: parameters travel separately from the SQL instead of being quoted
     # into it by the client.
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
+    # A server whose host is gone is given up after this long, not after the TCP stack's minutes.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
     # Prepared statements (Django turns them off by default): psycopg prepares a statement the
     # sixth time a connection runs it, and from then on PostgreSQL neither parses nor plans it
     # again. Measured per create on the bench server: ~0.95 -> ~0.68 ms of PostgreSQL CPU (and,
@@ -146,6 +150,10 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" and env_bool(
         "max_size": env_int("OVERSIGHT_DB_POOL_MAX", 20, minimum=1),
         "timeout": 10,
     }
+else:
+    # Persistent connections (OVERSIGHT_DB_CONN_MAX_AGE) are checked before each request uses
+    # one, so a connection the server dropped (a restart) is replaced instead of failing it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Production runs web, worker and beat as a database role that does not own the tables (SPEC
 # §9.4): name it here for `migrate` (run as the owner) to grant it its rights (audit.roles).
 OVERSIGHT_DB_APP_ROLE = env_str("OVERSIGHT_DB_APP_ROLE", "")
@@ -178,6 +186,40 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Queues (SPEC §9.6), each consumed by a worker pool of its own (oversight.processes.POOLS):
+# timers never wait behind a callback to a slow server or a stalled mail server.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "approvals.tasks.escalate_on_time": {"queue": "timers"},
+    "approvals.tasks.expire_on_time": {"queue": "timers"},
+    "approvals.tasks.tick_timers": {"queue": "timers"},
+    "approvals.tasks.deliver_callbacks": {"queue": "outbound"},
+    "approvals.tasks.retry_delivery": {"queue": "outbound"},
+    "approvals.tasks.sweep_callbacks": {"queue": "outbound"},
+    "approvals.tasks.sweep_emails": {"queue": "email"},
+    "budgets.tasks.sweep_alert_emails": {"queue": "email"},
+    "guardrails.tasks.sweep_alert_emails": {"queue": "email"},
+}
+# Every task has a soft time limit (SoftTimeLimitExceeded is raised in it) and a hard one (its
+# process is killed and replaced; with acks_late the message is redelivered, and every task is
+# safe to run again). Timer tasks take milliseconds; a sweep stops taking rows well before its
+# limit; an outbound attempt has a total deadline of its own (oversight.outbound).
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+# Tasks that send end within the outbox's 60 s lease on a row, so no second worker takes a row
+# that is still being sent (an attempt lasts at most OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS, ≤ 30 s;
+# a sweep starts attempts for 3 s).
+_SENDING = {"soft_time_limit": 45, "time_limit": 55}
+CELERY_TASK_ANNOTATIONS = {
+    "approvals.tasks.escalate_on_time": {"soft_time_limit": 20, "time_limit": 30},
+    "approvals.tasks.expire_on_time": {"soft_time_limit": 20, "time_limit": 30},
+    "approvals.tasks.tick_timers": {"soft_time_limit": 30, "time_limit": 45},
+    **{
+        task: _SENDING
+        for task, route in CELERY_TASK_ROUTES.items()
+        if route["queue"] in ("outbound", "email")
+    },
+}
 # Escalation and expiry (approvals.timers): deadlines within the horizon are handed to the
 # broker as ETA tasks; the tick (beat) hands over the next ones and sweeps anything overdue.
 OVERSIGHT_TIMER_TICK_SECONDS = env_float("OVERSIGHT_TIMER_TICK_SECONDS", 2.0, minimum=0.2)
@@ -189,6 +231,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
     # With Redis down, a web request fails over to the sweeps quickly instead of hanging.
     "socket_connect_timeout": 1,
+    # And with Redis stalled (connected, never answering) a publish gives up instead of waiting
+    # forever; the worker's BRPOP is not bound by it (kombu's own checks watch that one).
+    "socket_timeout": 2,
 }
 if OVERSIGHT_TIMER_HORIZON_SECONDS * 2 > BROKER_VISIBILITY_TIMEOUT:
     raise ImproperlyConfigured(
@@ -214,7 +259,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         # A tick that waited out an outage is stale: the next one does its work.
         "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
     },
-    "sweep-callbacks": {"task": "approvals.tasks.sweep_callbacks", "schedule": 15.0},
+    # A sweep that waited longer than its interval is stale (the outbound pool was busy): the
+    # next one does its work, so sweeps do not pile up behind slow receivers.
+    "sweep-callbacks": {
+        "task": "approvals.tasks.sweep_callbacks",
+        "schedule": 15.0,
+        "options": {"expires": 15.0},
+    },
     "sweep-emails": {
         "task": "approvals.tasks.sweep_emails",
         "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
@@ -303,6 +354,14 @@ OVERSIGHT_PROXY_COUNT = env_int("OVERSIGHT_PROXY_COUNT", 0, minimum=0)
 AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_address"
 
 # Calls per agent per minute across all endpoints (0 turns the limit off).
+# Long-polls (`?wait=N`) hold no thread (oversight.handlers.threadless); past these many waiting
+# at once in one web process, or for one agent in one web process, a waiter is refused (429).
+OVERSIGHT_LONG_POLL_MAX_PER_PROCESS = env_int(
+    "OVERSIGHT_LONG_POLL_MAX_PER_PROCESS", 10000, minimum=1
+)
+OVERSIGHT_LONG_POLL_MAX_PER_AGENT = env_int("OVERSIGHT_LONG_POLL_MAX_PER_AGENT", 1000, minimum=1)
+# Threads for the database work of threadless requests (each call holds a connection briefly).
+OVERSIGHT_THREADLESS_POOL_SIZE = env_int("OVERSIGHT_THREADLESS_POOL_SIZE", 8, minimum=1)
 OVERSIGHT_API_RATE_LIMIT_PER_MINUTE = env_int(
     "OVERSIGHT_API_RATE_LIMIT_PER_MINUTE", 1200, minimum=0
 )
@@ -313,6 +372,20 @@ OVERSIGHT_CALLBACK_ALLOW_PRIVATE = env_bool("OVERSIGHT_CALLBACK_ALLOW_PRIVATE", 
 # Narrower: the non-public networks callbacks may reach (agents on an internal subnet), while
 # loopback, metadata and every other private address stay refused.
 OVERSIGHT_CALLBACK_ALLOW_NETWORKS = env_networks("OVERSIGHT_CALLBACK_ALLOW_NETWORKS")
+# Each outbound call (callbacks) ends within this many seconds whatever the peer does, the answer's
+# body included, and reads at most this many bytes of it (SPEC §9.6, oversight/outbound.py). An
+# attempt must end well within the outbox's 60 s lease (oversight/outbox.py), hence the ceiling.
+OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS = env_float(
+    "OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS", 10.0, minimum=0.5
+)
+if OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS > 30:
+    raise ImproperlyConfigured(
+        f"OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS={OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS:g} must be at "
+        "most 30: an attempt must end well within the outbox's 60 s lease."
+    )
+OVERSIGHT_OUTBOUND_MAX_RESPONSE_BYTES = env_int(
+    "OVERSIGHT_OUTBOUND_MAX_RESPONSE_BYTES", 64 * 1024, minimum=0
+)
 # After an agent's webhook secret is rotated, the replaced one keeps signing its callbacks (next
 # to the new one) this long, so the agent can switch without missing a callback.
 OVERSIGHT_WEBHOOK_SECRET_GRACE_HOURS = env_int(
@@ -483,13 +556,18 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"quiet_periodic_tasks": {"()": "oversight.logfilters.QuietPeriodicTasks"}},
+    "filters": {
+        "quiet_periodic_tasks": {"()": "oversight.logfilters.QuietPeriodicTasks"},
+        "quiet_database_outage": {"()": "oversight.outage.QuietDatabaseOutage"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("OVERSIGHT_LOG_LEVEL", "INFO")},
     "loggers": {
         # Django adds its own console handler when DEBUG is on; one line per event is enough.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "axes": {"level": "WARNING"},
+        # One line per request refused while the database is down, not a traceback.
+        "django.request": {"filters": ["quiet_database_outage"]},
         # Not a line per run of the every-few-seconds beat tasks (see oversight.logfilters).
         **{
             name: {"filters": ["quiet_periodic_tasks"]}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from oversight import api, health
+from oversight import api, health, outage
 
 api_v1: list[URLPattern | URLResolver] = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -54,6 +56,11 @@ def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
+    # Django calls this inside its `except` for the exception that escaped.
+    if outage.database_unreachable(sys.exc_info()[1]):
+        if api.is_api_path(request):
+            return outage.api_unavailable()
+        return outage.page_unavailable(request)
     if api.is_api_path(request):
         return api.api_server_error(request)
     return defaults.server_error(request)

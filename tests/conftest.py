@@ -299,9 +299,10 @@ def _fresh_guardrails(request: Any) -> None:
     login lockout claims in Redis (agent ids, names and addresses repeat between tests and runs),
     and the seeded policies in the database (a transactional test's flush empties the table)."""
     from guardrails import selectors
-    from oversight.redis_clients import UNAVAILABLE, quick_client
+    from oversight.redis_clients import UNAVAILABLE, breaker, quick_client
 
     selectors.POLICIES.forget()
+    breaker.succeeded()  # an earlier test's unreachable Redis is not this one's
     with contextlib.suppress(*UNAVAILABLE):
         quick_client().eval(
             _DELETE_KEYS,

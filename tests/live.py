@@ -68,11 +68,11 @@ class Proc:
         return self.log.read_text(errors="replace")
 
 
-def start(kind: str, tmp: Path, **env: str) -> Proc:
+def start(kind: str, tmp: Path, *args: str, **env: str) -> Proc:
     log = tmp / f"{kind}-{time.monotonic_ns()}.log"
     handle = log.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "oversight.processes", kind],
+        [sys.executable, "-m", "oversight.processes", kind, *args],
         cwd=BASE_DIR,
         env=process_env(tmp, **env),
         stdout=handle,
@@ -105,14 +105,20 @@ def start_web(tmp: Path, **env: str) -> Server:
     raise RuntimeError(f"web did not come up:\n{proc.output()}")
 
 
-def start_worker(tmp: Path, **env: str) -> Proc:
-    # INFO: readiness is read from the "ready." line of its log.
-    proc = start("worker", tmp, WORKER_CONCURRENCY="2", OVERSIGHT_LOG_LEVEL="INFO", **env)
+def start_worker(tmp: Path, *pools: str, **env: str) -> Proc:
+    """The worker as `make worker` starts it: every pool under its supervisor, or the pools
+    named. Small pools: tests share two cores."""
+    from oversight.processes import POOLS
+
+    sizes = {"WORKER_OUTBOUND_CONCURRENCY": "2", "WORKER_BACKGROUND_CONCURRENCY": "1"}
+    # INFO: readiness is read from each pool's "ready." line of the log.
+    proc = start("worker", tmp, *pools, OVERSIGHT_LOG_LEVEL="INFO", **{**sizes, **env})
+    expected = len(pools or POOLS)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.process.poll() is not None:
             raise RuntimeError(f"worker exited:\n{proc.output()}")
-        if "ready." in proc.output():
+        if proc.output().count(" ready.") >= expected:
             return proc
         time.sleep(0.1)
     proc.stop()

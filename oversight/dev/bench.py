@@ -19,27 +19,30 @@ import os
 import resource
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
-from oversight.dev.services import (
-    LOCAL_POSTGRES_URL,
-    LOCAL_REDIS_URL,
-    free_port,
-    local_postgres_answers,
-    python_env,
-    redis_answers,
-    wait_for_http,
+from oversight.dev.services import free_port, wait_for_http
+from oversight.dev.stack import (
+    BASE_DIR,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    create_agents,
+    find_services,
+    manage,
+    percentile,
+    production_env,
+    scratch_database,
+    start_process,
+    stop_processes,
+    timer_lateness,
+    wait_for_worker,
 )
 
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
 CONCURRENCY = 32
 
 
@@ -161,36 +164,6 @@ def post_json(
     return make
 
 
-# --- the production-style server ----------------------------------------------------------------
-
-
-def _scratch_database(url: str) -> str:
-    import psycopg
-
-    parsed = urlparse(url)
-    name = f"{parsed.path.lstrip('/') or 'oversight'}_bench"
-    admin = urlunparse(parsed._replace(scheme="postgresql", path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunparse(parsed._replace(path=f"/{name}"))
-
-
-def _manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
-        [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode:
-        sys.stderr.write(result.stderr)
-        result.check_returncode()
-    return result.stdout
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -205,51 +178,37 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    env = python_env()
-    database = env.get("DATABASE_URL") or (LOCAL_POSTGRES_URL if local_postgres_answers() else "")
-    redis_url = env.get("REDIS_URL") or (LOCAL_REDIS_URL if redis_answers(LOCAL_REDIS_URL) else "")
-    if not database.startswith("postgres") or not redis_url:
+    services = find_services()
+    if services is None:
         print(
             "make bench needs PostgreSQL and Redis "
             "(set DATABASE_URL / REDIS_URL, or run them locally)."
         )
         return 2
+    database, redis_url = services
     tmp = Path(tempfile.mkdtemp(prefix="oversight-bench-"))
     port = free_port()
-    env.update(
-        DATABASE_URL=_scratch_database(database),
-        REDIS_URL=redis_url.rsplit("/", 1)[0] + "/10",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        OVERSIGHT_HTTPS="false",
-        OVERSIGHT_LOG_LEVEL="WARNING",
-        OVERSIGHT_ACCESS_LOG="false",
-        OVERSIGHT_STATIC_ROOT=str(tmp / "static"),
-        WEB_CONCURRENCY=args.web_workers,
-        HOST="127.0.0.1",
-        PORT=str(port),
+    env = production_env(
+        database=scratch_database(database, "bench"),
+        redis_url=redis_url,
+        redis_db=10,
+        tmp=tmp,
+        port=port,
+        web_workers=args.web_workers,
     )
     print(
         f"Oversight benchmark: {os.cpu_count()} cores, web = uvicorn x{args.web_workers} workers, "
         f"PostgreSQL + Redis, {CONCURRENCY} concurrent clients, {args.duration:.0f} s per scenario"
     )
-    _manage(env, "migrate", "--noinput")
+    manage(env, "migrate", "--noinput")
     # Agents for the clients, so the per-agent rate limit stays at its production default and
     # its Redis counter is part of every measured call: one per client, and AGENTS_PER_CLIENT
     # for the checks, which come faster than one agent may call (1 200 a minute).
-    script = (
-        "from agents import services\n"
-        f"for n in range({CONCURRENCY * AGENTS_PER_CLIENT}):\n"
-        "    agent, _ = services.create_agent(name=f'bench-agent-{n}', team='bench')\n"
-        "    print(services.issue_api_key(agent=agent)[1])\n"
+    agents = create_agents(
+        env, count=CONCURRENCY * AGENTS_PER_CLIENT, prefix="bench-agent", team="bench"
     )
-    keys = _manage(env, "shell", "--no-imports", "-c", script).split()
-    web = subprocess.Popen(
-        [sys.executable, "-m", "oversight.processes", "web"],
-        cwd=BASE_DIR,
-        env=env,
-        start_new_session=True,
-    )
+    keys = [key for key, _ in agents]
+    web = start_process("web", env)
     try:
         if not wait_for_http(f"http://127.0.0.1:{port}/healthz", 60):
             print("the web server did not start")
@@ -267,8 +226,7 @@ def main() -> int:
         if args.only in (None, "scale"):
             at_scale(env)
     finally:
-        web.terminate()
-        web.wait(timeout=30)
+        stop_processes([web])
     return 0
 
 
@@ -367,7 +325,7 @@ def guardrails_check(
         "                  'size': len(json.dumps(params)), 'worst_hostile_ms': worst * 1e3}))\n"
     )
     figures = json.loads(
-        _manage(env, "shell", "--no-imports", "-c", script).strip().splitlines()[-1]
+        manage(env, "shell", "--no-imports", "-c", script).strip().splitlines()[-1]
     )
     verdict = "meets" if figures["p99"] < 200 else "MISSES"
     print(
@@ -501,8 +459,8 @@ def cost_ingestion(
     budget on every report (two window rows updated atomically per call), then a check that
     nothing was lost: both windows hold exactly the sum of the recorded costs."""
     print("\n§10.6 cost ingestion (32 concurrent reporters, 2 budgets per report)")
-    _manage(env, "set_budget", "--global", "--period", "monthly", "--limit-cents", "1000000000")
-    _manage(env, "set_budget", "--team", "bench", "--period", "daily", "--limit-cents", "100000")
+    manage(env, "set_budget", "--global", "--period", "monthly", "--limit-cents", "1000000000")
+    manage(env, "set_budget", "--team", "bench", "--period", "daily", "--limit-cents", "100000")
     # The web processes cache budgets for 5 s: let them see the new ones before measuring.
     time.sleep(6)
     reports = [post_json("/api/v1/costs", key, lambda: COST_BODY) for key in keys]
@@ -525,7 +483,7 @@ def cost_ingestion(
         f"priced = total == rows.count() * Decimal('{COST_EACH_CENTS}')\n"
         "print(rows.count(), total, priced and sorted({w['s'] for w in windows}) == [total])\n"
     )
-    count, total, exact = _manage(env, "shell", "--no-imports", "-c", check).split()
+    count, total, exact = manage(env, "shell", "--no-imports", "-c", check).split()
     verdict = "exact" if exact == "True" else "MISMATCH: an update was lost"
     print(f"  {count} reports recorded, {total} cents; budget windows vs sum of reports: {verdict}")
 
@@ -553,11 +511,10 @@ def push_latency(port: int, key: str, env: dict[str, str]) -> None:
     from playwright.sync_api import sync_playwright
 
     print("\n§10.2 live push latency (POST returned -> row in an open inbox in Chromium)")
-    chromium = "/usr/bin/chromium"
-    if not os.path.exists(chromium):
+    if not os.path.exists(CHROMIUM):
         print("  skipped: Debian's chromium is not installed (apt-get install chromium)")
         return
-    _manage(
+    manage(
         env,
         "create_user",
         "bench-approver",
@@ -570,10 +527,8 @@ def push_latency(port: int, key: str, env: dict[str, str]) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     latencies: list[float] = []
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
     with sync_playwright() as playwright, httpx.Client(base_url=base, timeout=10) as agent:
-        browser = playwright.chromium.launch(executable_path=chromium, args=flags)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.goto(f"{base}/login/")
         page.fill("#id_username", "bench-approver")
@@ -625,7 +580,7 @@ def at_scale(env: dict[str, str]) -> None:
         f"requests, {SCALE['violations']:,} guardrail violations, {SCALE['events']:,} audit "
         "events (server time in-process, 20 loads each)"
     )
-    _manage(env, "create_user", "bench-manager", "--password", secrets.token_urlsafe(16),
+    manage(env, "create_user", "bench-manager", "--password", secrets.token_urlsafe(16),
             "--role", "approver", "--role", "manager", "--tier", "director")  # fmt: skip
     script = (
         "import json\n"
@@ -636,7 +591,7 @@ def at_scale(env: dict[str, str]) -> None:
         "print(json.dumps({'before': before, 'after': scale.measure('bench-manager')}))\n"
     )
     started = time.perf_counter()
-    output = _manage(env, "shell", "--no-imports", "-c", script).strip().splitlines()[-1]
+    output = manage(env, "shell", "--no-imports", "-c", script).strip().splitlines()[-1]
     print(f"  (filled and measured in {time.perf_counter() - started:.0f} s)")
     measured = json.loads(output)
     for page, after in measured["after"].items():
@@ -658,7 +613,7 @@ def at_scale(env: dict[str, str]) -> None:
         "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "print(result.intact, result.events_checked, seconds, peak)\n"
     )
-    verified = _manage(env, "shell", "--no-imports", "-c", script)
+    verified = manage(env, "shell", "--no-imports", "-c", script)
     intact, checked, seconds, peak = verified.split()[-4:]
     verdict = "meets" if float(seconds) < 10 else "MISSES"
     print(
@@ -683,17 +638,12 @@ def punctuality(port: int, key: str, env: dict[str, str], tmp: Path) -> None:
         " API, worker + beat"
     )
     worker_log = tmp / "worker.log"
-    processes = [
-        _start_process("worker", env, worker_log, OVERSIGHT_LOG_LEVEL="INFO"),
-        _start_process("beat", env, tmp / "beat.log"),
-    ]
+    worker = start_process("worker", env, worker_log, OVERSIGHT_LOG_LEVEL="INFO")
+    processes = [worker, start_process("beat", env, tmp / "beat.log")]
     try:
-        deadline = time.monotonic() + 60
-        while "ready." not in worker_log.read_text(errors="replace"):
-            if time.monotonic() > deadline:
-                print("  the worker did not start")
-                return
-            time.sleep(0.2)
+        if not wait_for_worker(worker, worker_log):
+            print("  the worker did not start")
+            return
         ids: list[str] = []
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as agent:
             for n in range(PUNCTUALITY_SAMPLES):
@@ -714,59 +664,32 @@ def punctuality(port: int, key: str, env: dict[str, str], tmp: Path) -> None:
                     return
                 ids.append(response.json()["id"])
                 time.sleep(0.05)  # spread the deadlines out, as real traffic would
-        query = """
-            SELECT EXTRACT(EPOCH FROM escalated.occurred_at - r.escalates_at),
-                   EXTRACT(EPOCH FROM expired.occurred_at - r.expires_at)
-            FROM approvals_approvalrequest AS r
-            JOIN audit_auditevent AS expired
-                ON expired.subject_id = r.id::text AND expired.event_type = 'request.expired'
-            LEFT JOIN audit_auditevent AS escalated
-                ON escalated.subject_id = r.id::text AND escalated.event_type = 'request.escalated'
-            WHERE r.id = ANY(%s) AND r.status = 'expired'
-        """
-        rows: list[tuple[float, float]] = []
+        expired: dict[str, float] = {}
         with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
             deadline = time.monotonic() + 30
-            while len(rows) < len(ids) and time.monotonic() < deadline:
+            while len(expired) < len(ids) and time.monotonic() < deadline:
                 time.sleep(0.5)
-                rows = conn.execute(query, ([uuid.UUID(i) for i in ids],)).fetchall()
+                expired = timer_lateness(conn, ids, "request.expired")
+            escalated = timer_lateness(conn, list(expired), "request.escalated")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
-    if len(rows) < len(ids):
-        print(f"  only {len(rows)} of {len(ids)} requests expired within 30 s of their deadline")
+        stop_processes(processes)
+    if len(expired) < len(ids):
+        print(f"  only {len(expired)} of {len(ids)} requests expired within 30 s of their deadline")
     for name, values in (
-        ("escalation", [float(r[0]) for r in rows if r[0] is not None]),
-        ("expiry", [float(r[1]) for r in rows]),
+        ("escalation", list(escalated.values())),
+        ("expiry", list(expired.values())),
     ):
         if not values:
             continue
-        ordered = sorted(values)
 
-        def at(q: float, ordered: list[float] = ordered) -> float:
-            return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+        def at(q: float, values: list[float] = values) -> float:
+            return percentile(values, q) * 1000
 
         verdict = "meets" if at(0.99) < 1000 else "MISSES"
         print(
-            f"  {name:<11} lateness over {len(ordered)}: p50 {at(0.5):.0f} ms, p95 {at(0.95):.0f}"
-            f" ms, p99 {at(0.99):.0f} ms, max {ordered[-1] * 1000:.0f} ms ({verdict} the"
+            f"  {name:<11} lateness over {len(values)}: p50 {at(0.5):.0f} ms, p95 {at(0.95):.0f}"
+            f" ms, p99 {at(0.99):.0f} ms, max {max(values) * 1000:.0f} ms ({verdict} the"
             " p99 < 1 s target)"
-        )
-
-
-def _start_process(
-    kind: str, env: dict[str, str], log: Path, **extra: str
-) -> subprocess.Popen[bytes]:
-    with log.open("wb") as handle:
-        return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "oversight.processes", kind],
-            cwd=BASE_DIR,
-            env={**env, **extra, "OVERSIGHT_BEAT_SCHEDULE_FILE": str(log.parent / "beat-schedule")},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
 
 

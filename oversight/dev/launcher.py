@@ -21,9 +21,9 @@ from pathlib import Path
 from accounts.demo import DEMO_PASSWORD, DEMO_PEOPLE
 from oversight.dev.services import (
     describe,
+    die_with_parent,
     embedded_valkey,
     python_env,
-    set_parent_death_signal,
     wait_for_http,
 )
 from oversight.env import var_dir
@@ -66,7 +66,7 @@ def start(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         cwd=BASE_DIR,
         env=env,
         start_new_session=True,
-        preexec_fn=set_parent_death_signal,
+        preexec_fn=die_with_parent,
     )
 
 

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
+from oversight.processes import die_with_parent
+
 LOCAL_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/oversight"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -62,16 +64,6 @@ def redis_answers(url: str) -> bool:
         client.close()
 
 
-def set_parent_death_signal() -> None:
-    """Ask Linux to SIGTERM this child if the launcher dies, so nothing is orphaned."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 @contextmanager
 def embedded_valkey(data_dir: Path) -> Iterator[str]:
     """Start a private Valkey on a free loopback port; yield its URL; stop it afterwards."""
@@ -81,7 +73,7 @@ def embedded_valkey(data_dir: Path) -> Iterator[str]:
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=set_parent_death_signal,
+        preexec_fn=die_with_parent,
     )
     assert child.stdout is not None
     url = child.stdout.readline().strip()

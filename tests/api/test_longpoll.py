@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -117,6 +119,9 @@ def test_500_waiting_agents_do_not_starve_other_requests(web_server, make_agent,
                 if time.monotonic() - started < 0.1:
                     break
             assert not any(task.done() for task in polls), "a long-poll returned early"
+            # A waiter holds no OS thread (oversight.handlers.threadless): before, each held one.
+            threads = len(os.listdir(f"/proc/{web_server.proc.process.pid}/task"))
+            assert threads < 100, f"{threads} threads in the web process for 500 waiters"
             latencies = []
             for _ in range(10):
                 started = time.monotonic()
@@ -142,3 +147,45 @@ def test_500_waiting_agents_do_not_starve_other_requests(web_server, make_agent,
     # 500 answers leave one web process at once; on a loaded 2-core CI machine that burst took
     # up to 12 s (4-6 s when idle), so the bound catches a lost wake-up (30 s), not slowness.
     assert fan_out < 20, f"all 500 waiters heard the decision within {fan_out:.1f} s"
+
+
+def test_past_the_cap_a_long_poll_is_refused_with_429_and_retry_after(tmp_path, make_agent):
+    """Waiters are capped per agent and per process (documented knobs); a refusal is a 429 the
+    agent can act on, never a hang or a 5xx, and another agent still gets its turn."""
+    from tests import live
+
+    server = live.start_web(
+        tmp_path, OVERSIGHT_LONG_POLL_MAX_PER_AGENT="3", OVERSIGHT_LONG_POLL_MAX_PER_PROCESS="5"
+    )
+    try:
+        first = _created_over_http(server, make_agent)
+        second = _created_over_http(server, make_agent)
+
+        async def scenario() -> None:
+            async with httpx.AsyncClient(timeout=30) as client:
+
+                def wait(created: tuple[uuid.UUID, str, dict[str, str]], n: int = 20) -> Any:
+                    _, url, headers = created
+                    return client.get(f"{url}?wait={n}", headers=headers)
+
+                parked = [asyncio.create_task(wait(first)) for _ in range(3)]
+                await asyncio.sleep(1.0)
+                refused = await wait(first)
+                assert refused.status_code == 429
+                assert refused.json()["error"]["code"] == "too_many_waiting"
+                assert int(refused.headers["Retry-After"]) > 0
+                # A read without ?wait is never refused.
+                assert (await client.get(first[1], headers=first[2])).status_code == 200
+                parked += [asyncio.create_task(wait(second)) for _ in range(2)]
+                await asyncio.sleep(1.0)
+                full = await wait(second)
+                assert full.status_code == 429, "past the process's cap"
+                for task in parked:
+                    task.cancel()
+                await asyncio.gather(*parked, return_exceptions=True)
+                await asyncio.sleep(1.0)  # the server sees the disconnects
+                assert (await wait(second, 1)).status_code == 200
+
+        asyncio.run(scenario())
+    finally:
+        server.proc.stop()

@@ -17,6 +17,7 @@ from approvals.models import CallbackDelivery
 from oversight.outbox import DeliveryStatus
 from oversight_client import InvalidSignature, verify_callback
 from tests import live
+from tests.peers import Peer
 from tests.receivers import signature
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -87,6 +88,25 @@ def test_a_callback_survives_a_worker_killed_before_it_ran(
     finally:
         restarted.stop()
     assert json.loads(receiver.received[0]["body"])["id"] == str(request.pk)
+
+
+def test_a_worker_killed_mid_send_has_counted_its_attempt_already(tmp_path, new_request, approvers):
+    peer = Peer("hang")
+    # A long deadline: the send is surely still in flight when the worker is killed.
+    worker = live.start_worker(tmp_path, OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS="30")
+    try:
+        request = new_request(callback_url=peer.url)
+        services.approve_request(request_id=request.pk, reviewer=approvers["lead"])
+        live.wait_until(lambda: peer.connections, timeout=20)  # mid-send
+        worker.stop(signal.SIGKILL)
+    finally:
+        worker.stop()
+        peer.close()
+    delivery = CallbackDelivery.objects.get(request=request)
+    assert delivery.status == DeliveryStatus.PENDING
+    assert delivery.attempts == 1, "counted before it was sent"
+    assert delivery.attempt_log.count() == 0, "the killed worker never reported back"
+    assert delivery.next_attempt_at > timezone.now(), "due again at its backoff, as a failure"
 
 
 def test_an_unusable_callback_url_is_recorded_and_does_not_stop_the_others(

@@ -3,15 +3,19 @@ one through a real SMTP server (`smtp_sink`). The real worker is in test_timers_
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 from django.utils import timezone
 
 from approvals import emails, services, tasks
 from approvals.models import ApprovalRequest, EmailDelivery, EmailKind
 from oversight.outbox import DeliveryStatus
+from tests.peers import Peer, soft_time_limit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -134,6 +138,54 @@ def test_an_unreachable_mail_server_is_retried_with_backoff(new_request, people,
     assert "ConnectionRefused" in delivery.last_error
     assert delivery.next_attempt_at > timezone.now()
     assert tasks.sweep_emails() == 0, "not due again before its backoff"
+
+
+def _mailer_at(settings: Any, port: int, timeout: float) -> None:
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": port, "timeout": timeout},
+        }
+    }
+
+
+@pytest.mark.timeout(60)
+def test_a_mail_server_that_accepts_and_stalls_is_given_up_at_the_mail_timeout(
+    new_request, people, settings
+):
+    """Already held before issue 19 (`EMAIL_TIMEOUT`, 10 s by default, bounds each socket
+    operation); kept as the guard of SPEC §9.6's stalled SMTP."""
+    stalled = Peer("hang")  # accepts, never greets
+    try:
+        _mailer_at(settings, stalled.port, timeout=1)
+        request = new_request(risk_level="low")
+        started = time.monotonic()
+        assert tasks.sweep_emails() == 1
+        assert time.monotonic() - started < 2
+    finally:
+        stalled.close()
+    delivery = EmailDelivery.objects.get(request=request)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
+    assert "timed out" in delivery.last_error
+
+
+@pytest.mark.timeout(60)
+def test_a_time_limit_in_mid_send_leaves_the_email_counted_and_stops_the_sweep(
+    new_request, people, settings
+):
+    stalled = Peer("hang")
+    try:
+        _mailer_at(settings, stalled.port, timeout=10)  # the task's limit comes first
+        request = new_request(risk_level="low")
+        with pytest.raises(SoftTimeLimitExceeded), soft_time_limit(0.5):
+            tasks.sweep_emails()
+    finally:
+        stalled.close()
+    delivery = EmailDelivery.objects.get(request=request)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
+    assert delivery.last_error == "stopped at the task's time limit"
+    assert delivery.lease_until is None
+    assert delivery.next_attempt_at > timezone.now()
 
 
 def test_a_request_whose_action_holds_a_line_break_still_reaches_its_approvers(

@@ -174,7 +174,9 @@ def test_emails_survive_a_worker_restart_and_escalation_emails_the_next_tier(
         person.save(update_fields=["email"])
     # No worker while the request commits (and a dead one): its email waits in the outbox.
     live.start_worker(tmp_path, **mail_env).stop(signal.SIGKILL)
-    request = new_request(risk_level="medium", timeout_seconds=6)
+    # Long enough for the worker's three pools and beat to start, on a loaded machine, before
+    # it escalates (at 20 s) and expires (a request no longer pending is not emailed about).
+    request = new_request(risk_level="medium", timeout_seconds=40)
     procs.append(live.start_worker(tmp_path, **mail_env))
     procs.append(live.start_beat(tmp_path, **mail_env))
 
@@ -187,7 +189,7 @@ def test_emails_survive_a_worker_restart_and_escalation_emails_the_next_tier(
     assert link in parts["text/plain"]
     assert f'href="{link}"' in parts["text/html"]
 
-    [escalated] = live.wait_until(lambda: sink.to("mail-em@example.com"), timeout=20)
+    [escalated] = live.wait_until(lambda: sink.to("mail-em@example.com"), timeout=40)
     assert "Escalated" in escalated["Subject"]
     assert len(sink.to("mail-lead@example.com")) == 1, "the first tier is told once"
 
