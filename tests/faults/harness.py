@@ -42,6 +42,9 @@ TIMER_ENV = {
 PUNCTUAL_P99 = 1.0
 WORKER_RSS_LIMIT = 300 * MB
 ATTEMPT_DEADLINE = 10.0  # per outbound attempt, the body included
+# How long an attempt cut short (its worker killed, its database gone) may take to be made
+# again: the outbox's lease on the row (60 s) runs out, then a sweep sends it.
+REDELIVERY_WAIT = 75.0
 # The machine's share (two cores, shared) and the peer's view of when the client let go.
 ATTEMPT_SLACK = 1.5
 
