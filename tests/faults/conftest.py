@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import kombu
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
@@ -48,10 +49,8 @@ def _quiet_http_client_log() -> Iterator[None]:
 
 def purge_broker(url: str) -> None:
     """Drop every queued and unacknowledged task message: earlier tests leave some behind."""
-    from kombu import Connection
-
-    with Connection(url) as connection:
-        channel: Any = connection.default_channel
+    with kombu.Connection(url) as broker:
+        channel: Any = broker.default_channel
         for queue in ("celery", "timers", "outbound", "email", "default"):
             with contextlib.suppress(Exception):
                 channel.queue_purge(queue)
@@ -62,6 +61,7 @@ def purge_broker(url: str) -> None:
 def stack(
     django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any
 ) -> Iterator[harness.Stack]:
+    """Web, worker and beat on the test database and Redis, for the whole package."""
     with django_db_blocker.unblock():
         database_url = live.test_database_url()
     purge_broker(django_settings.CELERY_BROKER_URL)

@@ -42,6 +42,9 @@ TIMER_ENV = {
 PUNCTUAL_P99 = 1.0
 WORKER_RSS_LIMIT = 300 * MB
 ATTEMPT_DEADLINE = 10.0  # per outbound attempt, the body included
+# How long an attempt cut short (its worker killed, its database gone) may take to be made
+# again: the outbox's lease on the row (60 s) runs out, then a sweep sends it.
+REDELIVERY_WAIT = 75.0
 # The machine's share (two cores, shared) and the peer's view of when the client let go.
 ATTEMPT_SLACK = 1.5
 
@@ -193,15 +196,16 @@ def in_parallel[T, R](work: Callable[[T], R], items: Iterable[T], threads: int =
 
 
 def create_timed(api: AgentApi, count: int = 50, shortest: int = 2, spread: int = 6) -> list[str]:
-    """`count` requests, one every 0.1 s or so, that escalate at half-time and expire `shortest`
-    to `shortest + spread - 1` seconds after their creation: the timers whose punctuality a
-    test measures, about eight a second (a rate two timer processes keep up with on two shared
+    """`count` requests, one every 0.125 s, that escalate at half-time and expire `shortest` to
+    `shortest + spread - 1` seconds after their creation: the timers whose punctuality a test
+    measures, about eight a second (a rate two timer processes keep up with on two shared
     cores, so that a late timer is the fault's doing). A refused create is judged with the
     agent's other answers."""
     ids = []
+    started = time.monotonic()
     for n in range(count):
+        time.sleep(max(0.0, started + n * 0.125 - time.monotonic()))
         ids.append(api.create(timeout_seconds=shortest + n % spread))
-        time.sleep(0.1)
     return [i for i in ids if i]
 
 

@@ -21,8 +21,6 @@ from tests.faults import figures, harness, peers, procs
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.faults]
 
-REDELIVERY_WAIT = 75  # s: a killed attempt's lease runs out, then the sweep sends it again
-
 
 def test_a_worker_killed_mid_callback_loses_no_timer_and_no_callback(scene):
     """The pool processes sending callbacks are SIGKILLed while the peer holds their POSTs,
@@ -51,12 +49,13 @@ def test_a_worker_killed_mid_callback_loses_no_timer_and_no_callback(scene):
             try:
                 live.wait_until(
                     lambda: {d.status for d in stack.db.deliveries(list(plan))} == {"delivered"},
-                    timeout=REDELIVERY_WAIT,
+                    timeout=harness.REDELIVERY_WAIT,
                     interval=0.5,
                 )
             except AssertionError:
-                problems.append(f"callbacks not delivered {REDELIVERY_WAIT} s after the kill: "
-                                f"{stack.db.deliveries(list(plan))}")  # fmt: skip
+                late = stack.db.deliveries(list(plan))
+                problems.append(f"callbacks not delivered {harness.REDELIVERY_WAIT:.0f} s "
+                                f"after the kill: {late}")  # fmt: skip
         problems += [p for p in harness.callback_problems(stack.db, plan, peer)
                      if p not in problems]  # fmt: skip
         answered = {r.delivery for r in peer.received if r.answered}
@@ -76,10 +75,8 @@ def test_a_callback_server_streaming_gigabytes_grows_no_worker_past_300_mb(scene
     stack = scene.stack
     peer = peers.CallbackPeer(peers.FLOOD)
     try:
-        with ThreadPoolExecutor(1) as side:
-            timing = side.submit(harness.create_timed, scene.api)
-            plan = harness.decide_at_once(scene.api, scene.person, peer.url, 3)
-            timers = harness.wait_for_timers(stack.db, timing.result())
+        plan = harness.decide_at_once(scene.api, scene.person, peer.url, 3)
+        timers = harness.wait_for_timers(stack.db, harness.create_timed(scene.api))
         problems = timers.problems() + harness.final_state_problems(stack.db, plan)
         problems += harness.callback_problems(stack.db, plan, peer)
     finally:
