@@ -292,13 +292,19 @@ def _read_once(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], boo
 async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -> JsonResponse:
     if request.method != "GET":
         return method_not_allowed(request.method, ("GET",))
+    arrived = time.monotonic()  # the wait counts from here, not from after authentication
+    raw_wait = request.GET.get("wait", "0")
+    waiters = hub()
+    # A full server refuses before any database work: in a burst of thousands of waiters, the
+    # refused ones cost next to nothing.
+    if raw_wait not in ("", "0") and (refusal := waiters.refusal(None)):
+        return _too_many_waiting(refusal)
     # Each database step hands its connection back when done, and the request has no thread of
     # its own (`threadless`): a waiting agent holds an await on the waiter hub, nothing more.
     authenticated = await database_call(_authenticate)(request)
     if isinstance(authenticated, JsonResponse):
         return authenticated
     agent = authenticated
-    raw_wait = request.GET.get("wait", "0")
     # ASCII digits only: str.isdigit() accepts "²", which int() refuses.
     if not re.fullmatch(r"[0-9]{1,2}", raw_wait) or int(raw_wait) > MAX_WAIT_SECONDS:
         return json_error(
@@ -307,12 +313,9 @@ async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -
             "The request has invalid fields.",
             fields={"wait": [f"A whole number from 0 to {MAX_WAIT_SECONDS}."]},
         )
-    deadline = time.monotonic() + int(raw_wait)
-    waiters = hub()
+    deadline = arrived + int(raw_wait)
     if int(raw_wait) and (refusal := waiters.refusal(agent.pk)):
-        return json_error(
-            429, "too_many_waiting", refusal, headers={"Retry-After": str(WAITERS_RETRY_AFTER)}
-        )
+        return _too_many_waiting(refusal)
     with waiters.watch(str(request_id), agent.pk) as changed:
         while True:
             result = await database_call(_read)(agent, request_id)
@@ -325,6 +328,12 @@ async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -
             # Wake at the deadline at the latest: an expiry needs no message to be seen.
             until_expiry = (expires_at - timezone.now()).total_seconds() + 0.01
             await waiters.wait(changed, max(0.0, min(remaining, until_expiry)))
+
+
+def _too_many_waiting(refusal: str) -> JsonResponse:
+    return json_error(
+        429, "too_many_waiting", refusal, headers={"Retry-After": str(WAITERS_RETRY_AFTER)}
+    )
 
 
 def document_async_endpoints(

@@ -99,10 +99,13 @@ class WaiterHub:
                     await client.aclose()
 
     def refusal(self, agent_id: object) -> str:
-        """Why one more waiter of this agent is refused here, or "" when it may wait."""
+        """Why one more waiter (of this agent, unless None: not known yet) is refused here, or
+        "" when it may wait."""
         waiting = self._per_agent.total()
         if waiting >= settings.OVERSIGHT_LONG_POLL_MAX_PER_PROCESS:
             return f"{waiting} long-polls are waiting on this server; retry, or read without ?wait."
+        if agent_id is None:
+            return ""
         mine = self._per_agent[agent_id]
         if mine >= settings.OVERSIGHT_LONG_POLL_MAX_PER_AGENT:
             return f"This agent has {mine} long-polls waiting already; retry when one has ended."

@@ -357,9 +357,9 @@ AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_address"
 # Long-polls (`?wait=N`) hold no thread (oversight.handlers.threadless); past these many waiting
 # at once in one web process, or for one agent in one web process, a waiter is refused (429).
 OVERSIGHT_LONG_POLL_MAX_PER_PROCESS = env_int(
-    "OVERSIGHT_LONG_POLL_MAX_PER_PROCESS", 10000, minimum=1
+    "OVERSIGHT_LONG_POLL_MAX_PER_PROCESS", 1000, minimum=1
 )
-OVERSIGHT_LONG_POLL_MAX_PER_AGENT = env_int("OVERSIGHT_LONG_POLL_MAX_PER_AGENT", 1000, minimum=1)
+OVERSIGHT_LONG_POLL_MAX_PER_AGENT = env_int("OVERSIGHT_LONG_POLL_MAX_PER_AGENT", 200, minimum=1)
 # Threads for the database work of threadless requests (each call holds a connection briefly).
 OVERSIGHT_THREADLESS_POOL_SIZE = env_int("OVERSIGHT_THREADLESS_POOL_SIZE", 8, minimum=1)
 OVERSIGHT_API_RATE_LIMIT_PER_MINUTE = env_int(

@@ -180,7 +180,10 @@ def web_server(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: 
     from tests import live
 
     with django_db_blocker.unblock():
-        server = live.start_web(tmp_path_factory.mktemp("web"))
+        # One agent's 500 long-polls (tests/api/test_longpoll.py) pass the per-agent cap (200).
+        server = live.start_web(
+            tmp_path_factory.mktemp("web"), OVERSIGHT_LONG_POLL_MAX_PER_AGENT="500"
+        )
     yield server
     server.proc.stop()
 

@@ -122,6 +122,12 @@ def misanswered(answer: Answer, kind: str, happened: datetime | None) -> str:
     return "" if got == want and late <= 2 else f"{kind}: {got}, {late:.1f} s after it happened"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="Issue 19, still open: the burst of 2,000 arrivals is served one process's CPU at a "
+    "time; with 1,000 admitted and 1,000 refused (429) creates p99 was 5.5 s during it, and a "
+    "few dozen waiters answered up to 3 s after their 15 s (docs/performance.md, Under faults).",
+)
 def test_two_thousand_long_polls_on_one_web_process(scene, make_agent):
     """2,000 simultaneous `?wait=15` long-polls from 20 agents on one web process, while an
     agent creates requests and timers run out: each waiter answered right and in time (within
