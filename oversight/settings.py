@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+from kombu import Queue
 
 from oversight.env import env_bool, env_float, env_int, env_list, env_networks, env_str, var_dir
 
@@ -189,6 +190,8 @@ CELERY_TIMEZONE = "UTC"
 # Queues (SPEC §9.6), each consumed by a worker pool of its own (oversight.processes.POOLS):
 # timers never wait behind a callback to a slow server or a stalled mail server.
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Declared, not only routed to: `celery purge` and app.control.purge() empty every one of them.
+CELERY_TASK_QUEUES = [Queue(name) for name in ("timers", "outbound", "email", "default")]
 CELERY_TASK_ROUTES = {
     "approvals.tasks.escalate_on_time": {"queue": "timers"},
     "approvals.tasks.expire_on_time": {"queue": "timers"},

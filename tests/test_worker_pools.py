@@ -116,3 +116,11 @@ def test_tasks_that_send_end_before_their_rows_lease_does():
         if queue_of(name) in ("outbound", "email"):
             hard = task.time_limit or app.conf.task_time_limit  # type: ignore[attr-defined]
             assert hard < LEASE.total_seconds(), name
+
+
+def test_purging_empties_every_queue():
+    """Tests (and operators: `celery purge`) rely on it: a queue known only from the routes is
+    not purged, and its leftover timer messages reached the next test's worker."""
+    declared = set(app.amqp.queues)
+    for name in our_tasks():
+        assert queue_of(name) in declared, name
