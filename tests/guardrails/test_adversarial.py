@@ -55,7 +55,7 @@ def compiled(**fields: Any) -> rules.CompiledPolicy:
     return rules.compile_policy(**{**base, **fields})
 
 
-def fastest(run: Callable[[], object], times: int = 5) -> float:
+def fastest(run: Callable[[], object], times: int = 10) -> float:
     best = float("inf")
     for _ in range(times):
         started = time.perf_counter()
