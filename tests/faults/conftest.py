@@ -17,7 +17,6 @@ from typing import Any
 import kombu
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 
 from accounts.models import User
@@ -71,14 +70,6 @@ def stack(
     purge_broker(django_settings.CELERY_BROKER_URL)
 
 
-class QuickHasher(PBKDF2PasswordHasher):
-    """The default hasher's algorithm with few iterations, for the people a test makes here:
-    the web process checks a hash with the iterations it names (and upgrades it), so logging in
-    works as always, without two full-strength hashes per test on two shared cores."""
-
-    iterations = 1000
-
-
 @dataclass
 class Cast:
     """One test's agent, a team lead (who decides its low-risk requests) and an engineering
@@ -96,7 +87,6 @@ def cast(
     make_agent: Callable[..., AgentWithKey],
     make_user: Callable[..., User],
 ) -> Cast:
-    settings.PASSWORD_HASHERS = ["tests.faults.conftest.QuickHasher"]
     lead = make_user("fault-lead", roles=("approver",), tier="team_lead")
     manager = make_user("fault-em", roles=("approver",), tier="engineering_manager")
     for person in (lead, manager):
