@@ -318,7 +318,9 @@ async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -
         return _too_many_waiting(refusal)
     with waiters.watch(str(request_id), agent.pk) as changed:
         while True:
-            result = await database_call(_read)(agent, request_id)
+            result = await waiters.read(
+                str(request_id), agent.pk, lambda: database_call(_read)(agent, request_id)
+            )
             if result is None:
                 return json_error(404, "not_found", "No such approval request.")
             body, pending, expires_at = result

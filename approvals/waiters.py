@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import redis.asyncio as aioredis
 from django.conf import settings
@@ -57,12 +58,20 @@ async def _publish_from_loop(message: str) -> None:
         logger.warning("could not publish %r; waiters will re-read", message)
 
 
+# A read in flight: the change count it started at, and its task.
+type Flight = tuple[int, asyncio.Task[Any]]
+
+
 class WaiterHub:
     """Per-process, per-event-loop registry of waiting agents keyed by request id."""
 
     def __init__(self) -> None:
         self._events: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._per_agent: Counter[object] = Counter()
+        # Per watched request: how many change messages were heard, and each watching agent's
+        # read in flight (`read`).
+        self._heard: Counter[str] = Counter()
+        self._reads: dict[tuple[str, object], Flight] = {}
         self._task: asyncio.Task[None] | None = None
         self.connected = False
 
@@ -83,6 +92,8 @@ class WaiterHub:
                         if message.get("type") != "message":
                             continue
                         request_id = message["data"].decode().split(" ", 1)[0]
+                        if request_id in self._events:
+                            self._heard[request_id] += 1
                         for event in list(self._events.get(request_id, ())):
                             event.set()
             except asyncio.CancelledError:
@@ -130,6 +141,34 @@ class WaiterHub:
                 waiting.discard(event)
                 if not waiting:
                     del self._events[request_id]
+                    self._heard.pop(request_id, None)
+
+    async def read[T](
+        self, request_id: str, agent_id: object, load: Callable[[], Awaitable[T]]
+    ) -> T:
+        """`load()`, or the result of the same agent's read of `request_id` in flight, when that
+        read started after the last change heard of it (so it shows that change, or a later
+        one). The waiters a decision wakes at once then cost one database read, not one each:
+        with 400 of them on 40 requests, answers came ~3 s after the decision, in time since.
+        Call inside `watch(request_id)`: a change heard later sets the waiter's event anew.
+
+        The read runs as a task of its own, so a waiter that hangs up cancels its wait, not
+        the read the others wait for."""
+        heard = self._heard[request_id]
+        key = (request_id, agent_id)
+        flight = self._reads.get(key)
+        if flight is None or flight[0] < heard:
+            flight = (heard, asyncio.ensure_future(load()))
+            self._reads[key] = flight
+            flight[1].add_done_callback(lambda task: self._landed(key, flight, task))
+        result: T = await asyncio.shield(flight[1])
+        return result
+
+    def _landed(self, key: tuple[str, object], flight: Flight, task: asyncio.Task[Any]) -> None:
+        if self._reads.get(key) is flight:
+            del self._reads[key]
+        if not task.cancelled():
+            task.exception()  # seen: its waiters may all have hung up before it failed
 
     async def wait(self, event: asyncio.Event, timeout: float) -> None:
         """Return when the watched request changes, or after at most `timeout` seconds (or
