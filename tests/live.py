@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from django.db import connection
 
 from oversight.dev.services import free_port
@@ -123,6 +124,28 @@ def start_worker(tmp: Path, *pools: str, **env: str) -> Proc:
         time.sleep(0.1)
     proc.stop()
     raise RuntimeError(f"worker did not come up:\n{proc.output()}")
+
+
+def log_in(
+    base_url: str, username: str, *, timeout: float = 15
+) -> tuple[httpx.Client, httpx.Response]:
+    """A person's browser session on a running web server, through its login form: the client
+    (httpx, cookies kept) and the login's answer (302 when it worked). The password is the one
+    every test person has (tests.conftest.PASSWORD)."""
+    from tests.conftest import PASSWORD
+
+    client = httpx.Client(base_url=base_url, timeout=timeout)
+    client.get("/login/")
+    token = client.cookies["csrftoken"]
+    data = {"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token}
+    return client, client.post("/login/", data=data)
+
+
+def logged_in(base_url: str, username: str, *, timeout: float = 15) -> httpx.Client:
+    """`log_in`, which must work: the client."""
+    client, response = log_in(base_url, username, timeout=timeout)
+    assert response.status_code == 302, response.text
+    return client
 
 
 def wait_until(predicate: Any, *, timeout: float = 10.0, interval: float = 0.05) -> Any:

@@ -21,7 +21,7 @@ from approvals.models import ApprovalRequest
 from audit.models import AuditEvent
 from oversight import outage
 from tests import live
-from tests.conftest import PASSWORD, api_stack_client
+from tests.conftest import api_stack_client
 from tests.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.skipif(
@@ -30,21 +30,6 @@ pytestmark = pytest.mark.skipif(
 
 CREATE = {"action": "read_file", "params": {"path": "/srv/a"}, "risk_level": "low",
           "justification": "outage drill"}  # fmt: skip
-
-
-def _login(base: str, username: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=30)
-    client.get("/login/")
-    response = client.post(
-        "/login/",
-        data={
-            "username": username,
-            "password": PASSWORD,
-            "csrfmiddlewaretoken": client.cookies["csrftoken"],
-        },
-    )
-    assert response.status_code == 302, response.text
-    return client
 
 
 def _timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
@@ -70,7 +55,7 @@ def test_with_the_database_cut_off_agents_get_503_with_retry_after_and_it_resume
         api = httpx.Client(
             base_url=web.url, timeout=30, headers={"Authorization": f"Bearer {agent.key}"}
         )
-        person = _login(web.url, approvers["lead"].username)
+        person = live.logged_in(web.url, approvers["lead"].username, timeout=30)
         request_id = api.post("/api/v1/approval-requests", json=CREATE).json()["id"]
         calls: dict[str, Callable[[], httpx.Response]] = {
             "create": lambda: api.post("/api/v1/approval-requests", json=CREATE),

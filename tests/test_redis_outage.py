@@ -20,27 +20,12 @@ from guardrails import services
 from guardrails.models import Policy
 from guardrails.policyfile import snapshot
 from tests import live
-from tests.conftest import PASSWORD
 from tests.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 # Each call's answer must come within this, Redis or not (login hashes a password: not timed).
 PROMPT_SECONDS = 1.5
-
-
-def _login(base: str, username: str) -> tuple[httpx.Client, httpx.Response]:
-    client = httpx.Client(base_url=base, timeout=15)
-    client.get("/login/")
-    response = client.post(
-        "/login/",
-        data={
-            "username": username,
-            "password": PASSWORD,
-            "csrfmiddlewaretoken": client.cookies["csrftoken"],
-        },
-    )
-    return client, response
 
 
 def test_with_redis_dead_or_stalled_everything_answers_and_the_rate_limit_asks_a_person(
@@ -58,7 +43,7 @@ def test_with_redis_dead_or_stalled_everything_answers_and_the_rate_limit_asks_a
         api = httpx.Client(
             base_url=web.url, timeout=15, headers={"Authorization": f"Bearer {agent.key}"}
         )
-        person, _ = _login(web.url, approvers["lead"].username)
+        person = live.logged_in(web.url, approvers["lead"].username)
 
         def create(**extra: Any) -> httpx.Response:
             body = {"action": "read_file", "params": {"path": "/srv/a"}, "risk_level": "low",
@@ -104,7 +89,7 @@ def test_with_redis_dead_or_stalled_everything_answers_and_the_rate_limit_asks_a
                 if took > PROMPT_SECONDS:
                     slow[name] = round(took, 2)
             assert not slow, f"slow answers: {slow}"
-            _, login = _login(web.url, approvers["lead"].username)
+            _, login = live.log_in(web.url, approvers["lead"].username)
             assert login.status_code == 302, login.text
             return answers
 

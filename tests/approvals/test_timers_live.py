@@ -24,7 +24,7 @@ from django.utils import timezone
 from approvals.models import ApprovalRequest, Status
 from audit.models import AuditEvent
 from tests import live
-from tests.conftest import PASSWORD, shift_into_past
+from tests.conftest import shift_into_past
 from tests.receivers import Receiver
 from tests.smtp import SmtpSink
 
@@ -194,21 +194,6 @@ def test_emails_survive_a_worker_restart_and_escalation_emails_the_next_tier(
     assert len(sink.to("mail-lead@example.com")) == 1, "the first tier is told once"
 
 
-def _login(base: str, username: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=10)
-    client.get("/login/")
-    response = client.post(
-        "/login/",
-        data={
-            "username": username,
-            "password": PASSWORD,
-            "csrfmiddlewaretoken": client.cookies["csrftoken"],
-        },
-    )
-    assert response.status_code == 302, response.text
-    return client
-
-
 def test_a_redis_outage_keeps_the_api_and_votes_working_and_loses_no_timer(
     tmp_path, procs, make_agent, approvers
 ):
@@ -229,7 +214,7 @@ def test_a_redis_outage_keeps_the_api_and_votes_working_and_loses_no_timer(
         api = httpx.Client(
             base_url=web.url, timeout=15, headers={"Authorization": f"Bearer {agent.key}"}
         )
-        approver = _login(web.url, approvers["lead"].username)
+        approver = live.logged_in(web.url, approvers["lead"].username, timeout=10)
 
         def create(timeout: int) -> str:
             response = api.post(
