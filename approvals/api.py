@@ -316,11 +316,9 @@ async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -
     deadline = arrived + int(raw_wait)
     if int(raw_wait) and (refusal := waiters.refusal(agent.pk)):
         return _too_many_waiting(refusal)
-    with waiters.watch(str(request_id), agent.pk) as changed:
+    with waiters.watch(str(request_id), agent.pk) as watch:
         while True:
-            result = await waiters.read(
-                str(request_id), agent.pk, lambda: database_call(_read)(agent, request_id)
-            )
+            result = await waiters.read(watch, lambda: database_call(_read)(agent, request_id))
             if result is None:
                 return json_error(404, "not_found", "No such approval request.")
             body, pending, expires_at = result
@@ -329,7 +327,7 @@ async def approval_request_detail(request: HttpRequest, request_id: uuid.UUID) -
                 return JsonResponse(body)
             # Wake at the deadline at the latest: an expiry needs no message to be seen.
             until_expiry = (expires_at - timezone.now()).total_seconds() + 0.01
-            await waiters.wait(changed, max(0.0, min(remaining, until_expiry)))
+            await waiters.wait(watch.event, max(0.0, min(remaining, until_expiry)))
 
 
 def _too_many_waiting(refusal: str) -> JsonResponse:
