@@ -401,3 +401,24 @@ def test_the_schema_documents_every_approval_endpoint(db, api):
     assert {"post", "get"} <= set(paths["/api/v1/approval-requests"])
     assert "get" in paths["/api/v1/approval-requests/{id}"]
     assert "post" in paths["/api/v1/approval-requests/{request_id}/cancel"]
+
+
+def test_the_list_query_count_does_not_grow_with_the_page(
+    db, make_agent, new_request, api, approvers, django_assert_max_num_queries
+):
+    """The list's votes come in one query for the page (its hand-written prefetch), whatever
+    the page holds: requests decided, half-approved, pending."""
+    mine = make_agent()
+
+    def some(count: int) -> None:
+        for n in range(count):
+            risk = "critical" if n % 3 == 1 else "medium"  # critical: 10 an hour (its policy)
+            request = new_request(agent=mine.agent, risk_level=risk)
+            services.approve_request(request_id=request.pk, reviewer=approvers["director"])
+
+    some(2)
+    with django_assert_max_num_queries(12) as few:
+        assert len(api(mine.key).get(URL).json()["results"]) == 2
+    some(20)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert len(api(mine.key).get(URL).json()["results"]) == 22
