@@ -102,6 +102,10 @@ def _received(proc: live.Proc, task: str) -> int:
     return len(re.findall(rf"Task approvals\.tasks\.{task}\[[^\]]+\] received", proc.output()))
 
 
+def _succeeded(proc: live.Proc, task: str) -> int:
+    return len(re.findall(rf"Task approvals\.tasks\.{task}\[[^\]]+\] succeeded", proc.output()))
+
+
 def test_a_worker_killed_with_its_timers_escalates_and_expires_each_once_after_restart(
     tmp_path, procs, new_request
 ):
@@ -133,7 +137,10 @@ def test_a_worker_killed_with_its_timers_escalates_and_expires_each_once_after_r
         channel: Any = connection.default_channel  # the Redis transport's channel
         channel.qos.restore_visible(num=1000, interval=1)
     live.wait_until(lambda: _received(restarted, "expire_on_time") >= 8, timeout=15)
-    time.sleep(1)  # let them run
+    live.wait_until(  # they have run
+        lambda: _succeeded(restarted, "expire_on_time") >= _received(restarted, "expire_on_time"),
+        timeout=15,
+    )
     assert all(counts(r.pk) == (1, 1) for r in requests), "a redelivered timer changed nothing"
 
 
