@@ -278,10 +278,8 @@ def _read_once(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], boo
     )
     if found is None:
         return None
-    if found.is_overdue():
-        # Make the state true in the database too (and fire the callback); idempotent.
-        services.expire_request(request_id=found.pk)
-        found.refresh_from_db()
+    # An overdue request reads as expired (`represent`); a read changes nothing: the timers
+    # expire it in the database (with its audit event and callback) within a second.
     pending = found.status == Status.PENDING and not found.is_overdue()
     return represent(found), pending, found.expires_at
 

@@ -99,7 +99,6 @@ async def soak(
         calls=traffic.calls,
         marks=marks,
         created=traffic.created,
-        read_ids=traffic.read_ids,
         woken=traffic.woken,
         arrivals=receiver.arrivals,
         bad_callbacks=receiver.bad,

@@ -175,7 +175,6 @@ class Traffic:
         )
         self.person = httpx.AsyncClient(base_url=base, timeout=30)
         self.created: dict[str, Created] = {}
-        self.read_ids: set[str] = set()  # a read of an overdue request expires it itself
         self.readable: deque[tuple[Agent, str]] = deque(maxlen=200)
         self.woken: list[float] = []  # long-poll answered, seconds after the decision
         self.tasks: set[asyncio.Task[None]] = set()
@@ -312,7 +311,6 @@ class Traffic:
                 self._spawn(self.decide(request_id, delay, agent=agent))
 
     async def long_poll(self, agent: Agent, request_id: str) -> None:
-        self.read_ids.add(request_id)
         while True:
             response = await self.calls.send(
                 self.api,
@@ -350,7 +348,6 @@ class Traffic:
         if not self.readable:
             return
         agent, request_id = self.rng.choice(self.readable)
-        self.read_ids.add(request_id)
         await self.calls.send(
             self.api, "GET /api/v1/approval-requests/{id}", "GET",
             f"/api/v1/approval-requests/{request_id}", headers=agent.headers,
