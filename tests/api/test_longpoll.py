@@ -168,23 +168,41 @@ def test_past_the_cap_a_long_poll_is_refused_with_429_and_retry_after(tmp_path, 
                     _, url, headers = created
                     return client.get(f"{url}?wait={n}", headers=headers)
 
-                parked = [asyncio.create_task(wait(first)) for _ in range(3)]
-                await asyncio.sleep(1.0)
-                refused = await wait(first)
+                async def one_refused(calls: list[asyncio.Task[Any]]) -> httpx.Response:
+                    """Of calls sent at once past a cap, the one refused: the first to answer
+                    (the others wait their 20 s); it is taken out of `calls`."""
+                    done, _ = await asyncio.wait(
+                        calls, timeout=15, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    assert len(done) == 1, f"{len(done)} answered at once"
+                    [answered] = done
+                    calls.remove(answered)
+                    return answered.result()
+
+                # Four of one agent at once: three wait, whichever comes fourth is refused.
+                parked = [asyncio.create_task(wait(first)) for _ in range(4)]
+                refused = await one_refused(parked)
                 assert refused.status_code == 429
                 assert refused.json()["error"]["code"] == "too_many_waiting"
+                assert "This agent has 3" in refused.json()["error"]["message"]
                 assert int(refused.headers["Retry-After"]) > 0
                 # A read without ?wait is never refused.
                 assert (await client.get(first[1], headers=first[2])).status_code == 200
-                parked += [asyncio.create_task(wait(second)) for _ in range(2)]
-                await asyncio.sleep(1.0)
-                full = await wait(second)
+                # Three of another agent: two fit the process's five, the third does not.
+                more = [asyncio.create_task(wait(second)) for _ in range(3)]
+                full = await one_refused(more)
                 assert full.status_code == 429, "past the process's cap"
+                assert "5 long-polls are waiting on this server" in full.json()["error"]["message"]
+                parked += more
                 for task in parked:
                     task.cancel()
                 await asyncio.gather(*parked, return_exceptions=True)
-                await asyncio.sleep(1.0)  # the server sees the disconnects
-                assert (await wait(second, 1)).status_code == 200
+                # Once the server has seen the disconnects, there is room again.
+                deadline = time.monotonic() + 10
+                while (answer := await wait(second, 1)).status_code == 429:
+                    assert time.monotonic() < deadline, "the slots were never given back"
+                    await asyncio.sleep(0.1)
+                assert answer.status_code == 200
 
         asyncio.run(scenario())
     finally:
