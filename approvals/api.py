@@ -134,9 +134,8 @@ def _create(request: Request) -> Response:
         claim = claimed
 
     def complete(created: ApprovalRequest) -> None:
-        # In the create's transaction: the key's record commits with the request or not at all.
-        # The audit append holds a lock until COMMIT: serialise the body there only when the
-        # idempotency record needs it.
+        # In the create's transaction (before its audit append, whose lock is held to COMMIT):
+        # the key's record commits with the request or not at all.
         if claim is not None:
             idempotency.complete(
                 claim,

@@ -4,7 +4,10 @@ Each function runs in one transaction, locks the request row first (`select_for_
 concurrent votes, cancels and timers on one request are settled by the database: exactly one of
 them moves it out of `pending`, and final states never change. Each writes its audit events in
 that transaction and schedules notifications with `transaction.on_commit`, so a rolled-back
-change notifies nobody.
+change notifies nobody. The audit events come after every other write: from the first append to
+COMMIT the chain's lock is held, and every audited change in the system (timers included) waits
+for it, so nothing that can wait a round trip, least of all in a busy web process, sits there.
+The exception is an agent's stop, which cancels its requests one by one.
 """
 
 from __future__ import annotations
@@ -247,6 +250,8 @@ def create_request(
         except admission.BudgetExceeded as exc:
             raise BudgetRefused(str(exc)) from exc
         insert_row(EmailDelivery(request=request, kind=EmailKind.CREATED, tier=route[0]))
+        if before_commit is not None:
+            before_commit(request)  # before the audit append, which holds its lock to COMMIT
         record_event(
             event_type=EventType.REQUEST_CREATED,
             actor=agent,
@@ -266,8 +271,6 @@ def create_request(
             },
         )
         notify.on_commit(request, notify.CREATED)
-        if before_commit is not None:
-            before_commit(request)
     return request
 
 
@@ -424,8 +427,24 @@ def _cast(
     except IntegrityError as exc:  # the constraint backs up the check above
         raise AlreadyVoted("You have voted on this request already.") from exc
 
-    if choice == VoteChoice.REJECT:
-        _release_hold(request)  # before the first audit append (lock order)
+    # Every write comes before the first audit append: the append lock is held from there to
+    # COMMIT, and a web process short of CPU would hold it across each round trip after it.
+    outcome = Status.REJECTED if choice == VoteChoice.REJECT else None
+    if outcome is None:
+        approvals = (
+            request.votes.filter(
+                vote=VoteChoice.APPROVE,
+                voided_at__isnull=True,
+                params_sha256=request.current_params_sha256,
+            )
+            .values("voter")
+            .distinct()
+            .count()
+        )
+        if approvals >= request.required_approvals:
+            outcome = Status.APPROVED
+    if outcome is not None:
+        _close(request, outcome, now=now, decided_by=voter, reason=comment)
     record_event(
         event_type=EventType.REQUEST_VOTED,
         actor=voter,
@@ -448,27 +467,11 @@ def _cast(
             subject=request,
             payload={"agent": request.agent.name, "vote": choice},
         )
-
-    decided = False
-    if choice == VoteChoice.REJECT:
-        _finalize(request, Status.REJECTED, now=now, decided_by=voter, reason=comment)
-        decided = True
+    if outcome is not None:
+        _record_close(request, decided_by=voter)
     else:
-        approvals = (
-            request.votes.filter(
-                vote=VoteChoice.APPROVE,
-                voided_at__isnull=True,
-                params_sha256=request.current_params_sha256,
-            )
-            .values("voter")
-            .distinct()
-            .count()
-        )
-        if approvals >= request.required_approvals:
-            _finalize(request, Status.APPROVED, now=now, decided_by=voter, reason=comment)
-            decided = True
-    if not decided:
         notify.on_commit(request, notify.VOTED)
+    decided = outcome is not None
     return VoteOutcome(request=request, vote=vote, decided=decided)
 
 
@@ -675,7 +678,17 @@ def escalate_request(*, request_id: uuid.UUID) -> bool:
     return True
 
 
-def _escalate(request: ApprovalRequest, now: datetime, *, catching_up: bool = False) -> None:
+def _escalate(request: ApprovalRequest, now: datetime) -> None:
+    previous = _raise_tier(request, now)
+    EmailDelivery.objects.create(
+        request=request, kind=EmailKind.ESCALATED, tier=request.current_tier
+    )
+    notify.on_commit(request, notify.ESCALATED)
+    _record_escalation(request, previous)
+
+
+def _raise_tier(request: ApprovalRequest, now: datetime) -> str:
+    """`_escalate`'s change to the row; returns the tier it was at."""
     previous = request.current_tier
     target = rules.escalation_target(request.route)
     request.escalated_at = now
@@ -687,6 +700,10 @@ def _escalate(request: ApprovalRequest, now: datetime, *, catching_up: bool = Fa
     request.save(
         update_fields=["escalated_at", "escalation_level", "escalation_flagged", "current_tier"]
     )
+    return previous
+
+
+def _record_escalation(request: ApprovalRequest, previous: str) -> None:
     record_event(
         event_type=EventType.REQUEST_ESCALATED,
         subject=request,
@@ -697,22 +714,21 @@ def _escalate(request: ApprovalRequest, now: datetime, *, catching_up: bool = Fa
             "due_at": request.escalates_at.isoformat(),
         },
     )
-    if not catching_up:  # a request expiring in the same breath needs nobody's attention
-        EmailDelivery.objects.create(
-            request=request, kind=EmailKind.ESCALATED, tier=request.current_tier
-        )
-        notify.on_commit(request, notify.ESCALATED)
 
 
 def _expire(request: ApprovalRequest) -> None:
     """A request expires at its deadline, whenever the sweep (or a late vote or cancel) finds
     it: `decided_at` is `expires_at`, as every read reported since then, and an escalation
-    caught up on the way is dated then too, never after. The audit events say when each was
+    caught up on the way is dated then too, never after (and tells nobody: a request expiring
+    in the same breath needs nobody's attention). The audit events say when each was
     recorded."""
-    _release_hold(request)  # before the first audit append (lock order)
+    previous = None
     if request.escalated_at is None:
-        _escalate(request, request.expires_at, catching_up=True)
-    _finalize(request, Status.EXPIRED, now=request.expires_at, reason=EXPIRED_REASON)
+        previous = _raise_tier(request, request.expires_at)
+    _close(request, Status.EXPIRED, now=request.expires_at, reason=EXPIRED_REASON)
+    if previous is not None:
+        _record_escalation(request, previous)
+    _record_close(request, decided_by=None)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -754,6 +770,19 @@ def _finalize(
     actor: User | Agent | None = None,
 ) -> None:
     """Move a locked pending request to its final state, audit it, queue its callback."""
+    _close(request, status, now=now, decided_by=decided_by, reason=reason)
+    _record_close(request, decided_by=decided_by, actor=actor)
+
+
+def _close(
+    request: ApprovalRequest,
+    status: str,
+    *,
+    now: datetime,
+    decided_by: User | None = None,
+    reason: str = "",
+) -> None:
+    """`_finalize`'s writes, for a path that makes them before its first audit append."""
     request.status = status
     request.decided_at = now
     request.decided_by = decided_by
@@ -773,6 +802,19 @@ def _finalize(
             "timer_token",
         ]
     )
+    if request.callback_url:
+        CallbackDelivery.objects.create(
+            request=request,
+            url=request.callback_url,
+            body=canonical_json(represent(request)).decode(),
+        )
+
+
+def _record_close(
+    request: ApprovalRequest, *, decided_by: User | None, actor: User | Agent | None = None
+) -> None:
+    """`_finalize`'s audit events (after `_close`), and the news of the outcome on commit."""
+    status = request.status
     event = {
         Status.APPROVED: EventType.REQUEST_DECIDED,
         Status.REJECTED: EventType.REQUEST_DECIDED,
@@ -785,7 +827,7 @@ def _finalize(
         subject=request,
         payload={
             "outcome": status,
-            "reason": reason,
+            "reason": request.decision_reason,
             "approved_params_sha256": request.approved_params_sha256,
             "modified": request.modified_params is not None,
         },
@@ -797,12 +839,6 @@ def _finalize(
             policy={"name": version.name, "version": version.version},
             params_sha256=request.approved_params_sha256,
             approved_by=decided_by,
-        )
-    if request.callback_url:
-        CallbackDelivery.objects.create(
-            request=request,
-            url=request.callback_url,
-            body=canonical_json(represent(request)).decode(),
         )
     notify.on_commit(request, notify.FINISHED)
 

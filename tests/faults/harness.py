@@ -380,6 +380,7 @@ class Punctuality:
     deadline."""
 
     lateness: list[float] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # what each lateness is of, and when due
     missing: list[str] = field(default_factory=list)
     doubled: list[str] = field(default_factory=list)
     early: list[str] = field(default_factory=list)
@@ -396,6 +397,10 @@ class Punctuality:
     def worst(self) -> float:
         return max(self.lateness, default=math.nan)
 
+    def latest(self, count: int) -> list[str]:
+        ranked = sorted(zip(self.lateness, self.labels, strict=True), reverse=True)[:count]
+        return [f"{label} {late:.2f} s late" for late, label in ranked]
+
     def problems(self) -> list[str]:
         found = []
         if self.missing:
@@ -407,7 +412,8 @@ class Punctuality:
             found.append(f"{len(self.early)} timers ran early, e.g. {self.early[:2]}")
         if self.lateness and not self.p99 < PUNCTUAL_P99:
             found.append(f"timers late: p99 {self.p99:.2f} s (limit {PUNCTUAL_P99:.0f} s), "
-                         f"max {self.worst:.2f} s, over {len(self.lateness)}")  # fmt: skip
+                         f"max {self.worst:.2f} s, over {len(self.lateness)}; the latest: "
+                         f"{self.latest(3)}")  # fmt: skip
         return found
 
 
@@ -428,6 +434,7 @@ def punctuality(db: Db, ids: Sequence[str]) -> Punctuality:
             if late < 0:
                 result.early.append(f"{label} by {-late:.3f} s")
             result.lateness.append(late)
+            result.labels.append(f"{label} (due {deadline:%H:%M:%S.%f})")
     return result
 
 
