@@ -323,9 +323,10 @@ class Db:
             "coalesce(array_agg(e.occurred_at ORDER BY e.sequence) "
             "  FILTER (WHERE e.event_type = 'request.escalated'), '{}'), "
             "coalesce(array_agg(e.occurred_at ORDER BY e.sequence) "
-            "  FILTER (WHERE e.event_type = 'request.expired'), '{}') "
+            "  FILTER (WHERE e.event_type = 'request.expired'), '{}'), "
+            "min(e.occurred_at) FILTER (WHERE e.event_type = 'request.created') "
             f"FROM {REQUESTS} r LEFT JOIN {EVENTS} e ON e.subject_id = r.id::text "
-            "  AND e.event_type IN ('request.escalated', 'request.expired') "
+            "  AND e.event_type IN ('request.created', 'request.escalated', 'request.expired') "
             "WHERE r.id = ANY(%s::uuid[]) GROUP BY r.id",
             [list(ids)],
         )
@@ -357,6 +358,7 @@ class Timers:
     expires_at: datetime
     escalated: list[datetime]
     expired: list[datetime]
+    created: datetime | None  # its creation's audit event: about when the creation committed
 
     def each(self) -> list[tuple[str, datetime, list[datetime]]]:
         return [("escalation", self.escalates_at, self.escalated),
@@ -434,7 +436,10 @@ def punctuality(db: Db, ids: Sequence[str]) -> Punctuality:
             if late < 0:
                 result.early.append(f"{label} by {-late:.3f} s")
             result.lateness.append(late)
-            result.labels.append(f"{label} (due {deadline:%H:%M:%S.%f})")
+            committed = (
+                f"{(request.created - deadline).total_seconds():+.2f} s" if request.created else "?"
+            )
+            result.labels.append(f"{label} (due {deadline:%H:%M:%S.%f}, created at {committed})")
     return result
 
 
