@@ -6,7 +6,6 @@ No writes here; `approvals.services` applies these under a row lock.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from accounts.models import Role, Tier, User
 from agents.models import Agent, AgentStatus, ApiKey
 from approvals.models import DEFAULT_ROUTES, ApprovalRequest, EscalationRoute, RiskLevel, Urgency
+from oversight.cache import TimedCache
 
 
 @dataclass(frozen=True)
@@ -38,23 +38,23 @@ def deadlines(*, created_at: datetime, urgency: str, timeout_seconds: int | None
 # them for a few seconds. A new route applies to requests created after that; existing requests
 # keep the route they were created with either way.
 ROUTE_CACHE_SECONDS = 5.0
-_route_cache: tuple[float, dict[str, list[str]]] = (float("-inf"), {})
+
+
+def _load_routes() -> dict[str, list[str]]:
+    rows = EscalationRoute.objects.values_list("risk_level", "tiers")
+    return {level: list(tiers) for level, tiers in rows}
+
+
+_routes = TimedCache(ROUTE_CACHE_SECONDS, _load_routes)
 
 
 def route_for(risk_level: str) -> list[str]:
-    global _route_cache
-    loaded_at, routes = _route_cache
-    if time.monotonic() - loaded_at > ROUTE_CACHE_SECONDS:
-        rows = EscalationRoute.objects.values_list("risk_level", "tiers")
-        routes = {level: list(tiers) for level, tiers in rows}
-        _route_cache = (time.monotonic(), routes)
-    return list(routes.get(risk_level) or DEFAULT_ROUTES[risk_level])
+    return list(_routes.get().get(risk_level) or DEFAULT_ROUTES[risk_level])
 
 
 def forget_routes() -> None:
     """Drop this process's cached routes (after a change, and in tests)."""
-    global _route_cache
-    _route_cache = (float("-inf"), {})
+    _routes.forget()
 
 
 def raised(route: list[str]) -> list[str]:

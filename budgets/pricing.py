@@ -10,12 +10,12 @@ a trailing date stamp is removed (`gpt-4o-2024-08-06` → `gpt-4o`,
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from budgets.models import COST_PLACES, ModelPrice
+from oversight.cache import TimedCache
 
 PRICE_CACHE_SECONDS = 5.0
 MILLION = Decimal(1_000_000)
@@ -25,8 +25,6 @@ _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest)$")
 # The seed's "expensive model" hint: models at or above this input price (¢ per million tokens,
 # i.e. $15 per million: gpt-4, the Opus family, o1).
 EXPENSIVE_INPUT_CENTS_PER_MTOK = Decimal(1500)
-
-_cache: tuple[float, dict[str, list[ModelPrice]]] = (float("-inf"), {})
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ def normalise(model: str) -> str:
 
 def price_for(model: str, at: datetime) -> ModelPrice | None:
     """The price version in force at `at` for the reported model name, or None if unknown."""
-    versions = _prices()
+    versions = _prices.get()
     name = normalise(model)
     candidates = versions.get(name) or versions.get(_SNAPSHOT.sub("", name)) or []
     # Newest first: the first version already in force applies.
@@ -67,23 +65,21 @@ def cost_cents(price: ModelPrice | None, tokens: Tokens) -> Decimal:
 def expensive_models() -> set[str]:
     return {
         name
-        for name, versions in _prices().items()
+        for name, versions in _prices.get().items()
         if versions and versions[0].input_cents_per_mtok >= EXPENSIVE_INPUT_CENTS_PER_MTOK
     }
 
 
-def _prices() -> dict[str, list[ModelPrice]]:
-    global _cache
-    loaded_at, versions = _cache
-    if time.monotonic() - loaded_at > PRICE_CACHE_SECONDS:
-        versions = {}
-        for price in ModelPrice.objects.order_by("model", "-effective_from"):
-            versions.setdefault(normalise(price.model), []).append(price)
-        _cache = (time.monotonic(), versions)
+def _load_prices() -> dict[str, list[ModelPrice]]:
+    versions: dict[str, list[ModelPrice]] = {}
+    for price in ModelPrice.objects.order_by("model", "-effective_from"):
+        versions.setdefault(normalise(price.model), []).append(price)
     return versions
+
+
+_prices = TimedCache(PRICE_CACHE_SECONDS, _load_prices)
 
 
 def forget_prices() -> None:
     """Drop this process's cached prices (after a change, and in tests)."""
-    global _cache
-    _cache = (float("-inf"), {})
+    _prices.forget()

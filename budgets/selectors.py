@@ -10,7 +10,6 @@ this process applies at once (`forget_budgets` on commit); other processes follo
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -23,6 +22,7 @@ from django.utils import timezone
 from agents.models import Agent
 from budgets import periods, pricing
 from budgets.models import Alert, Budget, BudgetWindow, CostRecord, Scope
+from oversight.cache import TimedCache
 
 BUDGET_CACHE_SECONDS = 5.0
 
@@ -50,9 +50,6 @@ class _Index:
     by_agent: dict[int, tuple[Rule, ...]]
 
 
-_cache: tuple[float, _Index] = (float("-inf"), _Index((), {}, {}))
-
-
 def rule_of(budget: Budget) -> Rule:
     return Rule(
         id=budget.pk,
@@ -65,28 +62,31 @@ def rule_of(budget: Budget) -> Rule:
     )
 
 
+def _load_index() -> _Index:
+    everything: list[Rule] = []
+    by_team: dict[str, list[Rule]] = {}
+    by_agent: dict[int, list[Rule]] = {}
+    for budget in Budget.objects.select_related("agent").order_by("pk"):
+        rule = rule_of(budget)
+        if budget.scope == Scope.GLOBAL:
+            everything.append(rule)
+        elif budget.scope == Scope.TEAM:
+            by_team.setdefault(budget.team, []).append(rule)
+        elif budget.agent_id is not None:
+            by_agent.setdefault(budget.agent_id, []).append(rule)
+    return _Index(
+        tuple(everything),
+        {team: tuple(rules) for team, rules in by_team.items()},
+        {agent_id: tuple(rules) for agent_id, rules in by_agent.items()},
+    )
+
+
+_index = TimedCache(BUDGET_CACHE_SECONDS, _load_index)
+
+
 def rules_for(agent: Agent) -> tuple[Rule, ...]:
     """The budgets that apply to `agent` (its own, its team's, everything's), by id."""
-    global _cache
-    loaded_at, index = _cache
-    if time.monotonic() - loaded_at > BUDGET_CACHE_SECONDS:
-        everything: list[Rule] = []
-        by_team: dict[str, list[Rule]] = {}
-        by_agent: dict[int, list[Rule]] = {}
-        for budget in Budget.objects.select_related("agent").order_by("pk"):
-            rule = rule_of(budget)
-            if budget.scope == Scope.GLOBAL:
-                everything.append(rule)
-            elif budget.scope == Scope.TEAM:
-                by_team.setdefault(budget.team, []).append(rule)
-            elif budget.agent_id is not None:
-                by_agent.setdefault(budget.agent_id, []).append(rule)
-        index = _Index(
-            tuple(everything),
-            {team: tuple(rules) for team, rules in by_team.items()},
-            {agent_id: tuple(rules) for agent_id, rules in by_agent.items()},
-        )
-        _cache = (time.monotonic(), index)
+    index = _index.get()
     found = (
         index.everything
         + (index.by_team.get(agent.team, ()) if agent.team else ())
@@ -98,8 +98,7 @@ def rules_for(agent: Agent) -> tuple[Rule, ...]:
 
 def forget_budgets() -> None:
     """Drop this process's cached budgets (after a change, and in tests)."""
-    global _cache
-    _cache = (float("-inf"), _Index((), {}, {}))
+    _index.forget()
 
 
 # --- state of a budget in its current window ---------------------------------------------------

@@ -1,4 +1,8 @@
-"""Process-local copies of rarely-changing rows, never stale after a change commits.
+"""Process-local copies of rarely-changing rows: `TimedCache` for rows a few seconds of
+staleness cannot hurt, `VersionedCache` for rows that must never be stale after a change commits.
+
+A `TimedCache` keeps what its `load` builds for a few seconds; the process that makes a change
+drops its copy (`forget`) on commit, the others see the change once their copy is that old.
 
 A `VersionedCache` keeps one copy of what its `load` builds (the policy set, say) and the
 version of the rows it was built from: a number from the database that every change raises
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +44,24 @@ if ARGV[2] == '1' or tonumber(ARGV[1]) > current then
 end
 return 1
 """
+
+
+class TimedCache[T]:
+    def __init__(self, seconds: float, load: Callable[[], T]) -> None:
+        self.seconds = seconds
+        self._load = load
+        self._held: tuple[float, T] | None = None
+
+    def get(self) -> T:
+        held = self._held  # one read: another thread may replace it meanwhile
+        if held is None or time.monotonic() - held[0] > self.seconds:
+            held = (time.monotonic(), self._load())
+            self._held = held
+        return held[1]
+
+    def forget(self) -> None:
+        """Load again at the next `get` (after a change, and in tests)."""
+        self._held = None
 
 
 class Unread:
