@@ -33,12 +33,9 @@ from agents.permissions import ReadsOwnRequests
 from approvals import idempotency, services
 from approvals.models import ApprovalRequest, Status, Vote
 from approvals.representation import represent
-from approvals.serializers import (
-    ApprovalRequestSerializer,
-    CreateRequestSerializer,
-    ErrorSerializer,
-)
+from approvals.serializers import ApprovalRequestSerializer, CreateRequestSerializer
 from approvals.waiters import hub
+from oversight.api import ErrorSerializer
 from oversight.api_errors import ApiError, json_error, method_not_allowed
 from oversight.handlers import database_call, threadless
 from oversight.throttling import AgentRateThrottle

@@ -117,13 +117,3 @@ class ApprovalRequestSerializer(serializers.Serializer):
     reasons = ReasonSerializer(
         many=True, help_text="The check's reasons: why the action needs a person."
     )
-
-
-class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    fields = serializers.DictField(required=False)  # type: ignore[assignment]
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = ErrorDetailSerializer()

@@ -11,10 +11,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents.authentication import request_agent
-from approvals.serializers import ErrorSerializer
 from budgets import services
 from budgets.selectors import money
 from budgets.serializers import CostRecordSerializer, CostReportSerializer
+from oversight.api import ErrorSerializer
 from oversight.api_errors import ApiError, IdempotencyKeyReused
 
 MAX_KEY_LENGTH = 200

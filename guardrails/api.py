@@ -25,10 +25,9 @@ from rest_framework.views import APIView
 from agents.authentication import agent_or_401, request_agent
 from agents.permissions import stopped
 from approvals.binding import canonical_json
-from approvals.serializers import ErrorSerializer
 from guardrails import selectors, services
 from guardrails.serializers import CheckResultSerializer, CheckSerializer, PolicyListSerializer
-from oversight.api import flatten
+from oversight.api import ErrorSerializer, flatten
 from oversight.api_errors import ApiError, json_error, method_not_allowed
 from oversight.parsers import json_body
 from oversight.throttling import Throttled

@@ -13,13 +13,26 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from oversight import health
 from oversight.api_errors import PayloadTooLarge, error_body, json_error, method_not_allowed
 from oversight.handlers import API_PREFIX
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(required=False)  # type: ignore[assignment]
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The error body, for the API's schema (every endpoint's error answers)."""
+
+    error = ErrorDetailSerializer()
+
 
 _CODES_BY_EXCEPTION: list[tuple[type[exceptions.APIException], str]] = [
     (exceptions.NotAuthenticated, "unauthenticated"),
