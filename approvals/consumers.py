@@ -31,7 +31,7 @@ from django.template.loader import render_to_string
 from accounts.models import Role, User
 from accounts.selectors import session_user
 from approvals import live
-from approvals.views import inbox_row_context
+from approvals.inbox import inbox_row_context
 
 logger = logging.getLogger(__name__)
 

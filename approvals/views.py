@@ -1,4 +1,5 @@
-"""Pages for people: the inbox of decidable requests and the request page with its decisions.
+"""Pages for people: the front page, the inbox of decidable requests, and the request page
+with its decisions.
 
 Decisions go through the same services as everything else (`approvals.services`); a refused
 decision (expired meanwhile, decided by someone else, not allowed) comes back as a clear
@@ -10,56 +11,37 @@ from __future__ import annotations
 import json
 import uuid
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.http import HttpResponse, HttpResponseRedirect, QueryDict
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import role_required
-from accounts.models import Role, Tier, User
+from accounts.models import Role, Tier
 from accounts.types import AuthenticatedHttpRequest
 from approvals import callbacks, rules, selectors, services
-from approvals.forms import ApproveForm, InboxFilterForm, RejectForm
+from approvals.forms import ApproveForm, RejectForm
+from approvals.inbox import inbox_context
 from approvals.models import ApprovalRequest, Status, VoteChoice
 from budgets import selectors as budget_selectors
 
-INBOX_LIMIT = 200
 
-
-def inbox_context(user: User, query: QueryDict | None = None) -> dict[str, Any]:
-    """The rows of a person's inbox (the page, its refresh, and the live push share it),
-    filtered by `query` (the page's query string)."""
-    form = InboxFilterForm(query or QueryDict())
-    filters = form.filters()
-    pending = list(selectors.decidable_by(user, **filters)[:INBOX_LIMIT])
-    return {
-        "pending": pending,
-        "voted": _voted(user, pending),
-        "limit": INBOX_LIMIT,
-        "filter_form": form,
-        "filtered": bool(filters),
-        # Canonical query string of the filters in force: the refresh and the socket keep them.
-        "filter_query": urlencode(filters),
-    }
-
-
-def inbox_row_context(user: User, query: QueryDict, request_id: str) -> dict[str, Any]:
-    """One request's row as it belongs in this person's filtered inbox (the live push), or
-    `item` None when it no longer does (decided, expired, filtered out, not theirs)."""
-    filters = InboxFilterForm(query).filters()
-    item = selectors.decidable_by(user, **filters).filter(pk=request_id).first()
-    voted = _voted(user, [item]) if item else set()
-    return {"item": item, "voted": voted, "row_id": f"request-{request_id}"}
-
-
-def _voted(user: User, requests: list[ApprovalRequest]) -> set[uuid.UUID]:
-    """Which of these requests the person has a standing vote on (the row says so)."""
-    votes = user.votes.filter(request__in=requests, voided_at__isnull=True)
-    return set(votes.values_list("request_id", flat=True))
+@login_required
+def home(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """The front page: an approver's inbox, everyone else's overview (SPEC §4: inbox at /)."""
+    user = request.user
+    if user.has_inbox:
+        return inbox(request)
+    roles = [label for value, label in Role.choices if user.has_role(value)]
+    return render(
+        request,
+        "accounts/home.html",
+        {"roles": roles, "approver_without_tier": user.has_role(Role.APPROVER)},
+    )
 
 
 @role_required(Role.APPROVER)

@@ -10,6 +10,7 @@ from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from approvals import views as approvals_views
 from oversight import api, health, outage
 
 api_v1: list[URLPattern | URLResolver] = [
@@ -35,6 +36,8 @@ urlpatterns = [
     path("agents/", include("agents.urls")),
     path("budgets/", include("budgets.urls")),
     path("policies/", include("guardrails.urls")),
+    # The front page: an approver's inbox, everyone else's overview.
+    path("", approvals_views.home, name="home"),
     path("", include("accounts.urls")),
     path("", include("approvals.urls")),
 ]
