@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "audit",
     "budgets",
     "guardrails",
+    "demo",
 ]
 
 MIDDLEWARE = [

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from accounts.demo import DEMO_PASSWORD, DEMO_PEOPLE
+from demo.people import DEMO_PASSWORD, DEMO_PEOPLE
 from oversight.dev.services import (
     describe,
     die_with_parent,

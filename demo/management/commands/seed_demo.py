@@ -9,10 +9,10 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts import services as people
-from accounts.demo import DEMO_AGENTS, DEMO_PASSWORD, DEMO_PEOPLE
 from accounts.models import User
 from agents import services as agents
 from agents.models import Agent
+from demo.people import DEMO_AGENTS, DEMO_PASSWORD, DEMO_PEOPLE
 
 
 class Command(BaseCommand):
