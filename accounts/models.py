@@ -7,10 +7,12 @@ tier (SPEC §2) that decides which requests they may decide.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import ClassVar
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 
+from audit.events import ActorType
 from oversight.choices import RankedChoices
 
 
@@ -64,3 +66,10 @@ class User(AbstractUser):
     @property
     def display_name(self) -> str:
         return self.get_full_name() or self.username
+
+    # How the audit trail names a person who acted (audit.services.Actor).
+    audit_actor_type: ClassVar[str] = ActorType.USER
+
+    @property
+    def audit_name(self) -> str:
+        return self.display_name[:300]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -11,6 +12,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from agents import webhook_secrets
+from audit.events import ActorType
 
 
 class AgentStatus(models.TextChoices):
@@ -31,6 +33,9 @@ def _new_encrypted_webhook_secret() -> str:
 
 
 class Agent(models.Model):
+    # How the audit trail names an agent that acted (audit.services.Actor).
+    audit_actor_type: ClassVar[str] = ActorType.AGENT
+
     name = models.SlugField(max_length=100, unique=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -81,6 +86,10 @@ class Agent(models.Model):
         ]
 
     def __str__(self) -> str:
+        return self.name
+
+    @property
+    def audit_name(self) -> str:
         return self.name
 
     def signing_secrets(self, now: datetime | None = None) -> list[str]:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from accounts.models import User
-from agents.models import Agent
 from audit.chain import (
     GENESIS_HASH,
     canonical_json,
@@ -27,6 +25,23 @@ from audit.chain import (
 from audit.events import ActorType, EventType
 from audit.integrity import verify_chain
 from audit.models import SUBJECT_ID_LENGTH, AuditEvent, ChainVerification
+
+if TYPE_CHECKING:
+    from accounts.models import User
+
+
+class Actor(Protocol):
+    """Who did something: a person (accounts.User) or an agent (agents.Agent). The audit trail
+    knows them by these two names only, so it depends on neither app."""
+
+    audit_actor_type: ClassVar[str]  # an ActorType
+
+    @property
+    def pk(self) -> Any: ...
+
+    @property
+    def audit_name(self) -> str: ...
+
 
 # The key of the PostgreSQL advisory lock that serialises appends: the bytes "ovs-audi" read as
 # a big-endian signed 64-bit integer. Nothing else in the database may use this key.
@@ -41,7 +56,7 @@ _EVENT_TYPES = frozenset(EventType.values)
 def record_event(
     *,
     event_type: str,
-    actor: User | Agent | None = None,
+    actor: Actor | None = None,
     subject: models.Model | tuple[str, str] | None = None,
     payload: dict[str, Any] | None = None,
 ) -> AuditEvent:
@@ -154,12 +169,11 @@ def _lock_and_read_head() -> tuple[int, str, dt.datetime | None, dt.datetime]:
 
 
 def _describe_actor(actor: object) -> tuple[str, str, str]:
-    if isinstance(actor, User):
-        return ActorType.USER, _pk_text(actor), actor.display_name[:300]
-    if isinstance(actor, Agent):
-        return ActorType.AGENT, _pk_text(actor), actor.name
-    # None, AnonymousUser (a failed login) or anything unrecognised: the system acted.
-    return ActorType.SYSTEM, "", ""
+    kind = getattr(actor, "audit_actor_type", None)
+    if kind not in (ActorType.USER, ActorType.AGENT):
+        # None, AnonymousUser (a failed login) or anything unrecognised: the system acted.
+        return ActorType.SYSTEM, "", ""
+    return kind, "" if actor.pk is None else str(actor.pk), actor.audit_name  # type: ignore[attr-defined]
 
 
 def _describe_subject(subject: models.Model | tuple[str, str] | None) -> tuple[str, str]:
