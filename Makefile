@@ -33,7 +33,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@touch $@
 
 run: install
-	$(PY) -m oversight.dev.launcher
+	$(PY) -m tools.launcher
 
 web: install
 	$(PY) -m oversight.processes web
@@ -46,16 +46,18 @@ beat: install
 	$(PY) -m oversight.processes beat
 
 test: install
-	$(PY) -m oversight.dev.testenv $(PYTEST_ARGS)
+	$(PY) -m tools.testenv $(PYTEST_ARGS)
 
 faults: install
-	$(PY) -m oversight.dev.testenv -m faults $(PYTEST_ARGS)
+	$(PY) -m tools.testenv -m faults $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	@# The settings refuse to load without a secret key unless DEBUG is on.
 	DEBUG=true $(VENV)/bin/mypy .
+	@# The layering of the apps (pyproject.toml: tool.importlinter).
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install
 	$(VENV)/bin/ruff check --fix .
@@ -68,10 +70,10 @@ seed: install
 	$(PY) manage.py seed_demo
 
 bench: install
-	$(PY) -m oversight.dev.bench $(if $(BENCH),--only $(BENCH))
+	$(PY) -m tools.bench $(if $(BENCH),--only $(BENCH))
 
 soak: install
-	$(PY) -m oversight.dev.soak $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS))
+	$(PY) -m tools.soak $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS))
 
 lock: install
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --generate-hashes \

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from django.db import connection
 
-from oversight.dev.services import free_port
+from tools.services import free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -25,8 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from oversight.dev.services import free_port
 from tests.live import BASE_DIR, wait_until
+from tools.services import free_port
 
 UP, CUT, STALLED = "up", "cut", "stalled"
 

@@ -6,9 +6,9 @@ import httpx
 import pytest
 from django.test import Client
 
-from oversight.dev.services import free_port
 from tests import live
 from tests.conftest import api_stack_client
+from tools.services import free_port
 
 
 def test_healthz_answers_without_login(db):

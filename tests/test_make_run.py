@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from oversight.dev.services import free_port
 from tests.live import wait_until
+from tools.services import free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,7 @@ def test_make_run_serves_the_demo_and_ctrl_c_stops_everything(tmp_path):
     env.update(OVERSIGHT_VAR_DIR=str(tmp_path / "var"), PORT=str(port))
     log = (tmp_path / "run.log").open("wb")
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "oversight.dev.launcher"],
+        [sys.executable, "-m", "tools.launcher"],
         cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     output = tmp_path / "run.log"

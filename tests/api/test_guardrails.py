@@ -214,7 +214,7 @@ def test_with_redis_down_a_rate_limited_policy_asks_a_person_never_a_silent_allo
     db, api, agent, settings
 ):
     from oversight import redis_clients
-    from oversight.dev.services import free_port
+    from tools.services import free_port
 
     fields = {**snapshot(Policy.objects.get(name="read_file")), "rate_limit_per_hour": 5}
     services.save_policy(fields=fields, policy=Policy.objects.get(name="read_file"))

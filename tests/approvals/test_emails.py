@@ -122,7 +122,7 @@ def test_a_request_decided_before_its_email_went_out_is_not_emailed(
 
 
 def test_an_unreachable_mail_server_is_retried_with_backoff(new_request, people, settings):
-    from oversight.dev.services import free_port
+    from tools.services import free_port
 
     settings.MAILERS = {
         "default": {

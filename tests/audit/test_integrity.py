@@ -14,8 +14,8 @@ from audit.events import EventType
 from audit.integrity import verify_chain
 from audit.models import AuditEvent
 from audit.services import record_event
-from oversight.dev.audit_fill import bulk_append
 from tests.audit.db import execute, tampering
+from tools.audit_fill import bulk_append
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,8 @@ from django.utils import timezone
 from audit.events import EventType
 from audit.models import AuditEvent, ChainVerification
 from audit.services import record_event
-from oversight.dev.audit_fill import bulk_append
 from tests.audit.db import execute, tampering
+from tools.audit_fill import bulk_append
 
 pytestmark = pytest.mark.django_db
 

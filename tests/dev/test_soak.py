@@ -7,8 +7,8 @@ import signal
 import subprocess
 import sys
 
-from oversight.dev.soak.observe import Process, describe, processes
 from tests.live import wait_until
+from tools.soak.observe import Process, describe, processes
 
 # A parent that starts a child and a grandchild, the shape of a supervisor with pools.
 TREE = """

@@ -23,7 +23,7 @@ from django.test.utils import CaptureQueriesContext
 from accounts.models import User
 from approvals import services
 from approvals.models import ApprovalRequest
-from oversight.dev.audit_fill import bulk_append
+from tools.audit_fill import bulk_append
 
 RISKS = ["low", "medium", "high", "critical"]
 FIRST_TIERS = ["team_lead", "team_lead", "engineering_manager", "director"]

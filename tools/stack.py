@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
-from oversight.dev.services import (
+from oversight.processes import POOLS
+from tools.services import (
     LOCAL_POSTGRES_URL,
     LOCAL_REDIS_URL,
     local_postgres_answers,
     python_env,
     redis_answers,
 )
-from oversight.processes import POOLS
 
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent
 # Debian's Chromium (the first `chromium` on PATH, as for the browser tests), driven by
 # Playwright (never `playwright install`), with the flags the browser tests use.
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

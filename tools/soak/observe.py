@@ -8,7 +8,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from oversight.dev.stack import manage
+from tools.stack import manage
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`python -m oversight.dev.soak` (`make soak`): set up, run, report; see the package's doc."""
+"""`python -m tools.soak` (`make soak`): set up, run, report; see the package's doc."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 from subprocess import Popen
 
-from oversight.dev.services import free_port, wait_for_http
-from oversight.dev.soak import AGENTS, LEAD, MANAGER, PASSWORD, TEAM
-from oversight.dev.soak.browser import Inbox
-from oversight.dev.soak.observe import Mark, outbox_backlog, outbox_tables, processes
-from oversight.dev.soak.report import Report, print_report
-from oversight.dev.soak.traffic import RATES, Agent, CallbackReceiver, Traffic
-from oversight.dev.stack import (
+from tools.services import free_port, wait_for_http
+from tools.soak import AGENTS, LEAD, MANAGER, PASSWORD, TEAM
+from tools.soak.browser import Inbox
+from tools.soak.observe import Mark, outbox_backlog, outbox_tables, processes
+from tools.soak.report import Report, print_report
+from tools.soak.traffic import RATES, Agent, CallbackReceiver, Traffic
+from tools.stack import (
     BASE_DIR,
     create_agents,
     find_services,

@@ -2,7 +2,7 @@
 find what only time finds: memory that grows, timers that drift, an outbox that falls behind, a
 rare 5xx. Not part of CI.
 
-It starts what `make bench` starts (oversight.dev.stack: PostgreSQL and Redis from DATABASE_URL /
+It starts what `make bench` starts (tools.stack: PostgreSQL and Redis from DATABASE_URL /
 REDIS_URL or on localhost, a scratch database `<name>_soak`, Redis database 11, DEBUG off) plus
 the worker and beat, exactly as `make web`, `make worker` and `make beat` start them. Eight
 agents and two people are seeded; a local receiver takes the callbacks and an SMTP sink the

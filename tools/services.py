@@ -2,7 +2,7 @@
 
 The embedded Valkey runs in a child process of its own session so that a Ctrl-C in the
 terminal reaches only the launcher, which then stops web, worker and beat *before* the broker
-they depend on (see `oversight.dev.valkey_child`).
+they depend on (see `tools.valkey_child`).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def embedded_valkey(data_dir: Path) -> Iterator[str]:
     """Start a private Valkey on a free loopback port; yield its URL; stop it afterwards."""
     data_dir.mkdir(parents=True, exist_ok=True)
     child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "oversight.dev.valkey_child", str(data_dir)],
+        [sys.executable, "-m", "tools.valkey_child", str(data_dir)],
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,

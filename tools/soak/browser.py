@@ -7,8 +7,8 @@ import os
 import re
 from typing import Any
 
-from oversight.dev.soak import LEAD, PASSWORD
-from oversight.dev.stack import CHROMIUM, CHROMIUM_ARGS
+from tools.soak import LEAD, PASSWORD
+from tools.stack import CHROMIUM, CHROMIUM_ARGS
 
 # Counts the live socket's openings and closings, from before the page's own scripts run.
 _WATCH_SOCKET = """

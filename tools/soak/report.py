@@ -6,9 +6,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oversight.dev.soak.observe import Mark, Process
-from oversight.dev.soak.traffic import MAX_IN_FLIGHT, Arrival, Calls, Created
-from oversight.dev.stack import percentile, timer_lateness
+from tools.soak.observe import Mark, Process
+from tools.soak.traffic import MAX_IN_FLIGHT, Arrival, Calls, Created
+from tools.stack import percentile, timer_lateness
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from oversight.dev.soak import MANAGER, PASSWORD
+from tools.soak import MANAGER, PASSWORD
 
 # Calls started per second at --rate 1. Creates come in three kinds: "timed" (4-30 s, nobody
 # reads them: their escalation and expiry are the timer sample), "polled" (15-45 s, long-polled

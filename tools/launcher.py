@@ -19,16 +19,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from demo.people import DEMO_PASSWORD, DEMO_PEOPLE
-from oversight.dev.services import (
+from oversight.env import var_dir
+from tools.services import (
     describe,
     die_with_parent,
     embedded_valkey,
     python_env,
     wait_for_http,
 )
-from oversight.env import var_dir
 
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = var_dir()
 STOP_ORDER = ("web", "beat", "worker")
 

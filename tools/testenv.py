@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from oversight.dev.services import (
+from tools.services import (
     LOCAL_POSTGRES_URL,
     LOCAL_REDIS_URL,
     describe,
@@ -23,7 +23,7 @@ from oversight.dev.services import (
     redis_answers,
 )
 
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def main(pytest_args: list[str]) -> int:

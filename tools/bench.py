@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from oversight.dev.services import free_port, wait_for_http
-from oversight.dev.stack import (
+from tools.services import free_port, wait_for_http
+from tools.stack import (
     BASE_DIR,
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -584,7 +584,7 @@ def at_scale(env: dict[str, str]) -> None:
             "--role", "approver", "--role", "manager", "--tier", "director")  # fmt: skip
     script = (
         "import json\n"
-        "from oversight.dev import scale\n"
+        "from tools import scale\n"
         f"scale.seed(**{SMALL!r})\n"
         "before = scale.measure('bench-manager')\n"
         f"scale.seed(**{ {k: v - SMALL[k] for k, v in SCALE.items()}!r})\n"
