@@ -193,7 +193,7 @@ def shift_into_past(request_id: Any, seconds: float) -> None:
 @pytest.fixture(scope="session")
 def web_server(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any) -> Any:
     """The real ASGI server (uvicorn, as `make web` starts it) on the test database."""
-    from tests import live
+    from tests.support import live
 
     with django_db_blocker.unblock():
         # One agent's 500 long-polls (tests/api/test_longpoll.py) pass the per-agent cap (200).
@@ -208,7 +208,7 @@ def web_server(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: 
 def celery_worker_process(transactional_db: None, tmp_path: Any) -> Any:
     """A real Celery worker (as `make worker` starts it) on the test database and Redis, for
     one test: a worker left running would take tasks that later tests expect to wait in Redis."""
-    from tests import live
+    from tests.support import live
 
     worker = live.start_worker(tmp_path)
     yield worker
@@ -222,7 +222,7 @@ _audit_triggers_lifted = False
 def smtp_sink(settings: Any) -> Any:
     """A real SMTP server, and this process's mailer pointed at it: what is sent goes through
     Django's SMTP backend and the wire, as in production (header checks included)."""
-    from tests.smtp import SmtpSink
+    from tests.support.smtp import SmtpSink
 
     sink = SmtpSink()
     settings.MAILERS = {

@@ -14,7 +14,7 @@ from django.utils import timezone
 from approvals import services
 from approvals.models import ApprovalRequest, Status
 from oversight_client import ApprovalDenied, ApprovalTimeout, Oversight, params_sha256
-from tests import live
+from tests.support import live
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -3,8 +3,8 @@
 everything resumes on its own when the server is back.
 
 The web server is a real process whose connections go through a TCP proxy in front of the
-test database (tests.tcpproxy): cutting the proxy resets every connection and refuses new ones,
-as a server that went away does, without touching the shared server.
+test database (tests.support.tcpproxy): cutting the proxy resets every connection and refuses
+new ones, as a server that went away does, without touching the shared server.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from django.db import connection
 from approvals.models import ApprovalRequest
 from audit.models import AuditEvent
 from oversight import outage
-from tests import live
 from tests.conftest import api_stack_client
-from tests.tcpproxy import TcpProxy
+from tests.support import live
+from tests.support.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="a PostgreSQL server to cut off"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import live
+from tests.support import live
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -6,8 +6,8 @@ import httpx
 import pytest
 from django.test import Client
 
-from tests import live
 from tests.conftest import api_stack_client
+from tests.support import live
 from tools.services import free_port
 
 

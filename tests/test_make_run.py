@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import wait_until
+from tests.support.live import wait_until
 from tools.services import free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent

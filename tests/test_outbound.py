@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from oversight import outbound
 from oversight.env import env_networks
-from tests.peers import Peer
+from tests.support.peers import Peer
 
 
 @pytest.mark.parametrize(

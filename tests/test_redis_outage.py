@@ -2,7 +2,7 @@
 and the hourly rate limit of the check fails safe: `require_approval` with
 `rate_limit_unavailable`, on the check endpoint and inside a create, never a silent allow.
 
-A real web process uses a private redis-server through a TCP proxy (tests.tcpproxy), so the
+A real web process uses a private redis-server through a TCP proxy (tests.support.tcpproxy), so the
 test can kill Redis (the proxy refuses, as a dead server's port does) and also stall it: accept
 connections and never answer, which costs a client its whole timeout on every call.
 """
@@ -19,8 +19,8 @@ import pytest
 from guardrails import services
 from guardrails.models import Policy
 from guardrails.policyfile import snapshot
-from tests import live
-from tests.tcpproxy import TcpProxy
+from tests.support import live
+from tests.support.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

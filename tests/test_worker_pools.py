@@ -12,7 +12,7 @@ import yaml
 
 from oversight.celery import app
 from oversight.processes import POOLS
-from tests import live
+from tests.support import live
 from tests.test_make_run import alive, children_of
 
 TIMER_TASKS = {

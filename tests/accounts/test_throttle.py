@@ -16,8 +16,8 @@ from django.test import Client, RequestFactory
 
 from accounts.throttle import client_address, failures_left, limits_reached
 from audit.models import AuditEvent
-from tests import live
 from tests.conftest import PASSWORD
+from tests.support import live
 
 pytestmark = pytest.mark.django_db
 

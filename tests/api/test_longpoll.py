@@ -152,7 +152,7 @@ def test_500_waiting_agents_do_not_starve_other_requests(web_server, make_agent,
 def test_past_the_cap_a_long_poll_is_refused_with_429_and_retry_after(tmp_path, make_agent):
     """Waiters are capped per agent and per process (documented knobs); a refusal is a 429 the
     agent can act on, never a hang or a 5xx, and another agent still gets its turn."""
-    from tests import live
+    from tests.support import live
 
     server = live.start_web(
         tmp_path, OVERSIGHT_LONG_POLL_MAX_PER_AGENT="3", OVERSIGHT_LONG_POLL_MAX_PER_PROCESS="5"

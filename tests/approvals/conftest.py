@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.receivers import FakeDns, Receiver
+from tests.support.receivers import FakeDns, Receiver
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import pytest
 from approvals import services, tasks
 from approvals.models import CallbackDelivery
 from oversight.outbox import DeliveryStatus
-from tests import tls
-from tests.receivers import Receiver
+from tests.support import tls
+from tests.support.receivers import Receiver
 
 pytestmark = pytest.mark.django_db
 

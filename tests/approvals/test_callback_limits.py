@@ -17,7 +17,7 @@ from approvals import services, tasks
 from approvals.models import CallbackAlertEmail, CallbackDelivery
 from oversight import outbox
 from oversight.outbox import DeliveryStatus
-from tests.peers import Peer, soft_time_limit
+from tests.support.peers import Peer, soft_time_limit
 
 pytestmark = pytest.mark.django_db
 

@@ -16,9 +16,9 @@ from approvals import services, tasks
 from approvals.models import CallbackDelivery
 from oversight.outbox import DeliveryStatus
 from oversight_client import InvalidSignature, verify_callback
-from tests import live
-from tests.peers import Peer
-from tests.receivers import signature
+from tests.support import live
+from tests.support.peers import Peer
+from tests.support.receivers import signature
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -20,7 +20,7 @@ from websockets.typing import Origin
 
 from approvals import live
 from oversight.asgi import application
-from tests.live import start_web
+from tests.support.live import start_web
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

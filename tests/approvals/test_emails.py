@@ -15,7 +15,7 @@ from django.utils import timezone
 from approvals import emails, services, tasks
 from approvals.models import ApprovalRequest, EmailDelivery, EmailKind
 from oversight.outbox import DeliveryStatus
-from tests.peers import Peer, soft_time_limit
+from tests.support.peers import Peer, soft_time_limit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -23,10 +23,10 @@ from django.utils import timezone
 
 from approvals.models import ApprovalRequest, Status
 from audit.models import AuditEvent
-from tests import live
 from tests.conftest import shift_into_past
-from tests.receivers import Receiver
-from tests.smtp import SmtpSink
+from tests.support import live
+from tests.support.receivers import Receiver
+from tests.support.smtp import SmtpSink
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

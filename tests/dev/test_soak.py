@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from tests.live import wait_until
+from tests.support.live import wait_until
 from tools.soak.observe import Process, describe, processes
 
 # A parent that starts a child and a grandchild, the shape of a supervisor with pools.

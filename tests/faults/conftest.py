@@ -20,9 +20,9 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from accounts.models import User
-from tests import live
 from tests.conftest import AgentWithKey
 from tests.faults import figures, harness
+from tests.support import live
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

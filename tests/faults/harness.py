@@ -26,10 +26,10 @@ import pytest
 
 from approvals.models import ApprovalRequest, CallbackAttempt, CallbackDelivery, EmailDelivery
 from audit.models import AuditEvent
-from tests import live
 from tests.conftest import PASSWORD
 from tests.faults import peers, procs
 from tests.faults.procs import MB, MemoryWatchdog
+from tests.support import live
 
 # Fast timers, so that a test sees escalations and expiries within seconds (as
 # tests/approvals/test_timers_live.py does).

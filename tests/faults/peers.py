@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from tests.smtp import SmtpSink
+from tests.support.smtp import SmtpSink
 
 # The kinds of callback server (CallbackPeer.kind):
 OK = "ok"  # answers 200 at once
@@ -204,7 +204,7 @@ def _read_request(sock: socket.socket) -> str | None:
 
 @dataclass
 class StallingSmtp:
-    """An SMTP server that can stall: a TCP front for a real SMTP sink (tests.smtp). While
+    """An SMTP server that can stall: a TCP front for a real SMTP sink (tests.support.smtp). While
     stalled it accepts connections and says nothing (not even the greeting); when resumed,
     held connections whose clients still wait, and new ones, reach the sink."""
 

@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests import live
 from tests.conftest import PASSWORD
 from tests.faults import figures, harness, peers
 from tests.faults.conftest import Scene
+from tests.support import live
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 

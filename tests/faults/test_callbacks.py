@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests import live
 from tests.faults import figures, harness, peers
 from tests.faults.conftest import Scene
+from tests.support import live
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.faults]
 

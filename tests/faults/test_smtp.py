@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from tests import live
 from tests.faults import figures, harness
+from tests.support import live
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.faults]
 

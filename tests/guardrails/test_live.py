@@ -12,7 +12,7 @@ import pytest
 from guardrails import services
 from guardrails.models import Policy
 from guardrails.policyfile import snapshot
-from tests import live
+from tests.support import live
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -128,7 +128,7 @@ def main() -> int:
         return 2
     database, redis_url = services
     tmp = Path(tempfile.mkdtemp(prefix="oversight-soak-"))
-    from tests.smtp import SmtpSink
+    from tests.support.smtp import SmtpSink
 
     sink = SmtpSink()
     port = free_port()

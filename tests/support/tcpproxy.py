@@ -9,8 +9,9 @@ server look gone, or stuck, without touching the real one (which other tests sha
   the server hangs or a firewall drops its packets;
 - `restore()`: new connections go through again (the ones cut or stalled stay dead).
 
-Run as `python -m tests.tcpproxy LISTEN_PORT TARGET_HOST TARGET_PORT STATE_FILE`; SIGUSR1 cuts,
-SIGHUP stalls, SIGUSR2 restores, and the proxy writes its mode to STATE_FILE once in it.
+Run as `python -m tests.support.tcpproxy LISTEN_PORT TARGET_HOST TARGET_PORT STATE_FILE`;
+SIGUSR1 cuts, SIGHUP stalls, SIGUSR2 restores, and the proxy writes its mode to STATE_FILE once
+in it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.live import BASE_DIR, wait_until
+from tests.support.live import BASE_DIR, wait_until
 from tools.services import free_port
 
 UP, CUT, STALLED = "up", "cut", "stalled"
@@ -41,7 +42,7 @@ class TcpProxy:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "tests.tcpproxy", str(self.port), self.target[0],
+        command = [sys.executable, "-m", "tests.support.tcpproxy", str(self.port), self.target[0],
                    str(self.target[1]), str(self.state)]  # fmt: skip
         self.process = subprocess.Popen(command, cwd=BASE_DIR, start_new_session=True)
         self._wait_for(UP)

@@ -22,7 +22,7 @@ from django.db import connection
 
 from tools.services import free_port
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
 def test_database_url() -> str:
