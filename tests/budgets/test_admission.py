@@ -12,6 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from approvals import services as approvals
+from approvals.models import ApprovalRequest
 from budgets import selectors
 from budgets.models import Budget, BudgetWindow, Reservation
 from tests.budgets.helpers import report, run_in_waves
@@ -50,7 +51,7 @@ def test_one_hundred_concurrent_admissions_never_pass_the_limit(make_agent, make
     budget = make_budget(agent=agent, limit_cents=1000)
     report(agent, input_tokens=300_000)  # 900 ¢ spent: room for ten 10 ¢ estimates
     results = run_in_waves([functools.partial(ask, agent, 10) for _ in range(100)])
-    admitted = [r for r in results if isinstance(r, approvals.ApprovalRequest)]
+    admitted = [r for r in results if isinstance(r, ApprovalRequest)]
     refused = [r for r in results if isinstance(r, REFUSED)]
     assert len(admitted) + len(refused) == 100, [r for r in results if isinstance(r, Exception)]
     window = window_of(budget)
@@ -69,7 +70,7 @@ def test_concurrent_admissions_without_estimates_stop_once_the_limit_is_spent(
     agent.team = "platform"
     agent.save()
     results = run_in_waves([functools.partial(ask, agent) for _ in range(20)])
-    assert all(isinstance(r, approvals.ApprovalRequest) for r in results)
+    assert all(isinstance(r, ApprovalRequest) for r in results)
     report(agent)  # 3 ¢: the limit is reached
     results = run_in_waves([functools.partial(ask, agent) for _ in range(20)])
     assert all(isinstance(r, REFUSED) for r in results)

@@ -37,7 +37,7 @@ def test_a_create_racing_the_kill_switch_is_refused_not_left_pending(
         go.wait(10)
         return outcome
 
-    monkeypatch.setattr(services.guardrails, "check_action", slow_check)
+    monkeypatch.setattr(guardrails, "check_action", slow_check)
     result: dict[str, object] = {}
 
     def create() -> None:

@@ -12,6 +12,8 @@ from django.db import connection
 
 from agents import services as agents
 from approvals import services
+from approvals.services import create, lifecycle, votes
+from audit.services import record_event
 from budgets import services as budgets
 
 
@@ -115,7 +117,7 @@ def _race_a_create_against(decide, pause_after: str, make_agent, monkeypatch) ->
         justification="x",
         estimated_cost_cents=100,
     )
-    real = services.record_event
+    real = record_event
     appended, go = threading.Event(), threading.Event()
 
     def pausing(**kwargs):
@@ -125,7 +127,8 @@ def _race_a_create_against(decide, pause_after: str, make_agent, monkeypatch) ->
             go.wait(10)
         return event
 
-    monkeypatch.setattr(services, "record_event", pausing)
+    for module in (create, votes, lifecycle):  # the services that append
+        monkeypatch.setattr(module, "record_event", pausing)
     errors: dict[str, BaseException] = {}
 
     def run(name, work) -> None:

@@ -71,8 +71,9 @@ class Command(BaseCommand):
     def _traffic(self) -> None:
         """A few requests in every state, so the pages have something to show."""
         from approvals import services as approvals
+        from approvals.models import ApprovalRequest
 
-        if approvals.ApprovalRequest.objects.exists():
+        if ApprovalRequest.objects.exists():
             return
         deploy_bot = Agent.objects.get(name="deploy-bot")
         support = Agent.objects.get(name="support-agent")
