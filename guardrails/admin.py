@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from guardrails import services
+from guardrails import policies as policy_changes
 from guardrails.forms import PolicyAdminForm
 from guardrails.models import CheckRecord, Policy, PolicyVersion, Violation, ViolationAlert
 from oversight.admin import ReadOnlyAdmin
@@ -40,7 +40,7 @@ class PolicyAdmin(admin.ModelAdmin):
         return obj.scope_label
 
     def save_model(self, request: HttpRequest, obj: Policy, form: Any, change: bool) -> None:
-        saved = services.save_policy(
+        saved = policy_changes.save_policy(
             fields=form.policy_fields(),
             policy=obj if change else None,
             actor=request.user,  # type: ignore[arg-type]
@@ -50,7 +50,7 @@ class PolicyAdmin(admin.ModelAdmin):
         obj.version = saved.version
 
     def delete_model(self, request: HttpRequest, obj: Policy) -> None:
-        services.delete_policy(policy=obj, actor=request.user, source="admin")  # type: ignore[arg-type]
+        policy_changes.delete_policy(policy=obj, actor=request.user, source="admin")  # type: ignore[arg-type]
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Policy]) -> None:
         for policy in queryset:

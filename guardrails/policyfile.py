@@ -4,7 +4,7 @@
 refusing anything it would have to guess (unknown keys, wrong types, patterns RE2 refuses,
 unusable schemas, agents that do not exist, the same policy twice), each problem named with
 the entry it is in. `diff` compares entries with the policies in the database. Nothing here
-writes: `guardrails.services.import_policies` applies a parsed file.
+writes: `guardrails.policies.import_policies` applies a parsed file.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from guardrails import services
+from guardrails import policies as policy_changes
 from guardrails.models import Policy
 from guardrails.policyfile import snapshot
 from tests.support import live
@@ -36,7 +36,9 @@ def test_with_redis_dead_or_stalled_everything_answers_and_the_rate_limit_asks_a
     proxy = TcpProxy(tmp_path, "127.0.0.1", redis_server.port)
     proxy.start()
     policy = Policy.objects.get(name="read_file")
-    services.save_policy(fields={**snapshot(policy), "rate_limit_per_hour": 100}, policy=policy)
+    policy_changes.save_policy(
+        fields={**snapshot(policy), "rate_limit_per_hour": 100}, policy=policy
+    )
     web = live.start_web(tmp_path, REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0")
     try:
         agent = make_agent()

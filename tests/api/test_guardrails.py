@@ -12,6 +12,7 @@ from agents import services as agents
 from approvals.models import ApprovalRequest
 from audit.models import AuditEvent
 from guardrails import counters, selectors, services
+from guardrails import policies as policy_changes
 from guardrails.models import Policy, Violation
 from guardrails.policyfile import snapshot
 
@@ -217,7 +218,7 @@ def test_with_redis_down_a_rate_limited_policy_asks_a_person_never_a_silent_allo
     from tools.services import free_port
 
     fields = {**snapshot(Policy.objects.get(name="read_file")), "rate_limit_per_hour": 5}
-    services.save_policy(fields=fields, policy=Policy.objects.get(name="read_file"))
+    policy_changes.save_policy(fields=fields, policy=Policy.objects.get(name="read_file"))
     assert check(api, agent, action="read_file", params={"path": "/srv/x"})["decision"] == "allow"
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     redis_clients.quick_client.cache_clear()
@@ -276,7 +277,7 @@ def test_an_agent_reads_the_policies_that_apply_to_it_with_an_etag(db, api, agen
     etag = response.headers["ETag"]
     assert client.get("/api/v1/policies", headers={"If-None-Match": etag}).status_code == 304
     fields = {**snapshot(Policy.objects.get(name="read_file")), "agent": agent.agent.name}
-    services.save_policy(fields={**fields, "scope": "agent", "risk_level": "medium"})
+    policy_changes.save_policy(fields={**fields, "scope": "agent", "risk_level": "medium"})
     changed = client.get("/api/v1/policies", headers={"If-None-Match": etag})
     assert changed.status_code == 200
     mine = next(p for p in changed.json()["policies"] if p["name"] == "read_file")
@@ -368,7 +369,7 @@ def test_a_policy_change_applies_to_the_next_check_in_this_process(db, api, agen
     policy = Policy.objects.get(name="read_file")
     fields = {**snapshot(policy), "forbidden_patterns": ["^/srv/"]}
     selectors.POLICIES.get()  # this process holds the old set
-    services.save_policy(fields=fields, policy=policy)
+    policy_changes.save_policy(fields=fields, policy=policy)
     answer = check(api, agent, action="read_file", params={"path": "/srv/a"})
     assert answer["decision"] == "deny"
     assert answer["policy"]["version"] == 2

@@ -12,6 +12,7 @@ from django.test import Client
 
 from accounts.models import User
 from audit.models import AuditEvent
+from guardrails import policies as policy_changes
 from guardrails import policyfile, services
 from guardrails.models import Policy, PolicyVersion, Violation
 from tests.conftest import client_for
@@ -201,7 +202,7 @@ def test_a_pattern_that_starts_with_a_bracket_is_kept_as_a_pattern(admin_client)
 def test_saving_unchanged_a_policy_whose_first_pattern_is_a_character_class(admin_client):
     read_file = global_policy("read_file")
     fields = {**policyfile.snapshot(read_file), "forbidden_patterns": ["[0-9]{16}", "secret"]}
-    read_file = services.save_policy(fields=fields, policy=read_file)
+    read_file = policy_changes.save_policy(fields=fields, policy=read_file)
     page = admin_client.get(change_url(read_file))
     shown = page.context["adminform"].form["forbidden_patterns"].value()
     assert page.context["adminform"].form.fields["forbidden_patterns"].prepare_value(shown) == (

@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from approvals import services as approvals
 from audit.models import AuditEvent
 from budgets import services as budgets
+from guardrails import policies as policy_changes
 from guardrails import policyfile, rules, services
 from guardrails.models import Policy, Violation
 from guardrails.policyfile import snapshot
@@ -39,7 +40,7 @@ def change_policy(name: str, **changes: Any) -> Policy:
     policy = Policy.objects.get(name=name, scope="global")
     fields = snapshot(policy)
     fields.update(changes)
-    return services.save_policy(fields=fields, policy=policy)
+    return policy_changes.save_policy(fields=fields, policy=policy)
 
 
 def compiled(**fields: Any) -> rules.CompiledPolicy:

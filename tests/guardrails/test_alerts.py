@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from approvals import live
 from audit.models import AuditEvent
+from guardrails import policies as policy_changes
 from guardrails import services, tasks
 from guardrails.models import (
     CheckRecord,
@@ -153,7 +154,7 @@ def test_an_allowed_check_of_a_sensitive_policy_records_a_data_access(make_agent
     policy = Policy.objects.get(name="read_file", scope="global")
     fields = snapshot(policy)
     fields["sensitive"] = True
-    services.save_policy(fields=fields, policy=policy)
+    policy_changes.save_policy(fields=fields, policy=policy)
     agent = make_agent("reader-bot").agent
     before = leftovers()
 

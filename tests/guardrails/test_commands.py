@@ -15,6 +15,7 @@ from django.core.management.base import CommandError
 
 from agents.models import Agent
 from audit.models import AuditEvent
+from guardrails import policies as policy_changes
 from guardrails import policyfile, services
 from guardrails.counters import CHECK_LOG
 from guardrails.models import Policy, PolicyVersion, Violation
@@ -56,7 +57,7 @@ def answer_of(output: str) -> dict[str, Any]:
 def set_rate_limit(name: str, limit: int | None) -> None:
     policy = Policy.objects.get(name=name, scope="global")
     fields = {**policyfile.snapshot(policy), "rate_limit_per_hour": limit}
-    services.save_policy(fields=fields, policy=policy)
+    policy_changes.save_policy(fields=fields, policy=policy)
 
 
 def recorded() -> tuple[int, int, int]:
@@ -239,7 +240,7 @@ def test_policies_test_passes_confidence_and_cost_to_the_check(make_agent, args,
 
 def test_policies_test_of_a_sensitive_action_records_no_data_access(make_agent):
     read_file = Policy.objects.get(name="read_file", scope="global")
-    services.save_policy(
+    policy_changes.save_policy(
         fields={**policyfile.snapshot(read_file), "sensitive": True}, policy=read_file
     )
     agent = make_agent("reader-bot").agent

@@ -20,6 +20,7 @@ from agents.models import Agent
 from approvals import services as approvals
 from audit.models import AuditEvent
 from guardrails import checklog, policyfile, services
+from guardrails import policies as policy_changes
 from guardrails.counters import CHECK_LOG
 from guardrails.models import CheckRecord, Policy, PolicyVersion
 from oversight.redis_clients import quick_client
@@ -118,7 +119,7 @@ def test_a_dry_run_through_the_service_reports_without_applying():
     entry(body, "run_command")["rate_limit_per_hour"] = 2
     versions = PolicyVersion.objects.count()
 
-    report = services.import_policies(text=dump(body), dry_run=True)
+    report = policy_changes.import_policies(text=dump(body), dry_run=True)
 
     assert not report.applied
     assert [(c.kind, c.label, c.fields) for c in report.changes] == [
@@ -171,7 +172,7 @@ def test_lowering_a_rate_limit_denies_the_checks_past_it_in_each_hour(make_agent
     body = export()
     entry(body, "run_command")["rate_limit_per_hour"] = 2
 
-    report = services.import_policies(text=dump(body), dry_run=True)
+    report = policy_changes.import_policies(text=dump(body), dry_run=True)
 
     assert report.replay is not None
     assert report.replay.replayed == 9
@@ -198,7 +199,7 @@ def test_raising_a_rate_limit_lets_through_what_todays_limit_refuses(make_agent)
     body = export()
     entry(body, "deploy_to_production")["rate_limit_per_hour"] = 12
 
-    report = services.import_policies(text=dump(body), dry_run=True)
+    report = policy_changes.import_policies(text=dump(body), dry_run=True)
 
     assert report.replay is not None
     assert report.replay.changed == Counter(
@@ -239,7 +240,7 @@ def test_disabling_a_policy_makes_its_action_unknown_in_the_replay(make_agent):
     body = export()
     entry(body, "read_file")["enabled"] = False
 
-    report = services.import_policies(text=dump(body), dry_run=True)
+    report = policy_changes.import_policies(text=dump(body), dry_run=True)
 
     assert report.replay is not None
     assert report.replay.changed == Counter(
@@ -258,7 +259,7 @@ def test_an_agents_own_policy_in_the_file_changes_only_that_agents_decisions(mak
     own["forbidden_patterns"] = [r"\.md$"]
     body["policies"].append(own)
 
-    report = services.import_policies(text=dump(body), dry_run=True)
+    report = policy_changes.import_policies(text=dump(body), dry_run=True)
 
     assert [line for c in report.changes for line in c.lines()] == [
         "+ read_file (agent strict-bot): new policy"
@@ -299,12 +300,12 @@ def test_the_replay_counts_a_check_and_the_create_that_follows_it_once(make_agen
     body = export()
     entry(body, "run_command")["rate_limit_per_hour"] = 3
 
-    report = services.import_policies(text=dump(body), dry_run=True)
+    report = policy_changes.import_policies(text=dump(body), dry_run=True)
 
     assert report.replay is not None
     assert report.replay.replayed == 6
     # Under that limit, the same three check-then-ask calls all pass, as the real check shows:
-    services.import_policies(text=dump(body))
+    policy_changes.import_policies(text=dump(body))
     assert check_then_ask(make_agent().agent, 3) == ["require_approval", "created"] * 3
     assert sum(report.replay.changed.values()) == 0, report.replay.lines()
 
@@ -314,7 +315,7 @@ def test_the_replay_reads_todays_policies_not_the_logged_decisions(make_agent):
     agent = make_agent().agent
     logged(agent, "read_file", {"path": "/srv/a.txt"}, ten_past_the_hour(1), decision="deny")
 
-    report = services.import_policies(text=policies("export"), dry_run=True)
+    report = policy_changes.import_policies(text=policies("export"), dry_run=True)
 
     assert report.replay is not None
     assert (report.replay.replayed, sum(report.replay.changed.values())) == (1, 0)
@@ -366,7 +367,7 @@ def test_checks_are_drained_from_redis_into_check_records(make_agent):
 
 def test_a_check_past_the_rate_limit_is_logged_as_a_deny(make_agent):
     read_file = Policy.objects.get(name="read_file")
-    services.save_policy(
+    policy_changes.save_policy(
         fields={**policyfile.snapshot(read_file), "rate_limit_per_hour": 1}, policy=read_file
     )
     agent = make_agent().agent
@@ -391,7 +392,7 @@ def test_arguments_too_large_to_keep_are_logged_without_them_and_skipped_by_the_
 
     records = CheckRecord.objects.order_by("checked_at", "id")
     assert [r.params for r in records] == [None, {"path": "/srv/b.txt"}]
-    report = services.import_policies(text=policies("export"), dry_run=True)
+    report = policy_changes.import_policies(text=policies("export"), dry_run=True)
     assert report.replay is not None
     assert (report.replay.replayed, report.replay.skipped) == (1, 1)
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from guardrails import services
+from guardrails import policies as policy_changes
 from guardrails.models import Policy
 from guardrails.policyfile import snapshot
 from tests.support import live
@@ -45,7 +45,7 @@ def test_a_policy_change_is_honoured_by_the_very_next_check_on_every_web_process
         policy = Policy.objects.get(name="read_file")
         fields = snapshot(policy)
         fields["forbidden_patterns"] = [*fields["forbidden_patterns"], "^/srv/reports/"]
-        services.save_policy(fields=fields, policy=policy)  # committed when it returns
+        policy_changes.save_policy(fields=fields, policy=policy)  # committed when it returns
         for url in servers:
             answer = ask(url, agent.key, body)
             assert answer["decision"] == "deny", url

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from guardrails import counters, services
+from guardrails import policies as policy_changes
 from guardrails.models import Policy, Violation, ViolationAlert
 from guardrails.policyfile import snapshot
 from oversight.redis_clients import quick_client
@@ -36,7 +37,7 @@ def read_file() -> Policy:
 def new_policy(**fields: Any) -> Policy:
     """A global policy through the service, as the admin and the import make them."""
     values = policy_fields(**{"category": "external_api", **fields})
-    return services.save_policy(fields=values)
+    return policy_changes.save_policy(fields=values)
 
 
 def refused(agent, action: str, params: dict[str, Any], **extra: Any) -> int:
@@ -187,7 +188,7 @@ def test_a_change_is_a_new_version_naming_the_fields_it_changed(make_user, manag
     policy = read_file()
     fields = snapshot(policy)
     fields.update(rate_limit_per_hour=30, description="Reads, at most 30 an hour.")
-    services.save_policy(fields=fields, policy=policy, actor=admin)
+    policy_changes.save_policy(fields=fields, policy=policy, actor=admin)
 
     html = manager.get(f"/policies/{policy.pk}/").content.decode()
     assert "version 2" in html
@@ -264,7 +265,7 @@ def test_the_simulator_answers_allow_and_names_the_current_version(manager):
     policy = read_file()
     fields = snapshot(policy)
     fields["forbidden_patterns"] = [*fields["forbidden_patterns"], "readme"]
-    services.save_policy(fields=fields, policy=policy)
+    policy_changes.save_policy(fields=fields, policy=policy)
     html = simulate(manager, action="read_file", params='{"path": "/app/README.md"}').content
     assert b"deny" in html
     assert b"<code>read_file</code></a> v2 (global)" in html

@@ -14,7 +14,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from audit.models import AuditEvent
-from guardrails import policyfile, services
+from guardrails import policies as policy_changes
+from guardrails import policyfile
 from guardrails.models import Policy, PolicyVersion
 from tests.guardrails.policies import policy_fields
 
@@ -78,10 +79,10 @@ def full_fields(**overrides: Any) -> dict[str, Any]:
 
 def test_importing_what_export_wrote_changes_nothing(tmp_path, make_agent):
     make_agent("deploy-bot", team="platform")
-    services.save_policy(
+    policy_changes.save_policy(
         fields=full_fields(name="read_file", scope="team", team="platform", rate_limit_per_hour=5)
     )
-    services.save_policy(
+    policy_changes.save_policy(
         fields=full_fields(name="read_file", scope="agent", agent="deploy-bot", sensitive=True)
     )
     text = policies("export")
@@ -355,7 +356,9 @@ def test_values_the_database_cannot_hold_are_refused_naming_the_entry(tmp_path, 
 
 def test_an_import_shows_each_created_changed_and_deleted_policy(tmp_path, make_agent):
     make_agent("deploy-bot")
-    services.save_policy(fields=full_fields(name="read_file", scope="agent", agent="deploy-bot"))
+    policy_changes.save_policy(
+        fields=full_fields(name="read_file", scope="agent", agent="deploy-bot")
+    )
     body = export()
     body["policies"] = [
         p
@@ -468,7 +471,7 @@ def test_an_import_is_one_transaction_a_failing_change_undoes_the_others(tmp_pat
     body["policies"] = [p for p in body["policies"] if p["name"] != "delete_resource"]
     entry(body, "read_file")["rate_limit_per_hour"] = 7
     entry(body, "write_file")["rate_limit_per_hour"] = 8
-    real_save = services.save_policy
+    real_save = policy_changes.save_policy
     calls = []
 
     def save_then_fail(**kwargs: Any) -> Policy:
@@ -477,7 +480,7 @@ def test_an_import_is_one_transaction_a_failing_change_undoes_the_others(tmp_pat
             raise Refused("the second change fails")
         return real_save(**kwargs)
 
-    monkeypatch.setattr(services, "save_policy", save_then_fail)
+    monkeypatch.setattr(policy_changes, "save_policy", save_then_fail)
 
     with pytest.raises(Refused):
         import_body(tmp_path, body)
@@ -516,7 +519,7 @@ def test_saving_identical_fields_writes_no_version_and_no_audit_event():
     read_file = global_policy("read_file")
     versions, events = PolicyVersion.objects.count(), AuditEvent.objects.count()
 
-    saved = services.save_policy(fields=policyfile.snapshot(read_file), policy=read_file)
+    saved = policy_changes.save_policy(fields=policyfile.snapshot(read_file), policy=read_file)
 
     assert saved.version == 1
     assert PolicyVersion.objects.count() == versions
@@ -527,8 +530,8 @@ def test_changing_a_policy_back_is_a_change_too():
     read_file = global_policy("read_file")
     original = policyfile.snapshot(read_file)
 
-    services.save_policy(fields={**original, "sensitive": True}, policy=read_file)
-    services.save_policy(fields=original, policy=read_file)
+    policy_changes.save_policy(fields={**original, "sensitive": True}, policy=read_file)
+    policy_changes.save_policy(fields=original, policy=read_file)
 
     assert global_policy("read_file").version == 3
     assert list(

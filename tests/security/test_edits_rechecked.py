@@ -16,8 +16,8 @@ from approvals import services
 from approvals.binding import params_sha256
 from approvals.models import ApprovalRequest, Status
 from audit.models import AuditEvent
+from guardrails import policies as policy_changes
 from guardrails import policyfile
-from guardrails import services as guardrails
 from guardrails.models import Policy
 from tests.conftest import client_for
 
@@ -76,7 +76,7 @@ def test_an_edit_from_1_to_true_is_a_change_and_binds_the_approval(db, new_reque
 def _raise_risk(action: str, risk: str) -> None:
     policy = Policy.objects.get(name=action, scope="global")
     fields = {**policyfile.snapshot(policy), "risk_level": risk}
-    guardrails.save_policy(fields=fields, policy=policy, source="test")
+    policy_changes.save_policy(fields=fields, policy=policy, source="test")
 
 
 def test_an_edit_raising_the_risk_beyond_the_editor_stands_but_is_not_their_approval(

@@ -68,13 +68,13 @@ def test_a_create_racing_the_kill_switch_is_refused_not_left_pending(
 
 
 def _raise_risk(action: str, risk: str) -> None:
+    from guardrails import policies as policy_changes
     from guardrails import policyfile
-    from guardrails import services as guardrails
     from guardrails.models import Policy
 
     policy = Policy.objects.get(name=action, scope="global")
     fields = {**policyfile.snapshot(policy), "risk_level": risk}
-    guardrails.save_policy(fields=fields, policy=policy, source="test")
+    policy_changes.save_policy(fields=fields, policy=policy, source="test")
 
 
 def test_reroute_forgets_the_low_confidence_tier_raise(db, new_request, approvers):

@@ -137,13 +137,14 @@ class Command(BaseCommand):
         """A team's sensitive policy with an arguments schema, and checks that show each answer:
         allowed (nothing recorded), a sensitive read (recorded), refused (violations, and the
         repeated-violations alert they raise)."""
+        from guardrails import policies as policy_changes
         from guardrails import services as guardrails
         from guardrails.models import Policy, Violation
 
         if Violation.objects.exists():
             return
         if not Policy.objects.filter(name="read_customer_record").exists():
-            guardrails.save_policy(
+            policy_changes.save_policy(
                 fields={
                     "name": "read_customer_record",
                     "scope": "team",

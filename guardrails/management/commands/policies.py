@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
 from agents.models import Agent
+from guardrails import policies as policy_changes
 from guardrails import policyfile, services
 from guardrails.models import Policy
 from oversight.fields import nested_deeper_than
@@ -63,7 +64,7 @@ class Command(BaseCommand):
             if actor is None:
                 raise CommandError(f"There is no person named {options['by']!r}.")
         try:
-            report = services.import_policies(
+            report = policy_changes.import_policies(
                 text=text,
                 actor=actor,
                 dry_run=options["dry_run"],
