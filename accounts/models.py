@@ -63,6 +63,20 @@ class User(AbstractUser):
         role, may have none, and then has no inbox."""
         return bool(self.tier) and self.has_role(Role.APPROVER)
 
+    def covers(self, tier: str) -> bool:
+        """Whether this person may decide what is routed to `tier` (SPEC §2 who may decide): an
+        active approver of that tier or above. Everything that asks reads this rule: the vote's
+        check (`approvals.rules.refusal_to_decide`), and as queries the inbox
+        (`approvals.selectors.decidable_by`, on the request's first tier's rank), the emails
+        and figures (`accounts.selectors.approvers`); the live groups take the tiers below too."""
+        return tier in self.covered_tiers
+
+    @property
+    def covered_tiers(self) -> list[str]:
+        """The tiers this person decides for: their own and every one below (none without an
+        inbox)."""
+        return Tier.at_or_below(self.tier) if self.has_inbox else []
+
     @property
     def display_name(self) -> str:
         return self.get_full_name() or self.username

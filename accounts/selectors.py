@@ -12,10 +12,21 @@ from django.contrib.auth import (
     load_backend,
 )
 from django.core.exceptions import ValidationError
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils.crypto import constant_time_compare
 
 from accounts.models import Role, User
+
+
+def approvers() -> QuerySet[User]:
+    """The people with an inbox (`User.has_inbox`) as a query: active approvers, superusers
+    included, with a tier. Who of them may decide a request: `User.covers`."""
+    return (
+        User.objects.filter(is_active=True)
+        .exclude(tier="")
+        .filter(Q(groups__name=Role.APPROVER) | Q(is_superuser=True))
+        .distinct()
+    )
 
 
 def alert_recipients(*, owner_id: int | None = None) -> list[str]:

@@ -30,7 +30,7 @@ from rest_framework.response import Response
 from agents.authentication import agent_or_401, request_agent
 from agents.models import Agent, ApiKey
 from agents.permissions import ReadsOwnRequests
-from approvals import idempotency, services
+from approvals import idempotency, selectors, services
 from approvals.models import ApprovalRequest, Status, Vote
 from approvals.representation import represent
 from approvals.serializers import ApprovalRequestSerializer, CreateRequestSerializer
@@ -177,9 +177,7 @@ def _location(request_id: object) -> str:
 
 def _list(request: Request) -> Response:
     agent = request_agent(request)
-    queryset = ApprovalRequest.objects.filter(agent=agent).select_related(
-        "decided_by", "policy_version"
-    )
+    queryset = selectors.requests_of(agent)
     wanted = request.query_params.get("status")
     if wanted:
         if wanted not in Status.values:
@@ -267,11 +265,7 @@ def _read(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], bool, da
 
 
 def _read_once(agent: Agent, request_id: uuid.UUID) -> tuple[dict[str, Any], bool, datetime] | None:
-    found = (
-        ApprovalRequest.objects.select_related("agent", "decided_by", "policy_version")
-        .filter(pk=request_id, agent=agent)
-        .first()
-    )
+    found = selectors.requests_of(agent).filter(pk=request_id).first()
     if found is None:
         return None
     # An overdue request reads as expired (`represent`); a read changes nothing: the timers

@@ -15,10 +15,10 @@ from __future__ import annotations
 import uuid
 
 from django.core.mail import EmailMessage, EmailMultiAlternatives
-from django.db.models import Q
 from django.template.loader import render_to_string
 
-from accounts.models import Role, Tier, User
+from accounts.models import Tier
+from accounts.selectors import approvers
 from approvals import rules
 from approvals.models import ApprovalRequest, EmailDelivery, EmailKind, Status
 from approvals.representation import page_url
@@ -28,9 +28,7 @@ from oversight.text import email_subject
 
 def recipients(request: ApprovalRequest, tier: str) -> list[str]:
     """The addresses of the active approvers of `tier` who may decide `request`."""
-    people = User.objects.filter(is_active=True, tier=tier).filter(
-        Q(groups__name=Role.APPROVER) | Q(is_superuser=True)
-    )
+    people = approvers().filter(tier=tier)
     if not rules.self_approval_allowed(request.agent):
         people = people.exclude(pk__in=rules.holder_ids(request))
     return sorted(set(people.exclude(email="").values_list("email", flat=True)))

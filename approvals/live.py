@@ -51,7 +51,9 @@ def person_group(user_id: int) -> str:
 
 def groups_of(user: User) -> list[str]:
     """The groups an approver's socket joins: the tiers up to their own, and their person."""
-    tiers = list(Tier.values)[: Tier.rank(user.tier) + 1] if user.tier else []
+    # The tier alone (no query: the consumer calls this on its event loop); the consumer
+    # checks the person may decide each row it draws (`User.covers`).
+    tiers = Tier.at_or_below(user.tier) if user.tier else []
     return [*(tier_group(tier) for tier in tiers), person_group(user.pk)]
 
 

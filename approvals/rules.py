@@ -82,9 +82,9 @@ def escalation_target(route: list[str]) -> str | None:
 
 def refusal_to_decide(user: User, request: ApprovalRequest) -> str | None:
     """Why `user` may not vote on `request`, or None when they may (SPEC §2: who may decide)."""
-    if not user.is_active or not user.has_role(Role.APPROVER):
+    if not user.has_role(Role.APPROVER):
         return "Only approvers may decide requests."
-    if not user.tier or Tier.rank(user.tier) < Tier.rank(request.route[0]):
+    if not user.covers(request.route[0]):
         first = Tier(request.route[0]).label.lower()
         return (
             f"This {request.risk_level}-risk request needs an approver at {first} level or above."

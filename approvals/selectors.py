@@ -1,5 +1,5 @@
-"""Reads for people's pages: which requests a person may decide, most urgent first; the
-escalation queue and the decision figures managers watch."""
+"""Reads: an agent's own requests (the agent API); which requests a person may decide, most
+urgent first; the escalation queue and the decision figures managers watch."""
 
 from __future__ import annotations
 
@@ -12,9 +12,19 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts.models import Role, Tier, User
+from accounts.models import Tier, User
+from accounts.selectors import approvers
+from agents.models import Agent
 from approvals import rules
 from approvals.models import ApprovalRequest, RiskLevel, Status, Vote, VoteChoice
+
+
+def requests_of(agent: Agent) -> QuerySet[ApprovalRequest]:
+    """The requests `agent` made, the only ones it may see (SPEC §3), with what their
+    representation reads."""
+    return ApprovalRequest.objects.filter(agent=agent).select_related(
+        "agent", "decided_by", "policy_version"
+    )
 
 
 def decidable_by(
@@ -29,7 +39,7 @@ def decidable_by(
     queryset = ApprovalRequest.objects.filter(
         status=Status.PENDING,
         expires_at__gt=timezone.now(),
-        first_tier_rank__lte=Tier.rank(user.tier),
+        first_tier_rank__lte=Tier.rank(user.tier),  # User.covers, on the first tier's rank
     )
     queryset = rules.exclude_self_approvals(queryset, user)
     if risk:
@@ -97,9 +107,8 @@ def tier_load(now: datetime) -> list[TierLoad]:
             expiring_soon=Count("pk", filter=Q(expires_at__lte=now + EXPIRING_SOON)),
         )
     }
-    approvers = dict(
-        User.objects.filter(is_active=True, groups__name=Role.APPROVER)
-        .exclude(tier="")
+    per_tier = dict(
+        approvers()
         .order_by()
         .values("tier")
         .annotate(n=Count("pk", distinct=True))
@@ -115,7 +124,7 @@ def tier_load(now: datetime) -> list[TierLoad]:
                 pending=row["pending"] if row else 0,
                 escalated=row["escalated"] if row else 0,
                 expiring_soon=row["expiring_soon"] if row else 0,
-                approvers=approvers.get(tier, 0),
+                approvers=per_tier.get(tier, 0),
             )
         )
     return loads

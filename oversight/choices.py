@@ -18,5 +18,9 @@ class RankedChoices(models.TextChoices):
         return list(cls.values)[cls.rank(value) :]
 
     @classmethod
+    def at_or_below(cls, value: str) -> list[str]:
+        return list(cls.values)[: cls.rank(value) + 1]
+
+    @classmethod
     def highest(cls, *values: str) -> str:
         return max(values, key=cls.rank)
