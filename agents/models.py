@@ -145,3 +145,16 @@ class ApiKey(models.Model):
             | models.Q(last_used_at__lt=now - self.LAST_USED_RESOLUTION)
         ).update(last_used_at=now)
         self.last_used_at = now
+
+
+class KeyringVersion(models.Model):
+    """One row: the version of the agents and their API keys, raised by a database trigger on
+    every change of an agent or a key (migration 0006): whatever made the change (a service,
+    the admin, a cascade, an UPDATE typed into psql), except a key's `last_used_at`, which the
+    API writes as it goes. Processes keep copies of the keys they authenticate
+    (`agents.keyring`) and compare this number, published in Redis, before trusting one."""
+
+    version = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"keyring v{self.version}"

@@ -1,4 +1,7 @@
-"""State changes for agents and keys: one function each, shared by commands, admin and pages."""
+"""State changes for agents and keys: one function each, shared by commands, admin and pages.
+
+Each change of an existing agent or key tells the processes' copies of the keys
+(`keyring.KEYRING.changed()`), so the very next check anywhere reads it again."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import Role, User
-from agents import keys, webhook_secrets
+from agents import keyring, keys, webhook_secrets
 from agents.models import Agent, AgentStatus, ApiKey
 from approvals import rules as approval_rules
 from approvals import services as approvals
@@ -84,6 +87,7 @@ def rotate_webhook_secret(
         previous_webhook_secret_expires_at=previous_until,
         webhook_secret_rotated_at=now,
     )
+    keyring.KEYRING.changed()
     agent.refresh_from_db()
     record_event(
         event_type=EventType.AGENT_WEBHOOK_SECRET_ROTATED,
@@ -138,6 +142,7 @@ def change_agent(*, agent: Agent, owner: User | None, team: str, actor: User | N
     if not changed:
         return False
     Agent.objects.filter(pk=agent.pk).update(owner=owner, team=team)
+    keyring.KEYRING.changed()
     record_event(
         event_type=EventType.AGENT_CHANGED,
         actor=actor,
@@ -168,6 +173,7 @@ def set_self_approval(*, agent: Agent, allowed: bool, reason: str, actor: User |
         .exclude(allow_self_approval=allowed)
         .update(allow_self_approval=allowed)
     )
+    keyring.KEYRING.changed()
     agent.refresh_from_db()
     if updated:
         record_event(
@@ -193,6 +199,7 @@ def revoke_api_key(*, api_key: ApiKey, revoked_by: User | None = None) -> bool:
     updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now(), revoked_by=revoked_by
     )
+    keyring.KEYRING.changed()
     api_key.refresh_from_db()
     if updated:
         record_event(
@@ -245,6 +252,7 @@ def set_agent_status(
             **_NO_REENABLE_REQUEST,
         )
     )
+    keyring.KEYRING.changed()
     agent.refresh_from_db()
     if updated:
         record_event(
@@ -282,6 +290,7 @@ def request_reenable(*, agent: Agent, actor: User, reason: str) -> Agent:
     Agent.objects.filter(pk=agent.pk).update(
         reenable_requested_by=actor, reenable_requested_at=timezone.now(), reenable_reason=reason
     )
+    keyring.KEYRING.changed()
     record_event(
         event_type=EventType.AGENT_REENABLE_REQUESTED,
         actor=actor,
@@ -316,6 +325,7 @@ def confirm_reenable(*, agent: Agent, actor: User) -> Agent:
         status_changed_at=timezone.now(),
         **_NO_REENABLE_REQUEST,
     )
+    keyring.KEYRING.changed()
     record_event(
         event_type=EventType.AGENT_STATUS_CHANGED,
         actor=actor,

@@ -233,9 +233,10 @@ def _authenticate(request: HttpRequest) -> Agent | JsonResponse:
 
 
 def _authenticate_once(request: HttpRequest) -> Agent | JsonResponse:
-    agent = agent_or_401(request)
-    if isinstance(agent, JsonResponse):
-        return agent
+    caller = agent_or_401(request)
+    if isinstance(caller, JsonResponse):
+        return caller
+    agent = caller.agent
     throttle = AgentRateThrottle()
     request.user = agent  # type: ignore[assignment]
     if not throttle.allow_request(request, None):

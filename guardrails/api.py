@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.authentication import agent_or_401, request_agent
+from agents.models import Agent
 from agents.permissions import stopped
 from approvals.binding import canonical_json
 from guardrails import selectors, services
@@ -38,18 +39,34 @@ from oversight.throttling import Throttled
 def check(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return method_not_allowed(request.method, ("POST",))
-    agent = agent_or_401(request)
-    if isinstance(agent, JsonResponse):
-        return agent
+    # First with this process's copy of the caller's key, which the check's Redis round trip
+    # verifies; when it cannot (a newer change of agents or keys), with the key read again.
+    for copy in (True, False):
+        caller = agent_or_401(request, copy=copy)
+        if isinstance(caller, JsonResponse):
+            return caller  # a copy's refusal stands: a key's secret never changes, nor a revocation
+        answer = _check(request, caller.agent, caller.version)
+        if answer is not None:
+            return answer
+    raise AssertionError("a key read from the database needs no verification")
+
+
+def _check(request: HttpRequest, agent: Agent, key_copy: int | None) -> HttpResponse | None:
+    """The answer; None when `agent` came from a copy of its key (`key_copy`) that could be out
+    of date, and the answer depends on it (every answer but the check's own)."""
     refusal = stopped(agent)
     if refusal is not None:
-        return json_error(403, *refusal)
+        return None if key_copy is not None else json_error(403, *refusal)
     try:
         data = json_body(request)
     except ApiError as exc:
+        if key_copy is not None:
+            return None
         return json_error(exc.status_code, str(exc.get_codes()), str(exc.detail))
     serializer = CheckSerializer(data=data)
     if not serializer.is_valid():
+        if key_copy is not None:
+            return None
         fields = flatten(serializer.errors)
         return json_error(400, "invalid", "The request body has invalid fields.", fields=fields)
     valid = serializer.validated_data
@@ -61,11 +78,16 @@ def check(request: HttpRequest) -> HttpResponse:
             estimated_cost_cents=valid.get("estimated_cost_cents"),
             confidence=valid.get("confidence"),
             count_api_call=True,
+            key_copy=key_copy,
         )
+    except services.StaleKey:
+        return None
     except Throttled as exc:
         headers = {"Retry-After": str(exc.retry_after)}
         return json_error(429, "rate_limited", str(exc), headers=headers)
     except services.InvalidParams as exc:
+        if key_copy is not None:
+            return None
         return json_error(422, "invalid", str(exc), fields={"params": [str(exc)]})
     return JsonResponse(outcome.as_json())
 

@@ -40,38 +40,45 @@ CHECK_LOG = "oversight:guard:checks"
 CHECK_LOG_LENGTH = 20_000
 
 # KEYS: 1 API calls this minute, 2 policy version, 3 action count this hour, 4 held slot,
-#       5 check log, then for each budget its BUDGET_HOLD_MINUTES per-minute holds (this
-#       minute's last).
+#       5 check log, 6 keyring version, then for each budget its BUDGET_HOLD_MINUTES
+#       per-minute holds (this minute's last).
 # ARGV: 1 API call limit (0: not counted), 2 its window, 3 the policy version the caller holds,
 #       4 the action's limit (-1: none; 0 admits no call), 5 seconds to the end of the hour,
 #       6 mode (peek, count, hold, create), 7 hold seconds, 8 log (1/0), 9 log length,
-#       10 decision, 11 codes, 12 the estimate in cents, 13 how many budgets (B), 14... each
-#       budget's room in whole cents (`whole_cents_left`), 14+B... the log entry's fields.
-# Returns {API calls, published version ('' when Redis has none), used, outcome, budget}:
-# outcome is 1 admitted, 0 refused, 2 admitted by the slot its check held, -1 the caller's
-# policies are stale (nothing was counted), -2 throttled (nothing else was done); budget is
-# the number of the budget whose room the estimate passes, with what others hold, or 0.
+#       10 decision, 11 codes, 12 the estimate in cents, 13 how many budgets (B), 14 the
+#       keyring version of the caller's copy of its key ('': read from the database), 15...
+#       each budget's room in whole cents (`whole_cents_left`), 15+B... the log entry's fields.
+# Returns {API calls, published version ('' when Redis has none), used, outcome, budget,
+# published keyring version}: outcome is 1 admitted, 0 refused, 2 admitted by the slot its
+# check held, -1 the caller's policies are stale (nothing was counted), -2 throttled (nothing
+# else was done), -3 the caller's copy of its key is older than the published keyring
+# (nothing was done); budget is the number of the budget whose room the estimate passes, with
+# what others hold, or 0.
 _SCRIPT = """
+local keyring = redis.call('GET', KEYS[6]) or ''
+if ARGV[14] ~= '' and (keyring == '' or tonumber(keyring) > tonumber(ARGV[14])) then
+  return {0, '', 0, -3, 0, keyring}
+end
 local calls = 0
 if ARGV[1] ~= '0' then
   calls = redis.call('INCR', KEYS[1])
   if calls == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-  if calls > tonumber(ARGV[1]) then return {calls, '', 0, -2, 0} end
+  if calls > tonumber(ARGV[1]) then return {calls, '', 0, -2, 0, keyring} end
 end
 local version = redis.call('GET', KEYS[2]) or ''
-if version ~= ARGV[3] then return {calls, version, 0, -1, 0} end
+if version ~= ARGV[3] then return {calls, version, 0, -1, 0, keyring} end
 local mode = ARGV[6]
 local estimate = tonumber(ARGV[12])
 local budgets = tonumber(ARGV[13])
-local minutes = (#KEYS - 5) / math.max(budgets, 1)
+local minutes = (#KEYS - 6) / math.max(budgets, 1)
 local over = 0
 if estimate > 0 and mode ~= 'create' then
   for b = 1, budgets do
     local held = 0
     for m = 1, minutes do
-      held = held + tonumber(redis.call('GET', KEYS[5 + (b - 1) * minutes + m]) or '0')
+      held = held + tonumber(redis.call('GET', KEYS[6 + (b - 1) * minutes + m]) or '0')
     end
-    if held + estimate > tonumber(ARGV[13 + b]) then
+    if held + estimate > tonumber(ARGV[14 + b]) then
       over = b
       break
     end
@@ -94,7 +101,7 @@ if limit >= 0 then
 end
 if mode == 'count' and outcome == 1 and estimate > 0 then
   for b = 1, budgets do
-    local current = KEYS[5 + b * minutes]
+    local current = KEYS[6 + b * minutes]
     redis.call('INCRBYFLOAT', current, ARGV[12])
     redis.call('EXPIRE', current, minutes * 60 + 60)
   end
@@ -107,9 +114,9 @@ if ARGV[8] == '1' then
     if outcome == 0 then codes = codes .. ' rate_limited' end
   end
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[9], '*', 'decision', decision,
-             'codes', codes, unpack(ARGV, 14 + budgets))
+             'codes', codes, unpack(ARGV, 15 + budgets))
 end
-return {calls, version, used, outcome, over}
+return {calls, version, used, outcome, over, keyring}
 """
 
 
@@ -123,6 +130,7 @@ def whole_cents_left(room: Room) -> int:
 
 STALE = -1
 THROTTLED = -2
+STALE_KEY = -3
 
 
 @dataclass(frozen=True)
@@ -133,10 +141,15 @@ class Answer:
     outcome: int
     resets_in_seconds: int
     over_budget: Room | None = None  # the budget the estimate would pass, with the holds
+    keyring: int | None = None  # the keyring's version in Redis
 
     @property
     def stale(self) -> bool:
         return self.outcome == STALE
+
+    @property
+    def stale_key(self) -> bool:
+        return self.outcome == STALE_KEY
 
     @property
     def throttled(self) -> bool:
@@ -177,6 +190,7 @@ def count(
     api_call: tuple[str, int, int] | None,
     version_key: str,
     holding: int | None,
+    keyring: tuple[str, int] | None = None,
     limit: int | None,
     mode: str,
     log: dict[str, Any] | None,
@@ -188,7 +202,9 @@ def count(
     """One round trip; raises one of `oversight.redis_clients.UNAVAILABLE` when Redis does not
     answer. `api_call` is the throttle's (key, limit, window seconds), or None not to count the
     call; `holding` the policy set version this process holds (None: none yet); `rooms` what
-    the agent's enforced budgets have left (`budgets.admission.assess`) for the `estimate`."""
+    the agent's enforced budgets have left (`budgets.admission.assess`) for the `estimate`;
+    `keyring` the key of the keyring's published version and the version of the caller's copy
+    of its key, when it authenticated from one (`agents.keyring`)."""
     now = time.time()
     hour = int(now // 3600)
     minute = int(now // 60)
@@ -205,6 +221,7 @@ def count(
             action_key(agent_id, action, hour),
             held_key(agent_id, params_sha256),
             CHECK_LOG,
+            keyring[0] if keyring else "-",
             *holds,
         ],
         args=[
@@ -221,17 +238,23 @@ def count(
             " ".join(codes),
             estimate or 0,
             len(rooms),
+            str(keyring[1]) if keyring else "",
             *(str(whole_cents_left(room)) for room in rooms),
             *fields,
         ],
     )
-    calls, published, used, outcome, over = reply
-    published_text = published.decode() if isinstance(published, bytes) else str(published)
+    calls, published, used, outcome, over, keyring_published = reply
     return Answer(
         api_calls=int(calls),
-        published=int(published_text) if published_text else None,
+        published=_number(published),
         used=int(used),
         outcome=int(outcome),
         resets_in_seconds=resets,
         over_budget=rooms[int(over) - 1] if int(over) > 0 else None,
+        keyring=_number(keyring_published),
     )
+
+
+def _number(reply: bytes | str | int) -> int | None:
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    return int(text) if text else None

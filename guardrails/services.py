@@ -24,6 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from agents.keyring import KEYRING
 from agents.models import Agent, AgentStatus
 from approvals import live
 from approvals.binding import params_sha256
@@ -54,6 +55,12 @@ STALE_RETRIES = 3
 
 class UnsettledPolicies(Exception):
     """The policy set changed under a check every time it tried to count."""
+
+
+class StaleKey(Exception):
+    """The caller's copy of its API key is older than the newest change of agents and keys
+    (or Redis could not say): authenticate from the database and check again. Nothing was
+    counted or recorded."""
 
 
 class InvalidParams(ValueError):
@@ -103,6 +110,7 @@ def check_action(
     claimed_risk: str | None = None,
     purpose: str = CheckPurpose.CHECK,
     count_api_call: bool = False,
+    key_copy: int | None = None,
 ) -> CheckOutcome:
     """Check an action of `agent` against its policy (SPEC §6) and record what it leaves.
 
@@ -110,6 +118,10 @@ def check_action(
     Redis round trip) and `Throttled` is raised past it. `claimed_risk` is a create's claim: the
     answer's risk is the higher of it and the policy's. Raises `InvalidParams` for arguments no
     check takes (more than 64 KB, ...).
+
+    `key_copy` is the keyring version of this process's copy of the caller's key, when the
+    agent came from one (`agents.keyring`): the Redis round trip verifies it first, and
+    `StaleKey` is raised, before anything is counted, when the copy is out of date.
     """
     problem = params_problem(params)
     if problem:
@@ -125,8 +137,23 @@ def check_action(
     try:
         for _ in range(STALE_RETRIES):
             answer = _count(
-                agent, digest, verdict, facts, purpose, window, holding, budgets, log=True
+                agent,
+                digest,
+                verdict,
+                facts,
+                purpose,
+                window,
+                holding,
+                budgets,
+                log=True,
+                key_copy=key_copy,
             )
+            if answer.stale_key:
+                KEYRING.outdated(answer.keyring)
+                raise StaleKey
+            if key_copy is not None:
+                KEYRING.settle(key_copy, answer.keyring)
+                key_copy = None  # verified: a second round trip need not again
             if answer.throttled:
                 raise Throttled(window.retry_after if window else 1)
             if not answer.stale:
@@ -143,6 +170,8 @@ def check_action(
         if answer.over_budget is not None:
             verdict = verdict.with_reason(_held_budget(answer.over_budget, estimated_cost_cents))
     except (*UNAVAILABLE, UnsettledPolicies):
+        if key_copy is not None:
+            raise StaleKey from None  # nothing could verify the copy of the key
         # Redis does not answer (or the policies kept changing under this check): policies as
         # of the database's version, and the rate limit fails safe: a person decides. The check
         # log misses this one.
@@ -268,6 +297,7 @@ def _count(
     budgets: admission.Assessment,
     *,
     log: bool,
+    key_copy: int | None = None,
 ) -> counters.Answer:
     """The Redis round trip. Only a call nothing else denies uses up a slot (`mode`)."""
     if verdict.decision == rules.DENY or not purpose:
@@ -286,6 +316,7 @@ def _count(
         api_call=window.counted if window else None,
         version_key=selectors.POLICIES.key,
         holding=holding,
+        keyring=(KEYRING.key, key_copy) if key_copy is not None else None,
         limit=policy.rate_limit_per_hour if policy else None,  # None: no limit; 0: no call
         mode=mode,
         log=_log_entry(agent, facts, purpose) if log and settings.OVERSIGHT_CHECK_LOG else None,
@@ -391,11 +422,20 @@ def _record_violation(
     return violation
 
 
+# The clock hour of the last alert this process knows was committed, by agent id: an agent that
+# goes on being refused needs no query per refusal to learn it was alerted already (a third of a
+# refusal's database work; `docs/performance.md`). Alerts are never taken back.
+_ALERTED: dict[int, datetime] = {}
+
+
 def _repeated_violations(agent: Agent, now: datetime) -> ViolationAlert | None:
     """The alert for ≥ threshold violations by `agent` within an hour, if this violation is the
     one that reaches it this clock hour (SPEC §6: once per hour)."""
     window_start = now.replace(minute=0, second=0, microsecond=0)
+    if _ALERTED.get(agent.pk) == window_start:
+        return None
     if ViolationAlert.objects.filter(agent=agent, window_start=window_start).exists():
+        _ALERTED[agent.pk] = window_start
         return None
     threshold = settings.OVERSIGHT_VIOLATION_ALERT_THRESHOLD
     recent = Violation.objects.filter(agent=agent, created_at__gt=now - timedelta(hours=1))
@@ -418,6 +458,7 @@ def _repeated_violations(agent: Agent, now: datetime) -> ViolationAlert | None:
     except IntegrityError:  # another process's violation reached it first
         return None
     ViolationAlertEmail.objects.create(alert=alert)
+    transaction.on_commit(lambda: _ALERTED.__setitem__(agent.pk, window_start))
     return alert
 
 

@@ -10,7 +10,9 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 
 from accounts import selectors as people
+from agents import keyring  # noqa: F401  (registers the keyring's version for republish)
 from guardrails import checklog
+from guardrails import selectors as _selectors  # noqa: F401  (registers the policy set's)
 from guardrails.models import ViolationAlert, ViolationAlertEmail
 from oversight import cache, outbox
 from oversight.redis_clients import UNAVAILABLE

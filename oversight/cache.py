@@ -18,6 +18,10 @@ window: a change committed while Redis was unreachable for the writer but not fo
 (or while Redis kept its old value through an outage) is seen once any process republishes the
 version: a reader that holds a newer copy does so at once, and beat does every timer tick
 (`republish`), so within a few seconds.
+
+`VersionedRows` keeps rows read one at a time (the agent API's keys, with their agents), each
+with the version of the whole table it was read at, under the same publication: one change to
+any row makes every copy older than it stale.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from django.db import transaction
 
@@ -69,18 +72,47 @@ class Unread:
 
 
 UNREAD = Unread()
-_REGISTRY: dict[str, VersionedCache[Any]] = {}
+_REGISTRY: dict[str, Published] = {}
 
 
-class VersionedCache[T]:
-    def __init__(self, name: str, *, version: Callable[[], int], load: Callable[[], T]) -> None:
+class Published:
+    """A version of some rows: read from the database (`version`, which every change raises),
+    published in Redis after each change commits, compared by readers with what they hold."""
+
+    def __init__(self, name: str, *, version: Callable[[], int]) -> None:
         self.name = name
         self.key = KEY_PREFIX + name
         self._version = version
+        _REGISTRY[name] = self
+
+    def forget(self) -> None:
+        raise NotImplementedError
+
+    def changed(self) -> None:
+        """Call inside the transaction that changes the rows: on commit, every process sees the
+        change on its next read."""
+        self.forget()
+        transaction.on_commit(self._after_commit)
+
+    def _after_commit(self) -> None:
+        self.forget()
+        self.publish()
+
+    def publish(self, *, force: bool = False) -> None:
+        """Put the database's version in Redis (best effort: readers fall back on their own)."""
+        try:
+            version = self._version()
+            quick_client().eval(_PUBLISH, 1, self.key, str(version), "1" if force else "0")
+        except UNAVAILABLE:
+            logger.warning("could not publish the %s version; readers catch up", self.name)
+
+
+class VersionedCache[T](Published):
+    def __init__(self, name: str, *, version: Callable[[], int], load: Callable[[], T]) -> None:
+        super().__init__(name, version=version)
         self._load = load
         self._held: tuple[int, T] | None = None
         self._reload_lock = threading.Lock()
-        _REGISTRY[name] = self
 
     def get(self, published: int | Unread | None = UNREAD) -> T:
         """The rows as of the newest committed change.
@@ -120,36 +152,15 @@ class VersionedCache[T]:
 
     def from_database(self) -> T:
         """The rows as of the database's version, without Redis (when it does not answer)."""
-        return self._from_database()
-
-    def forget(self) -> None:
-        """Drop this process's copy (tests, and after a change here)."""
-        self._held = None
-
-    def changed(self) -> None:
-        """Call inside the transaction that changes the rows: on commit, every process sees the
-        change on its next read."""
-        self.forget()
-        transaction.on_commit(self._after_commit)
-
-    def _after_commit(self) -> None:
-        self.forget()
-        self.publish()
-
-    def publish(self, *, force: bool = False) -> None:
-        """Put the database's version in Redis (best effort: readers fall back on their own)."""
-        try:
-            version = self._version()
-            quick_client().eval(_PUBLISH, 1, self.key, str(version), "1" if force else "0")
-        except UNAVAILABLE:
-            logger.warning("could not publish the %s version; readers catch up", self.name)
-
-    def _from_database(self) -> T:
         version = self._version()
         held = self._held
         if held is not None and held[0] == version:
             return held[1]
         return self._reload()[1]
+
+    def forget(self) -> None:
+        """Drop this process's copy (tests, and after a change here)."""
+        self._held = None
 
     def _reload(self) -> tuple[int, T]:
         with self._reload_lock:  # one thread loads; the others wait for its copy
@@ -159,6 +170,58 @@ class VersionedCache[T]:
                 return held
             self._held = (version, self._load())
             return self._held
+
+
+class VersionedRows[K, T](Published):
+    """Rows read one at a time (an API key with its agent, by prefix), each kept with the
+    version it was read at. Unlike `VersionedCache`, nothing here reads Redis: the caller
+    compares an entry's version with the published one in a round trip of its own (the
+    guardrails check's), and reads the row again (`load`) when they differ or Redis does not
+    answer. `load` returns the database's version and the row, read in one statement."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(
+        self, name: str, *, version: Callable[[], int], load: Callable[[K], tuple[int, T]]
+    ) -> None:
+        super().__init__(name, version=version)
+        self._load = load
+        self._held: dict[K, tuple[int, T]] = {}
+
+    def peek(self, key: K) -> tuple[int, T] | None:
+        """This process's copy of the row and its version (None: none), unverified."""
+        return self._held.get(key)
+
+    def load(self, key: K) -> tuple[int, T]:
+        """The row from the database, kept for the next `peek` unless there is none (adding a
+        row does not raise the version, so a copy of its absence would never go stale)."""
+        entry = self._load(key)
+        if entry[1] is None:
+            return entry
+        if len(self._held) >= self.MAX_ENTRIES:
+            self._held = {}  # a flood of unknown keys must not grow the process without end
+        self._held[key] = entry
+        return entry
+
+    def forget(self) -> None:
+        self._held = {}
+
+    def outdated(self, published: int | None) -> None:
+        """A copy was older than the `published` version (None: Redis has none): drop every
+        copy (all are older), and publish when Redis has no version or one the database never
+        reached (a restore, a test's rollback), so the copies read next are current."""
+        self.forget()
+        if published is None or self._version() < published:
+            self.publish(force=published is not None)
+
+    def settle(self, held: int, published: int | None) -> bool:
+        """Whether a copy read at version `held` is current, given the version Redis publishes
+        (None: Redis has none); republishes when Redis is behind this copy."""
+        if published is None or published > held:
+            return False
+        if published < held:
+            self.publish()  # Redis missed a publication (or lost the key); this copy is newer
+        return True
 
 
 def republish() -> None:

@@ -314,13 +314,17 @@ def seeded_prices(request: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_guardrails(request: Any) -> None:
-    """Each test starts with this process's policy copy dropped, no guardrail or API counters or
-    login lockout claims in Redis (agent ids, names and addresses repeat between tests and runs),
-    and the seeded policies in the database (a transactional test's flush empties the table)."""
-    from guardrails import selectors
+    """Each test starts with this process's copies of policies and keys dropped, no guardrail or
+    API counters or login lockout claims in Redis (agent ids, names and addresses repeat between
+    tests and runs), and the seeded policies in the database (a transactional test's flush
+    empties the table)."""
+    from agents.keyring import KEYRING
+    from guardrails import selectors, services
     from oversight.redis_clients import UNAVAILABLE, breaker, quick_client
 
     selectors.POLICIES.forget()
+    KEYRING.forget()
+    services._ALERTED.clear()
     breaker.succeeded()  # an earlier test's unreachable Redis is not this one's
     with contextlib.suppress(*UNAVAILABLE):
         quick_client().eval(

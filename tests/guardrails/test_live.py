@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from agents import services as agents
+from agents.models import AgentStatus, ApiKey
 from guardrails import policies as policy_changes
 from guardrails.models import Policy
 from guardrails.policyfile import snapshot
@@ -51,6 +53,33 @@ def test_a_policy_change_is_honoured_by_the_very_next_check_on_every_web_process
             assert answer["decision"] == "deny", url
             assert answer["policy"]["version"] == 2
             assert answer["reasons"][0]["pattern"] == "^/srv/reports/"
+    finally:
+        second.proc.stop()
+
+
+def test_a_revoked_key_and_a_paused_agent_are_refused_by_the_very_next_check_on_every_process(
+    web_server, make_agent, tmp_path
+):
+    """Each web process authenticates the check from its copy of the key (`agents.keyring`)."""
+    second = live.start_web(tmp_path)
+    try:
+        revoked, paused = make_agent(), make_agent()
+        servers = [web_server.url, second.url]
+        body = {"action": "read_file", "params": {"path": "/srv/reports/q3.csv"}}
+        for url in servers:  # each process now holds a copy of both keys
+            for agent in (revoked, paused):
+                assert ask(url, agent.key, body)["decision"] == "allow"
+        agents.revoke_api_key(api_key=ApiKey.objects.get(agent=revoked.agent))
+        agents.set_agent_status(agent=paused.agent, status=AgentStatus.PAUSED, reason="looping")
+        for url in servers:
+            for agent, status, code in (
+                (revoked, 401, "key_revoked"),
+                (paused, 403, "agent_paused"),
+            ):
+                response = httpx.post(
+                    url + CHECK, json=body, headers={"Authorization": f"Bearer {agent.key}"}
+                )
+                assert (response.status_code, response.json()["error"]["code"]) == (status, code)
     finally:
         second.proc.stop()
 
