@@ -9,9 +9,13 @@ from rest_framework.response import Response
 
 from agents.authentication import request_agent
 from agents.serializers import AgentMeSerializer
+from oversight.api import error_answers
 
 
-@extend_schema(responses=AgentMeSerializer, summary="The calling agent's status")
+@extend_schema(
+    responses={200: AgentMeSerializer, **error_answers(401, 429)},
+    summary="The calling agent's status",
+)
 @api_view(["GET"])
 def me(request: Request) -> Response:
     agent = request_agent(request)

@@ -20,7 +20,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.pagination import Cursor, CursorPagination
@@ -33,9 +33,13 @@ from agents.permissions import ReadsOwnRequests
 from approvals import idempotency, selectors, services
 from approvals.models import ApprovalRequest, Status, Vote
 from approvals.representation import represent
-from approvals.serializers import ApprovalRequestSerializer, CreateRequestSerializer
+from approvals.serializers import (
+    ApprovalRequestPageSerializer,
+    ApprovalRequestSerializer,
+    CreateRequestSerializer,
+)
 from approvals.waiters import hub
-from oversight.api import ErrorSerializer
+from oversight.api import error_answers
 from oversight.api_errors import ApiError, json_error, method_not_allowed
 from oversight.handlers import database_call, threadless
 from oversight.throttling import AgentRateThrottle
@@ -43,9 +47,7 @@ from oversight.throttling import AgentRateThrottle
 MAX_WAIT_SECONDS = 60
 # Seconds a long-poll refused for too many waiters is told to wait (Retry-After).
 WAITERS_RETRY_AFTER = 5
-ERRORS = {
-    code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 422, 429)
-}
+ERRORS = error_answers(400, 401, 403, 404, 409, 413, 415, 422, 429)
 
 
 def _api_error(exc: services.ApprovalError) -> ApiError:
@@ -95,9 +97,10 @@ class NewestFirst(CursorPagination):
     summary="The agent's own requests, newest first",
     parameters=[
         OpenApiParameter("status", str, enum=Status.values),
-        OpenApiParameter("page_size", int),
+        OpenApiParameter("page_size", int, description="1-200; 50 unless given."),
+        OpenApiParameter("cursor", str, description="From a page's `next` or `previous` link."),
     ],
-    responses={200: ApprovalRequestSerializer(many=True), **ERRORS},
+    responses={200: ApprovalRequestPageSerializer, **ERRORS},
 )
 @api_view(["GET", "POST"])
 @permission_classes([ReadsOwnRequests])

@@ -117,3 +117,11 @@ class ApprovalRequestSerializer(serializers.Serializer):
     reasons = ReasonSerializer(
         many=True, help_text="The check's reasons: why the action needs a person."
     )
+
+
+class ApprovalRequestPageSerializer(serializers.Serializer):
+    """A page of the agent's requests, newest first (`approvals.api.NewestFirst`)."""
+
+    next = serializers.URLField(allow_null=True, help_text="The next (older) page, if any.")
+    previous = serializers.URLField(allow_null=True, help_text="The previous page, if any.")
+    results = ApprovalRequestSerializer(many=True)

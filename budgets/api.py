@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
@@ -14,7 +14,7 @@ from agents.authentication import request_agent
 from budgets import services
 from budgets.selectors import money
 from budgets.serializers import CostRecordSerializer, CostReportSerializer
-from oversight.api import ErrorSerializer
+from oversight.api import error_answers
 from oversight.api_errors import ApiError, IdempotencyKeyReused
 
 MAX_KEY_LENGTH = 200
@@ -35,7 +35,7 @@ MAX_KEY_LENGTH = 200
     responses={
         201: CostRecordSerializer,
         200: CostRecordSerializer,
-        **{code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 413, 422, 429)},
+        **error_answers(400, 401, 403, 413, 415, 422, 429),
     },
 )
 @api_view(["POST"])

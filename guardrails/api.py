@@ -28,7 +28,7 @@ from agents.permissions import stopped
 from approvals.binding import canonical_json
 from guardrails import selectors, services
 from guardrails.serializers import CheckResultSerializer, CheckSerializer, PolicyListSerializer
-from oversight.api import ErrorSerializer, flatten
+from oversight.api import error_answers, flatten
 from oversight.api_errors import ApiError, json_error, method_not_allowed
 from oversight.parsers import json_body
 from oversight.throttling import Throttled
@@ -107,10 +107,7 @@ class CheckDocs(APIView):
         request=CheckSerializer,
         responses={
             200: CheckResultSerializer,
-            **{
-                code: OpenApiResponse(ErrorSerializer)
-                for code in (400, 401, 403, 413, 415, 422, 429)
-            },
+            **error_answers(400, 401, 403, 413, 415, 422, 429),
         },
         tags=["guardrails"],
     )
@@ -136,7 +133,7 @@ check.initkwargs = {}  # type: ignore[attr-defined]
     responses={
         200: PolicyListSerializer,
         304: OpenApiResponse(description="Not modified since the ETag given"),
-        **{code: OpenApiResponse(ErrorSerializer) for code in (401, 403, 429)},
+        **error_answers(401, 403, 429),
     },
     tags=["guardrails"],
 )

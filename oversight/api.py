@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -32,6 +33,12 @@ class ErrorSerializer(serializers.Serializer):
     """The error body, for the API's schema (every endpoint's error answers)."""
 
     error = ErrorDetailSerializer()
+
+
+def error_answers(*statuses: int) -> dict[int, OpenApiResponse]:
+    """The error answers an operation documents, each with the API's error body (503, which
+    every operation but the health check may give, is added to all by `document_unavailable`)."""
+    return {code: OpenApiResponse(ErrorSerializer) for code in statuses}
 
 
 _CODES_BY_EXCEPTION: list[tuple[type[exceptions.APIException], str]] = [
