@@ -40,6 +40,7 @@ from django.utils import timezone
 from accounts import selectors as people
 from accounts.models import Role, User
 from agents.models import Agent
+from approvals import effects
 from approvals.models import ApprovalRequest, CallbackAlertEmail, CallbackAttempt, CallbackDelivery
 from approvals.representation import page_url
 from audit.events import EventType
@@ -228,9 +229,7 @@ def _alert_messages(email: CallbackAlertEmail) -> list[EmailMessage] | None:
 
 
 def _queue(delivery_id: uuid.UUID) -> None:
-    from approvals import tasks
-
     try:
-        tasks.retry_delivery.delay(str(delivery_id))
+        effects.queue_callback_retry(delivery_id)
     except Exception:  # broker down: the row is due now, and the sweep takes it
         logger.warning("could not queue the retry of callback %s; the sweep will", delivery_id)

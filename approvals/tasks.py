@@ -14,7 +14,7 @@ from datetime import datetime
 from celery import Task, shared_task
 from django.utils import timezone
 
-from approvals import callbacks, emails, idempotency, services, timers
+from approvals import callbacks, deadlines, emails, idempotency, services, timers
 from approvals.models import (
     ApprovalRequest,
     CallbackAlertEmail,
@@ -91,7 +91,7 @@ def _deliver_and_reschedule(delivery_id: uuid.UUID) -> None:
     )
     # A retry further off than the timer horizon is left to the sweep: an ETA message held that
     # long could outlive Redis' visibility timeout (see approvals.timers).
-    if next_at is not None and next_at <= timers.horizon_end(timezone.now()):
+    if next_at is not None and next_at <= deadlines.horizon_end(timezone.now()):
         retry_delivery.apply_async(args=(str(delivery_id),), eta=next_at)
 
 

@@ -8,6 +8,10 @@ at once, is harmless: the database settles it, one audit event each.
    (`escalate_on_time` / `expire_on_time`), carrying the request's `timer_token`. A task whose
    token no longer matches (the request was decided, which rotates the token) does nothing.
 
+Where each part lives: `approvals.deadlines` says when deadlines fall and which are handed over
+now (plain functions); `approvals.effects.queue_timers` hands them to the broker; this module
+is beat's side (`hand_over`, `sweep`), run by `approvals.tasks.tick_timers`.
+
 2. **The beat tick, the safety net** (every `OVERSIGHT_TIMER_TICK_SECONDS`): it escalates and
    expires whatever is overdue (a worker that was down, a message lost with Redis) through
    indexed queries on pending rows, and hands over the deadlines coming near (below).
@@ -33,61 +37,20 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from approvals import effects, services
+from approvals.deadlines import due_between, horizon_end
 from approvals.models import ApprovalRequest, Status
 
 logger = logging.getLogger(__name__)
 
-ESCALATE = "escalate"
-EXPIRE = "expire"
 BATCH = 500
-
-
-@dataclass(frozen=True)
-class Timer:
-    kind: str
-    request_id: str
-    token: str
-    at: datetime
-
-
-def horizon_end(now: datetime) -> datetime:
-    """Deadlines up to this instant are handed to the broker now."""
-    return now + timedelta(seconds=settings.OVERSIGHT_TIMER_HORIZON_SECONDS)
-
-
-def due_between(request: ApprovalRequest, after: datetime, until: datetime) -> list[Timer]:
-    """The request's deadlines in (after, until]."""
-    timers = []
-    if request.escalated_at is None and after < request.escalates_at <= until:
-        timers.append(
-            Timer(ESCALATE, str(request.pk), str(request.timer_token), request.escalates_at)
-        )
-    if after < request.expires_at <= until:
-        timers.append(Timer(EXPIRE, str(request.pk), str(request.timer_token), request.expires_at))
-    return timers
-
-
-def handed_over_at_creation(request: ApprovalRequest) -> list[Timer]:
-    """The deadlines a new request's creation hands over on commit (those within the horizon)."""
-    return due_between(request, request.created_at, request.timers_queued_until)
-
-
-def queue(timers: Sequence[Timer]) -> None:
-    """Send the timer tasks (after commit). Best effort: the tick catches what is not sent."""
-    from approvals.tasks import escalate_on_time, expire_on_time
-
-    for timer in timers:
-        task = escalate_on_time if timer.kind == ESCALATE else expire_on_time
-        task.apply_async((timer.request_id, timer.token), eta=timer.at)
 
 
 def hand_over(now: datetime | None = None) -> int:
@@ -122,14 +85,12 @@ def hand_over(now: datetime | None = None) -> int:
             for row in rows
             for timer in due_between(row, max(row.timers_queued_until, now), until)
         ]
-        transaction.on_commit(lambda: queue(timers))
+        transaction.on_commit(lambda: effects.queue_timers(timers))
     return len(timers)
 
 
 def sweep(now: datetime | None = None) -> tuple[int, int]:
     """Escalate and expire whatever is overdue; returns how many of each changed."""
-    from approvals import services  # services import this module for `horizon_end`
-
     now = now or timezone.now()
     pending = ApprovalRequest.objects.filter(status=Status.PENDING)
     # An overdue request's missed escalation is caught up by its expiry (see the services).

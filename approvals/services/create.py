@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import Tier
 from agents.models import Agent, AgentStatus
-from approvals import notify, rules, timers
+from approvals import deadlines, effects, rules
 from approvals.models import (
     ApprovalRequest,
     EmailDelivery,
@@ -125,7 +125,7 @@ def create_request(
             current_tier=route[0],
             first_tier_rank=Tier.rank(route[0]),
             required_approvals=rules.required_approvals(effective),
-            timers_queued_until=timers.horizon_end(now),
+            timers_queued_until=deadlines.horizon_end(now),
         )
         insert_row(request)
         # Read again now that the row holds the agent (its foreign key takes a share lock that a
@@ -159,7 +159,8 @@ def create_request(
                 "tier": request.current_tier,
             },
         )
-        notify.on_commit(request, notify.CREATED)
+        # A new request wakes no long-poll: they wait for their request to leave pending.
+        effects.after_commit(request, wake=None, timers=deadlines.handed_over_at_creation(request))
     return request
 
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from agents.models import Agent, AgentStatus
-from approvals import notify, rules
+from approvals import effects, rules
 from approvals.binding import canonical_json
 from approvals.models import (
     EXPIRED_REASON,
@@ -81,7 +81,7 @@ def agent_status_changed(
     cancelled = 0
     for request in pending:
         if agent.status != AgentStatus.DISABLED:
-            notify.on_commit(request, notify.AGENT_STATUS)
+            effects.after_commit(request, wake=effects.AGENT_STATUS)
         elif request.is_overdue():
             _expire(request)
         else:
@@ -134,7 +134,7 @@ def _escalate(request: ApprovalRequest, now: datetime) -> None:
     EmailDelivery.objects.create(
         request=request, kind=EmailKind.ESCALATED, tier=request.current_tier
     )
-    notify.on_commit(request, notify.ESCALATED)
+    effects.after_commit(request, wake=effects.ESCALATED)
     _record_escalation(request, previous)
 
 
@@ -291,4 +291,4 @@ def _record_close(
             params_sha256=request.approved_params_sha256,
             approved_by=decided_by,
         )
-    notify.on_commit(request, notify.FINISHED)
+    effects.after_commit(request, wake=effects.FINISHED, callbacks=bool(request.callback_url))

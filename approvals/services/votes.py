@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Tier, User
-from approvals import notify, rules
+from approvals import effects, rules
 from approvals.binding import params_sha256
 from approvals.models import (
     ApprovalRequest,
@@ -212,7 +212,7 @@ def _cast(
         },
     )
     if rerouted:
-        notify.on_commit(request, notify.ESCALATED)
+        effects.after_commit(request, wake=effects.ESCALATED)
     if self_approval:
         record_event(
             event_type=EventType.REQUEST_SELF_APPROVED,
@@ -223,7 +223,7 @@ def _cast(
     if outcome is not None:
         _record_close(request, decided_by=voter)
     else:
-        notify.on_commit(request, notify.VOTED)
+        effects.after_commit(request, wake=effects.VOTED)
     decided = outcome is not None
     return VoteOutcome(request=request, vote=vote, decided=decided)
 
@@ -327,4 +327,4 @@ def _record_edit(
             "counted_as_approval": False,
         },
     )
-    notify.on_commit(request, notify.ESCALATED)
+    effects.after_commit(request, wake=effects.ESCALATED)

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from approvals import tasks, timers
+from approvals import deadlines, effects, tasks, timers
 from approvals.models import ApprovalRequest, Status
 from approvals.representation import represent
 from audit.models import AuditEvent
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def queued(monkeypatch):
     """What the timers hand to the broker. The broker itself is exercised by the live tests;
     here ETA messages would only linger in Redis for later tests' workers."""
-    sent: list[timers.Timer] = []
-    monkeypatch.setattr(timers, "queue", lambda due: sent.extend(due))
+    sent: list[deadlines.Timer] = []
+    monkeypatch.setattr(effects, "queue_timers", lambda due: sent.extend(due))
     return sent
 
 
@@ -37,8 +37,8 @@ def test_creation_hands_over_only_the_deadlines_within_the_horizon(new_request, 
     near = new_request(timeout_seconds=20)
     far = new_request(urgency="low")
     assert [(t.kind, t.request_id, t.at) for t in queued] == [
-        (timers.ESCALATE, str(near.pk), near.escalates_at),
-        (timers.EXPIRE, str(near.pk), near.expires_at),
+        (deadlines.ESCALATE, str(near.pk), near.escalates_at),
+        (deadlines.EXPIRE, str(near.pk), near.expires_at),
     ]
     assert all(t.token == str(near.timer_token) for t in queued)
     assert far.timers_queued_until == far.created_at + timedelta(seconds=60)
@@ -55,8 +55,8 @@ def test_the_tick_hands_each_deadline_over_once_as_it_comes_near(new_request, qu
     assert timers.hand_over(start + timedelta(seconds=250)) == 1
     assert timers.hand_over(start + timedelta(seconds=290)) == 0
     assert [(t.kind, t.at) for t in queued] == [
-        (timers.ESCALATE, request.escalates_at),
-        (timers.EXPIRE, request.expires_at),
+        (deadlines.ESCALATE, request.escalates_at),
+        (deadlines.EXPIRE, request.expires_at),
     ]
 
 
@@ -67,7 +67,7 @@ def test_overlapping_hand_overs_queue_each_deadline_once(new_request, queued):
         run_together([functools.partial(timers.hand_over, moment)] * 6)
     kinds = sorted((t.request_id, t.kind) for t in queued)
     expected = sorted(
-        (str(r.pk), kind) for r in requests for kind in (timers.ESCALATE, timers.EXPIRE)
+        (str(r.pk), kind) for r in requests for kind in (deadlines.ESCALATE, deadlines.EXPIRE)
     )
     assert kinds == expected
 
@@ -75,7 +75,7 @@ def test_overlapping_hand_overs_queue_each_deadline_once(new_request, queued):
 def test_deadlines_already_past_are_left_to_the_sweep(new_request, queued):
     request = new_request(timeout_seconds=300)
     assert timers.hand_over(request.created_at + timedelta(seconds=250)) == 1
-    assert [t.kind for t in queued] == [timers.EXPIRE]
+    assert [t.kind for t in queued] == [deadlines.EXPIRE]
 
 
 def test_a_decided_request_is_not_handed_over(new_request, approvers, queued):

@@ -1,4 +1,5 @@
-"""What a committed change sends to the long-poll waiters (approvals.notify)."""
+"""What a committed change sets off (approvals.effects): wake-ups for long-polling agents, and
+tasks sent by name."""
 
 from __future__ import annotations
 
@@ -37,3 +38,13 @@ def test_only_a_change_that_can_end_a_wait_wakes_the_waiters(
         with django_capture_on_commit_callbacks(execute=True):
             services.cancel_request(request_id=request.pk, agent=request.agent)
         assert _messages_until_finished(request.pk, pubsub) == [f"{request.pk} finished"]
+
+
+def test_every_task_sent_by_name_is_a_registered_task():
+    """effects sends tasks by name, so that the services need not import the tasks; a name that
+    drifted from its task would send messages no worker runs."""
+    from approvals import effects
+    from oversight.celery import app
+
+    app.loader.import_default_modules()  # what a worker imports (autodiscovery)
+    assert set(effects.TASKS.values()) <= set(app.tasks)
