@@ -5,15 +5,18 @@ PostgreSQL was a third of its cost (the query and the connection's checkout and 
 `docs/performance.md`). So the check authenticates from a copy: a key read once is kept with
 the keyring version it was read at (`KeyringVersion`, which a database trigger raises on every
 change of an agent or a key), and the check's one Redis round trip compares that version with
-the published one before it counts or answers anything (`guardrails.counters`). A copy older
-than the newest change is read again from the database, so a revoked key, a paused or disabled
-agent or a new team is honoured by the very next check on every process, as before.
+the published one before it counts or answers anything (`guardrails.counters`). A copy read at
+any other version is read again from the database, so a revoked key, a paused or disabled agent
+or a new team is honoured by the very next check on every process, as before.
 
-A change publishes the new version when its transaction commits (`KEYRING.changed()`): the
-services of `agents.services` say so after each UPDATE, and a save or delete of an agent or a
-key through the ORM (a cascade, the shell) by the receivers below. A change made past both (an
-UPDATE typed into psql, a user's deletion clearing an agent's owner) still raises the version
-in the database, and is published by beat's next `republish_cache_versions`, within seconds.
+A change publishes the new version when its transaction commits (`KEYRING.changed()`), tried a
+few times even while the process's Redis breaker is open: the services of `agents.services`
+say so after each UPDATE, and a save or delete of an agent or a key through the ORM (a cascade,
+the shell) by the receivers below. Should Redis never hear of a change (an UPDATE typed into
+psql, the writer cut off from Redis, Redis back from a snapshot older than the change, a
+database restored under running processes), each process still compares its copies with the
+database's version at least every OVERSIGHT_KEYRING_RECHECK_SECONDS (1 s) and drops the others;
+beat republishes the version every tick as well.
 
 The other endpoints read the key from the database on every call (`authenticate_bearer`).
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, models
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -76,7 +80,8 @@ def _row_changed(**kwargs: object) -> None:
 def copy_of_key(prefix: str) -> tuple[int, ApiKey | None]:
     """The key as this process last read it, with the version it was read at; read from the
     database when there is no copy. Unverified: the caller compares the version with the
-    published one before it relies on the copy (`VersionedRows.settle`)."""
+    published one before it relies on the copy (see `VersionedRows`)."""
+    KEYRING.recheck(settings.OVERSIGHT_KEYRING_RECHECK_SECONDS)
     held = KEYRING.peek(prefix)
     if held is not None:
         return held

@@ -51,12 +51,12 @@ CHECK_LOG_LENGTH = 20_000
 # Returns {API calls, published version ('' when Redis has none), used, outcome, budget,
 # published keyring version}: outcome is 1 admitted, 0 refused, 2 admitted by the slot its
 # check held, -1 the caller's policies are stale (nothing was counted), -2 throttled (nothing
-# else was done), -3 the caller's copy of its key is older than the published keyring
-# (nothing was done); budget is the number of the budget whose room the estimate passes, with
-# what others hold, or 0.
+# else was done), -3 the caller's copy of its key was read at another version than the
+# published one, or Redis has none (nothing was done); budget is the number of the budget
+# whose room the estimate passes, with what others hold, or 0.
 _SCRIPT = """
 local keyring = redis.call('GET', KEYS[6]) or ''
-if ARGV[14] ~= '' and (keyring == '' or tonumber(keyring) > tonumber(ARGV[14])) then
+if ARGV[14] ~= '' and keyring ~= ARGV[14] then
   return {0, '', 0, -3, 0, keyring}
 end
 local calls = 0

@@ -151,9 +151,7 @@ def check_action(
             if answer.stale_key:
                 KEYRING.outdated(answer.keyring)
                 raise StaleKey
-            if key_copy is not None:
-                KEYRING.settle(key_copy, answer.keyring)
-                key_copy = None  # verified: a second round trip need not again
+            key_copy = None  # verified: a second round trip need not again
             if answer.throttled:
                 raise Throttled(window.retry_after if window else 1)
             if not answer.stale:

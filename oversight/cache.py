@@ -27,26 +27,33 @@ any row makes every copy older than it stale.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 
 from django.db import transaction
 
-from oversight.redis_clients import UNAVAILABLE, quick_client
+from oversight.redis_clients import UNAVAILABLE, quick_client, steady_client
 
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "oversight:version:"
 
-# Raise the published version, never lower it: a slow publisher must not undo a newer one.
+# Raise the published version, never lower it (a slow publisher must not undo a newer one),
+# except from the value the caller saw (ARGV[2]) when the database went back: if another
+# publication came in meanwhile, it stands.
 _PUBLISH = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
-if ARGV[2] == '1' or tonumber(ARGV[1]) > current then
+if tonumber(ARGV[1]) > current or (ARGV[2] ~= '' and current == tonumber(ARGV[2])) then
     redis.call('SET', KEYS[1], ARGV[1])
 end
 return 1
 """
+# A publication is tried this many times, PUBLISH_PAUSE_SECONDS apart, past the breaker: a
+# change that Redis is not told of is seen late (by beat's republish; the keyring's recheck).
+PUBLISH_ATTEMPTS = 3
+PUBLISH_PAUSE_SECONDS = 0.2
 
 
 class TimedCache[T]:
@@ -98,13 +105,21 @@ class Published:
         self.forget()
         self.publish()
 
-    def publish(self, *, force: bool = False) -> None:
-        """Put the database's version in Redis (best effort: readers fall back on their own)."""
-        try:
-            version = self._version()
-            quick_client().eval(_PUBLISH, 1, self.key, str(version), "1" if force else "0")
-        except UNAVAILABLE:
-            logger.warning("could not publish the %s version; readers catch up", self.name)
+    def publish(self, *, replacing: int | None = None) -> None:
+        """Put the database's version in Redis, if higher than the published one, or in place
+        of `replacing` (the published version, when the database's is lower: a restore, a
+        test's rollback). Tried a few times, even while the breaker holds other calls back."""
+        version = self._version()
+        for attempt in range(PUBLISH_ATTEMPTS):
+            try:
+                steady_client().eval(
+                    _PUBLISH, 1, self.key, str(version), "" if replacing is None else str(replacing)
+                )
+                return
+            except UNAVAILABLE:
+                if attempt + 1 < PUBLISH_ATTEMPTS:
+                    time.sleep(PUBLISH_PAUSE_SECONDS)
+        logger.error("could not publish the %s version %d; readers catch up", self.name, version)
 
 
 class VersionedCache[T](Published):
@@ -139,7 +154,7 @@ class VersionedCache[T](Published):
         version, value = self._reload()
         if version < published:
             # The database is the truth: it went back (a restore, a test's rollback).
-            self.publish(force=True)
+            self.publish(replacing=published)
         return value
 
     def peek(self) -> tuple[int, T] | None:
@@ -176,8 +191,14 @@ class VersionedRows[K, T](Published):
     """Rows read one at a time (an API key with its agent, by prefix), each kept with the
     version it was read at. Unlike `VersionedCache`, nothing here reads Redis: the caller
     compares an entry's version with the published one in a round trip of its own (the
-    guardrails check's), and reads the row again (`load`) when they differ or Redis does not
-    answer. `load` returns the database's version and the row, read in one statement."""
+    guardrails check's), trusts it only when they are equal, and reads the row again (`load`)
+    when they differ or Redis does not answer, telling `outdated`. `load` returns the
+    database's version and the row, read in one statement.
+
+    Besides, `recheck` compares the copies with the database's version at least every so
+    often, and drops those read at another: the bound on a change Redis was never told of (its
+    writer could not reach Redis; Redis came back from a snapshot older than the change; the
+    database was restored under the copies)."""
 
     MAX_ENTRIES = 10_000
 
@@ -187,6 +208,7 @@ class VersionedRows[K, T](Published):
         super().__init__(name, version=version)
         self._load = load
         self._held: dict[K, tuple[int, T]] = {}
+        self._rechecked_at = -math.inf
 
     def peek(self, key: K) -> tuple[int, T] | None:
         """This process's copy of the row and its version (None: none), unverified."""
@@ -207,21 +229,27 @@ class VersionedRows[K, T](Published):
         self._held = {}
 
     def outdated(self, published: int | None) -> None:
-        """A copy was older than the `published` version (None: Redis has none): drop every
-        copy (all are older), and publish when Redis has no version or one the database never
-        reached (a restore, a test's rollback), so the copies read next are current."""
+        """A copy's version was not the `published` one (None: Redis has none): drop every
+        copy, and bring Redis to the database's version (up, or down after a restore) so that
+        the copies read next are trusted."""
         self.forget()
-        if published is None or self._version() < published:
-            self.publish(force=published is not None)
+        version = self._version()
+        if published is None or version > published:
+            self.publish()
+        elif version < published:
+            self.publish(replacing=published)
 
-    def settle(self, held: int, published: int | None) -> bool:
-        """Whether a copy read at version `held` is current, given the version Redis publishes
-        (None: Redis has none); republishes when Redis is behind this copy."""
-        if published is None or published > held:
-            return False
-        if published < held:
-            self.publish()  # Redis missed a publication (or lost the key); this copy is newer
-        return True
+    def recheck(self, seconds: float) -> None:
+        """Drop the copies read at another version than the database's, if that was last
+        compared more than `seconds` ago (one small query, once a period per process)."""
+        now = time.monotonic()
+        if now - self._rechecked_at < seconds:
+            return
+        self._rechecked_at = now
+        version = self._version()
+        held = self._held
+        if any(entry[0] != version for entry in held.values()):
+            self._held = {key: entry for key, entry in held.items() if entry[0] == version}
 
 
 def republish() -> None:

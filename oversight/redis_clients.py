@@ -124,6 +124,21 @@ def quick_client() -> redis.Redis:
     )
 
 
+_steady_clients: dict[str, redis.Redis] = {}
+
+
+def steady_client() -> redis.Redis:
+    """A client the breaker does not stop, with the same short timeouts: for the few calls that
+    must be tried even though another call failed a moment ago (publishing a change)."""
+    url = settings.REDIS_URL
+    client = _steady_clients.get(url)
+    if client is None:
+        client = _steady_clients[url] = redis.Redis.from_url(
+            url, socket_connect_timeout=TIMEOUT_SECONDS, socket_timeout=TIMEOUT_SECONDS
+        )
+    return client
+
+
 _loop_clients: dict[int, tuple[asyncio.AbstractEventLoop, aioredis.Redis]] = {}
 
 

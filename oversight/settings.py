@@ -412,6 +412,10 @@ if OVERSIGHT_UNKNOWN_ACTIONS not in ("deny", "require_approval"):
 # Checks (with their arguments, up to 4 KB) are kept 8 days for `policies import --dry-run` to
 # replay; off, nothing of an allowed check is kept anywhere.
 OVERSIGHT_CHECK_LOG = env_bool("OVERSIGHT_CHECK_LOG", default=True)
+# Each process compares its copies of the API keys (agents.keyring) with the database at least
+# this often, besides comparing them with the version in Redis on every check: the bound on a
+# change that Redis was not told of (a writer cut off from it, Redis back from an old snapshot).
+OVERSIGHT_KEYRING_RECHECK_SECONDS = env_float("OVERSIGHT_KEYRING_RECHECK_SECONDS", 1.0, minimum=0)
 # This many violations by one agent within an hour alert the managers (once per hour).
 OVERSIGHT_VIOLATION_ALERT_THRESHOLD = env_int("OVERSIGHT_VIOLATION_ALERT_THRESHOLD", 3, minimum=1)
 

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from agents import services as agents
 from agents.keyring import KEYRING, keyring_version
-from agents.models import AgentStatus, ApiKey
+from agents.models import AgentStatus, ApiKey, KeyringVersion
 from guardrails import counters
 from guardrails import policies as policy_changes
 from guardrails.models import Policy
@@ -44,7 +44,8 @@ def post(api: Callable[..., Any], key: str) -> Any:
     return api(key).post(CHECK, BODY)
 
 
-def test_an_allowed_check_from_a_copy_asks_nothing_of_the_database(db, api, agent):
+def test_an_allowed_check_from_a_copy_asks_nothing_of_the_database(db, api, agent, settings):
+    settings.OVERSIGHT_KEYRING_RECHECK_SECONDS = 60  # not this once-a-second query either
     assert post(api, agent.key).status_code == 200  # reads the key, keeps the copy
     with CaptureQueriesContext(connection) as queries:
         answer = post(api, agent.key)
@@ -178,7 +179,10 @@ def test_with_redis_down_a_copy_is_not_trusted(
     assert (refused.status_code, refused.json()["error"]["code"]) == (401, "key_revoked")
 
 
-def test_when_redis_lost_the_version_the_check_reads_the_key_and_publishes_it(db, api, agent):
+def test_when_redis_lost_the_version_the_check_reads_the_key_and_publishes_it(
+    db, api, agent, settings
+):
+    settings.OVERSIGHT_KEYRING_RECHECK_SECONDS = 60
     assert post(api, agent.key).status_code == 200
     quick_client().delete(KEYRING.key)
     assert post(api, agent.key).status_code == 200
@@ -199,3 +203,96 @@ def test_a_copy_is_checked_before_anything_is_counted(
         agents.change_agent(agent=agent.agent, owner=None, team="ops")
     assert post(api, agent.key).status_code == 200
     assert post(api, agent.key).status_code == 429, "two calls counted, not three"
+
+
+# --- review: holes --------------------------------------------------------------------------
+
+
+# --- when Redis is not told, or tells something old (an adversarial review's findings) ---------
+
+
+def test_a_revocation_is_published_even_while_the_writers_breaker_holds_redis_calls_back(
+    db, api, agent, django_capture_on_commit_callbacks
+):
+    """The revoking process saw one Redis timeout less than a second ago (its breaker is open);
+    the other processes' Redis answers. The publication is tried anyway."""
+    from oversight.redis_clients import breaker
+
+    assert post(api, agent.key).status_code == 200
+    with another_process(), django_capture_on_commit_callbacks(execute=True):
+        breaker.failed()
+        assert agents.revoke_api_key(api_key=ApiKey.objects.get(agent=agent.agent))
+    breaker.succeeded()
+    refused = post(api, agent.key)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (401, "key_revoked")
+
+
+def test_redis_back_from_an_older_snapshot_is_caught_by_the_recheck(
+    db, api, agent, settings, django_capture_on_commit_callbacks
+):
+    """Redis restarts from a snapshot taken before the revocation: it publishes the version the
+    old copies were read at. Each process compares its copies with the database at least every
+    OVERSIGHT_KEYRING_RECHECK_SECONDS; here at once."""
+    settings.OVERSIGHT_KEYRING_RECHECK_SECONDS = 0
+    assert post(api, agent.key).status_code == 200
+    old = quick_client().get(KEYRING.key)
+    assert old is not None
+    with another_process(), django_capture_on_commit_callbacks(execute=True):
+        agents.revoke_api_key(api_key=ApiKey.objects.get(agent=agent.agent))
+    quick_client().set(KEYRING.key, old)
+    refused = post(api, agent.key)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (401, "key_revoked")
+
+
+def test_until_the_recheck_a_copy_matching_an_old_publication_counts(
+    db, api, agent, django_capture_on_commit_callbacks
+):
+    """The bound, not a hole: OVERSIGHT_KEYRING_RECHECK_SECONDS (1 s) after the last recheck."""
+    assert post(api, agent.key).status_code == 200
+    old = quick_client().get(KEYRING.key)
+    assert old is not None
+    with another_process(), django_capture_on_commit_callbacks(execute=True):
+        agents.revoke_api_key(api_key=ApiKey.objects.get(agent=agent.agent))
+    quick_client().set(KEYRING.key, old)
+    assert post(api, agent.key).status_code == 200
+    KEYRING._rechecked_at -= 2  # the period has passed
+    assert post(api, agent.key).status_code == 401
+
+
+def test_after_a_database_restore_copies_newer_than_the_database_are_dropped(
+    db, api, agent, make_agent, settings, django_capture_on_commit_callbacks
+):
+    """The database goes back (a restore) under running processes: their copies carry versions
+    it has not reached, and Redis publishes one of those; a change after the restore raises
+    the database's version to one below them."""
+    settings.OVERSIGHT_KEYRING_RECHECK_SECONDS = 0
+    other = make_agent()
+    KeyringVersion.objects.update_or_create(pk=1, defaults={"version": 100})
+    KEYRING.publish()
+    assert post(api, agent.key).status_code == 200  # a copy at 100
+    KeyringVersion.objects.filter(pk=1).update(version=50)  # the restore
+    with another_process(), django_capture_on_commit_callbacks(execute=True):
+        agents.revoke_api_key(api_key=ApiKey.objects.get(agent=agent.agent))
+    assert keyring_version() == 51
+    assert post(api, agent.key).status_code == 401
+    assert post(api, other.key).status_code == 200
+    assert quick_client().get(KEYRING.key) == b"51", "Redis brought down to the database"
+
+
+def test_a_copy_newer_than_the_published_version_is_not_trusted(
+    db, api, agent, make_agent, django_capture_on_commit_callbacks
+):
+    """After a restore, one process brought Redis down to the database's version while another
+    still holds a copy read before the restore, at a higher one: only an equal version counts."""
+    KeyringVersion.objects.update_or_create(pk=1, defaults={"version": 100})
+    KEYRING.publish()
+    assert post(api, agent.key).status_code == 200  # a copy at 100
+    held = dict(KEYRING._held)
+    KeyringVersion.objects.filter(pk=1).update(version=50)
+    with django_capture_on_commit_callbacks(execute=True):
+        agents.revoke_api_key(api_key=ApiKey.objects.get(agent=agent.agent))
+    KEYRING.outdated(100)  # what another process's stale check does: Redis down to 51
+    assert quick_client().get(KEYRING.key) == b"51"
+    KEYRING._held.update(held)  # this process still holds its copy at 100
+    refused = post(api, agent.key)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (401, "key_revoked")
