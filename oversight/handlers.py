@@ -42,6 +42,9 @@ def path_info(scope: dict[str, Any]) -> str:
 class ApiMiddlewareMixin:
     """A Django request handler that builds its chain from settings.API_MIDDLEWARE.
 
+    What the short stack pays (7 December, web CPU per call of the same bare view at 32
+    clients): 1.0-1.1 ms on it (/api/v1/health), 2.3 ms on the pages' stack (/healthz).
+
     The swap below is process-wide for its moment: build such a handler before anything is
     served, not while another handler builds its chain (`oversight.asgi` builds both at import).
     """
