@@ -5,10 +5,11 @@ Creating an approval request writes two rows in the transaction that also holds 
 chain's append lock; measured, the ORM spent more CPU building their INSERT statements than the
 database spent running them. Re-measured on 7 December (issue 20's rule: a bypass stays only
 where the bench shows it pays 10 %): web CPU per create 5.0-5.8 ms with it, 6.3-6.7 ms through
-`save()`, throughput +15 % (three runs each, 32 clients). The statement is built here once per model from the model's own
-metadata, so it follows the model when fields are added. Only plain models qualify: no
-multi-table inheritance, no database defaults or generated columns, a primary key set in Python
-(a UUID default), and no `save()` override or save signals to skip (none is sent here).
+`save()`, throughput +15 % (three runs each, 32 clients). The statement is built here once per
+model from the model's own metadata, so it follows the model when fields are added. Only plain
+models qualify: no multi-table inheritance, no database defaults or generated columns, a
+primary key set in Python (a UUID default), and no `save()` override or save signals to skip
+(none is sent here).
 """
 
 from __future__ import annotations
