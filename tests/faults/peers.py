@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from tests.support.peers import read_request
 from tests.support.smtp import SmtpSink
 
 # The kinds of callback server (CallbackPeer.kind):
@@ -103,9 +104,10 @@ class CallbackPeer:
         with self._lock:
             self._sockets.add(sock)
         try:
-            delivery = _read_request(sock)
-            if delivery is None:
+            request = read_request(sock)
+            if request is None:  # the client closed first
                 return
+            delivery = request[0].get(b"x-oversight-delivery", b"").decode()
             connection.delivery = delivery
             self._answer(sock, delivery)
         except OSError:
@@ -177,29 +179,6 @@ def _readable(sockets: list[socket.socket], wait: float) -> list[socket.socket]:
     for fd in by_fd:
         poller.register(fd, select.POLLIN)
     return [by_fd[fd] for fd, _ in poller.poll(wait * 1000)]
-
-
-def _read_request(sock: socket.socket) -> str | None:
-    """Read one HTTP request (head and body); its X-Oversight-Delivery header, or None if the
-    client closed first."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    headers = {}
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get(b"content-length", b"0"))
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        body += chunk
-    return headers.get(b"x-oversight-delivery", b"").decode()
 
 
 @dataclass

@@ -63,18 +63,18 @@ class Peer:
         self.stop.wait()
 
     def _hang_after_headers(self, conn: socket.socket) -> None:
-        _read_request(conn)
+        read_request(conn)
         self._send(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
         self.stop.wait()
 
     def _drip_headers(self, conn: socket.socket) -> None:
-        _read_request(conn)
+        read_request(conn)
         self._send(conn, b"HTTP/1.1 200 OK\r\nX-Drip: ")
         while not self.stop.wait(DRIP_INTERVAL):
             self._send(conn, b"a")
 
     def _drip_body(self, conn: socket.socket) -> None:
-        _read_request(conn)
+        read_request(conn)
         self._send(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
         while not self.stop.wait(DRIP_INTERVAL):
             self._send(conn, b"a")
@@ -82,14 +82,14 @@ class Peer:
     def _endless(self, conn: socket.socket) -> None:
         """A body without end, as fast as the client reads (up to `stream_limit`, a safety net
         for a client that reads it all into memory)."""
-        _read_request(conn)
+        read_request(conn)
         self._send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n")
         while self.sent < self.stream_limit and not self.stop.is_set():
             self._send(conn, CHUNK)
         self.stop.wait()
 
     def _reset(self, conn: socket.socket) -> None:
-        _read_request(conn)
+        read_request(conn)
         # SO_LINGER with a zero timeout: close() sends a TCP RST instead of a FIN.
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
@@ -111,22 +111,24 @@ def soft_time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _read_request(conn: socket.socket) -> bytes:
+def read_request(sock: socket.socket) -> tuple[dict[bytes, bytes], bytes] | None:
+    """Read one HTTP request: its headers (names in lower case) and body, or None if the client
+    closed first."""
     data = b""
     while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
+        chunk = sock.recv(65536)
         if not chunk:
-            return data
+            return None
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
+    headers = {}
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get(b"content-length", b"0"))
     while len(body) < length:
-        chunk = conn.recv(65536)
+        chunk = sock.recv(65536)
         if not chunk:
-            break
+            return None
         body += chunk
-    return head + b"\r\n\r\n" + body
+    return headers, body
