@@ -22,6 +22,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from accounts.models import Tier, User
+from oversight.server_loop import server_loop, spawn
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ def _send(groups: list[str], message: dict[str, object]) -> None:
             kind = message["type"]
             logger.warning("live update %s not sent; pages will catch up on refresh", kind)
 
-    # Sent before the caller goes on (on a request thread, on the server's event loop). Sending
-    # from the loop without waiting, through asgiref's private thread-locals, saved 2-3 % of a
-    # create's time on the bench (7 December): under the 10 % a bypass must pay here.
-    async_to_sync(send)()
+    loop = server_loop()
+    if loop is None:
+        async_to_sync(send)()
+    else:
+        spawn(loop, send())

@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from oversight.redis_clients import UNAVAILABLE, quick_client, steady_client
 
@@ -246,7 +246,13 @@ class VersionedRows[K, T](Published):
         if now - self._rechecked_at < seconds:
             return
         self._rechecked_at = now
-        version = self._version()
+        try:
+            version = self._version()
+        except DatabaseError:
+            # Nothing can change the rows while the database is away; Redis still verifies
+            # each copy. Compared again next period.
+            logger.warning("could not compare the %s copies with the database", self.name)
+            return
         held = self._held
         if any(entry[0] != version for entry in held.values()):
             self._held = {key: entry for key, entry in held.items() if entry[0] == version}

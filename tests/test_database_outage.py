@@ -82,6 +82,11 @@ def test_with_the_database_cut_off_agents_get_503_with_retry_after_and_it_resume
         for name, call in calls.items():
             response, took = _timed(call)
             slowest = max(slowest, took)
+            if name == "check":
+                # An allowed check needs no database: its key comes from the process's copy,
+                # which Redis verifies (agents.keyring); nothing can change it meanwhile.
+                assert response.status_code == 200, response.text
+                continue
             assert response.status_code == 503, (name, response.status_code, response.text)
             assert response.headers["Retry-After"] == str(outage.RETRY_AFTER_SECONDS), name
             if name.endswith("page"):
@@ -94,7 +99,7 @@ def test_with_the_database_cut_off_agents_get_503_with_retry_after_and_it_resume
 
         proxy.restore()
         back = time.monotonic()
-        live.wait_until(lambda: calls["check"]().status_code == 200, timeout=10, interval=0.1)
+        live.wait_until(lambda: calls["read"]().status_code == 200, timeout=10, interval=0.1)
         resumed_after = time.monotonic() - back
         statuses = {name: call().status_code for name, call in calls.items()}
         assert statuses == {

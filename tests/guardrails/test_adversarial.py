@@ -26,6 +26,7 @@ from guardrails.models import Policy, Violation
 from guardrails.policyfile import snapshot
 from oversight import cache
 from tests.conftest import client_for
+from tests.guardrails.rulekit import policy as compiled
 
 CHECK = "/api/v1/guardrails/check"
 CREATE = "/api/v1/approval-requests"
@@ -41,19 +42,6 @@ def change_policy(name: str, **changes: Any) -> Policy:
     fields = snapshot(policy)
     fields.update(changes)
     return policy_changes.save_policy(fields=fields, policy=policy)
-
-
-def compiled(**fields: Any) -> rules.CompiledPolicy:
-    base: dict[str, Any] = {
-        "id": 1,
-        "name": "read_file",
-        "scope": "global",
-        "version": 1,
-        "version_id": None,
-        "category": "read",
-        "risk_level": "low",
-    }
-    return rules.compile_policy(**{**base, **fields})
 
 
 def fastest(run: Callable[[], object], times: int = 10) -> float:
