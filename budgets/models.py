@@ -12,6 +12,7 @@ The rules that write these rows live in `budgets.services` and `budgets.admissio
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -125,6 +126,16 @@ class Scope(models.TextChoices):
     GLOBAL = "global", "Everything"
 
 
+def scope_label(row: Any, *, everyone: str) -> str:
+    """Whom a scoped row (a budget, a policy: `scope`, `agent`, `team`) applies to, in words;
+    `everyone` names the global scope."""
+    if row.scope == Scope.AGENT:
+        return f"agent {row.agent}" if row.agent_id else "an agent"
+    if row.scope == Scope.TEAM:
+        return f"team {row.team}"
+    return everyone
+
+
 class Period(models.TextChoices):
     HOURLY = "hourly", "Hourly"
     DAILY = "daily", "Daily"
@@ -193,11 +204,7 @@ class Budget(models.Model):
 
     @property
     def target_label(self) -> str:
-        if self.scope == Scope.AGENT:
-            return f"agent {self.agent}" if self.agent_id else "an agent"
-        if self.scope == Scope.TEAM:
-            return f"team {self.team}"
-        return "everything"
+        return scope_label(self, everyone="everything")
 
 
 class BudgetWindow(models.Model):

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from approvals.models import RiskLevel
-from budgets.models import Scope
+from budgets.models import Scope, scope_label
 from oversight.db_fields import ExactJSONField
 from oversight.outbox import EmailOutboxItem
 
@@ -136,11 +136,7 @@ class Policy(models.Model):
 
     @property
     def scope_label(self) -> str:
-        if self.scope == Scope.AGENT:
-            return f"agent {self.agent}" if self.agent_id else "an agent"
-        if self.scope == Scope.TEAM:
-            return f"team {self.team}"
-        return "global"
+        return scope_label(self, everyone="global")
 
 
 class VersionChange(models.TextChoices):
