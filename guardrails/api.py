@@ -40,35 +40,37 @@ def check(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return method_not_allowed(request.method, ("POST",))
     # First with this process's copy of the caller's key, which the check's Redis round trip
-    # verifies; when it cannot (a newer change of agents or keys), with the key read again.
+    # verifies. Any other answer from a copy could rest on an agent or key changed since (a
+    # stopped agent's 403, say): the key is read again from the database and the call answered
+    # afresh. (A copy's 401 stands: a key's secret never changes, nor is a revocation undone.)
     for copy in (True, False):
         caller = agent_or_401(request, copy=copy)
         if isinstance(caller, JsonResponse):
-            return caller  # a copy's refusal stands: a key's secret never changes, nor a revocation
-        answer = _check(request, caller.agent, caller.version)
-        if answer is not None:
+            return caller
+        answer, verified = _check(request, caller.agent, caller.version)
+        if answer is not None and (verified or caller.version is None):
             return answer
     raise AssertionError("a key read from the database needs no verification")
 
 
-def _check(request: HttpRequest, agent: Agent, key_copy: int | None) -> HttpResponse | None:
-    """The answer; None when `agent` came from a copy of its key (`key_copy`) that could be out
-    of date, and the answer depends on it (every answer but the check's own)."""
+def _check(
+    request: HttpRequest, agent: Agent, key_copy: int | None
+) -> tuple[HttpResponse | None, bool]:
+    """The answer, and whether the check's Redis round trip vouched for `key_copy` (the version
+    of the copy of the key `agent` came from; None: read from the database). No answer when
+    the round trip found the copy out of date."""
     refusal = stopped(agent)
     if refusal is not None:
-        return None if key_copy is not None else json_error(403, *refusal)
+        return json_error(403, *refusal), False
     try:
         data = json_body(request)
     except ApiError as exc:
-        if key_copy is not None:
-            return None
-        return json_error(exc.status_code, str(exc.get_codes()), str(exc.detail))
+        return json_error(exc.status_code, str(exc.get_codes()), str(exc.detail)), False
     serializer = CheckSerializer(data=data)
     if not serializer.is_valid():
-        if key_copy is not None:
-            return None
         fields = flatten(serializer.errors)
-        return json_error(400, "invalid", "The request body has invalid fields.", fields=fields)
+        message = "The request body has invalid fields."
+        return json_error(400, "invalid", message, fields=fields), False
     valid = serializer.validated_data
     try:
         outcome = services.check_action(
@@ -81,15 +83,13 @@ def _check(request: HttpRequest, agent: Agent, key_copy: int | None) -> HttpResp
             key_copy=key_copy,
         )
     except services.StaleKey:
-        return None
+        return None, False
     except Throttled as exc:
         headers = {"Retry-After": str(exc.retry_after)}
-        return json_error(429, "rate_limited", str(exc), headers=headers)
+        return json_error(429, "rate_limited", str(exc), headers=headers), True
     except services.InvalidParams as exc:
-        if key_copy is not None:
-            return None
-        return json_error(422, "invalid", str(exc), fields={"params": [str(exc)]})
-    return JsonResponse(outcome.as_json())
+        return json_error(422, "invalid", str(exc), fields={"params": [str(exc)]}), False
+    return JsonResponse(outcome.as_json()), True
 
 
 class CheckDocs(APIView):

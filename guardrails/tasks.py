@@ -10,11 +10,11 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 
 from accounts import selectors as people
-from agents import keyring  # noqa: F401  (registers the keyring's version for republish)
+from agents.keyring import KEYRING
 from guardrails import checklog
-from guardrails import selectors as _selectors  # noqa: F401  (registers the policy set's)
 from guardrails.models import ViolationAlert, ViolationAlertEmail
-from oversight import cache, outbox
+from guardrails.selectors import POLICIES
+from oversight import outbox
 from oversight.redis_clients import UNAVAILABLE
 from oversight.text import email_subject
 
@@ -40,8 +40,9 @@ def purge_check_records() -> int:
 
 @shared_task(ignore_result=True)
 def republish_cache_versions() -> None:
-    """Every timer tick: the process caches' versions again (a lost publication heals)."""
-    cache.republish()
+    """Every timer tick: the versions of the process caches again (a lost publication heals)."""
+    for versioned in (POLICIES, KEYRING):
+        versioned.publish()
 
 
 def _messages(email: ViolationAlertEmail) -> list[EmailMessage]:

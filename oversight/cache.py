@@ -17,7 +17,7 @@ asks the database for the version instead (one small query), so it is exact then
 window: a change committed while Redis was unreachable for the writer but not for the readers
 (or while Redis kept its old value through an outage) is seen once any process republishes the
 version: a reader that holds a newer copy does so at once, and beat does every timer tick
-(`republish`), so within a few seconds.
+(`guardrails.tasks.republish_cache_versions`), so within a few seconds.
 
 `VersionedRows` keeps rows read one at a time (the agent API's keys, with their agents), each
 with the version of the whole table it was read at, under the same publication: one change to
@@ -79,7 +79,6 @@ class Unread:
 
 
 UNREAD = Unread()
-_REGISTRY: dict[str, Published] = {}
 
 
 class Published:
@@ -90,7 +89,6 @@ class Published:
         self.name = name
         self.key = KEY_PREFIX + name
         self._version = version
-        _REGISTRY[name] = self
 
     def forget(self) -> None:
         raise NotImplementedError
@@ -256,9 +254,3 @@ class VersionedRows[K, T](Published):
         held = self._held
         if any(entry[0] != version for entry in held.values()):
             self._held = {key: entry for key, entry in held.items() if entry[0] == version}
-
-
-def republish() -> None:
-    """Publish every cache's version again (beat): closes the window of a lost publication."""
-    for cache in list(_REGISTRY.values()):
-        cache.publish()

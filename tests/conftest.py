@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -374,3 +374,21 @@ def seed_policies(request: Any) -> None:
         PolicySetVersion.objects.update_or_create(
             pk=1, defaults={"version": time.time_ns() // 10**6}
         )
+
+
+@contextlib.contextmanager
+def redis_unreachable(settings: Any) -> Iterator[None]:
+    """This process's Redis calls go to a port nothing listens on (the breaker sees to the
+    rest), until the block ends."""
+    from guardrails import counters
+    from oversight import redis_clients
+    from tools.services import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    redis_clients.quick_client.cache_clear()
+    counters._script.cache_clear()
+    try:
+        yield
+    finally:
+        redis_clients.quick_client.cache_clear()
+        counters._script.cache_clear()

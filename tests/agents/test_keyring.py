@@ -15,12 +15,12 @@ from django.test.utils import CaptureQueriesContext
 from agents import services as agents
 from agents.keyring import KEYRING, keyring_version
 from agents.models import AgentStatus, ApiKey, KeyringVersion
-from guardrails import counters
 from guardrails import policies as policy_changes
 from guardrails.models import Policy
 from guardrails.policyfile import snapshot
-from oversight import cache
+from guardrails.tasks import republish_cache_versions
 from oversight.redis_clients import quick_client
+from tests.conftest import redis_unreachable
 
 CHECK = "/api/v1/guardrails/check"
 BODY = {"action": "read_file", "params": {"path": "/srv/reports/q3.csv"}}
@@ -136,7 +136,7 @@ def test_an_update_typed_into_sql_raises_the_version_and_beats_republish_spreads
         cursor.execute("UPDATE agents_agent SET status = 'paused' WHERE id = %s", [agent.agent.pk])
     assert keyring_version() == before + 1
     assert post(api, agent.key).status_code == 200, "not published yet: the copy still counts"
-    cache.republish()
+    republish_cache_versions()
     assert post(api, agent.key).json()["error"]["code"] == "agent_paused"
 
 
@@ -149,32 +149,17 @@ def test_recording_a_keys_use_does_not_raise_the_version(db, agent):
     assert keyring_version() == before + 1
 
 
-@contextlib.contextmanager
-def redis_down(settings: Any) -> Iterator[None]:
-    from oversight import redis_clients
-    from tools.services import free_port
-
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    redis_clients.quick_client.cache_clear()
-    counters._script.cache_clear()
-    try:
-        yield
-    finally:
-        redis_clients.quick_client.cache_clear()
-        counters._script.cache_clear()
-
-
 def test_with_redis_down_a_copy_is_not_trusted(
     db, api, agent, settings, django_capture_on_commit_callbacks
 ):
     assert post(api, agent.key).status_code == 200
     with (
         another_process(),
-        redis_down(settings),  # the revocation is not published either
+        redis_unreachable(settings),  # the revocation is not published either
         django_capture_on_commit_callbacks(execute=True),
     ):
         agents.revoke_api_key(api_key=ApiKey.objects.get(agent=agent.agent))
-    with redis_down(settings):
+    with redis_unreachable(settings):
         refused = post(api, agent.key)
     assert (refused.status_code, refused.json()["error"]["code"]) == (401, "key_revoked")
 

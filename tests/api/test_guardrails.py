@@ -15,6 +15,7 @@ from guardrails import counters, selectors, services
 from guardrails import policies as policy_changes
 from guardrails.models import Policy, Violation
 from guardrails.policyfile import snapshot
+from tests.conftest import redis_unreachable
 
 CHECK = "/api/v1/guardrails/check"
 CREATE = "/api/v1/approval-requests"
@@ -214,20 +215,11 @@ def test_past_the_api_rate_limit_the_check_is_429_with_retry_after(db, api, agen
 def test_with_redis_down_a_rate_limited_policy_asks_a_person_never_a_silent_allow(
     db, api, agent, settings
 ):
-    from oversight import redis_clients
-    from tools.services import free_port
-
     fields = {**snapshot(Policy.objects.get(name="read_file")), "rate_limit_per_hour": 5}
     policy_changes.save_policy(fields=fields, policy=Policy.objects.get(name="read_file"))
     assert check(api, agent, action="read_file", params={"path": "/srv/x"})["decision"] == "allow"
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    redis_clients.quick_client.cache_clear()
-    counters._script.cache_clear()
-    try:
+    with redis_unreachable(settings):
         answer = check(api, agent, action="read_file", params={"path": "/srv/x"})
-    finally:
-        redis_clients.quick_client.cache_clear()
-        counters._script.cache_clear()
     assert answer["decision"] == "require_approval"
     assert [r["code"] for r in answer["reasons"]] == ["rate_limit_unavailable"]
     assert answer["policy"]["version"] == 2, "the policies come from the database meanwhile"

@@ -24,7 +24,7 @@ from guardrails import policies as policy_changes
 from guardrails import policyfile, rules, services
 from guardrails.models import Policy, Violation
 from guardrails.policyfile import snapshot
-from oversight import cache
+from guardrails.tasks import republish_cache_versions
 from tests.conftest import client_for
 from tests.guardrails.rulekit import policy as compiled
 
@@ -440,7 +440,7 @@ def test_a_change_committed_behind_a_concurrent_import_is_honoured_on_every_web_
         if admin.ident is not None:  # started
             admin.join(30)
     assert not failures, failures
-    cache.republish()  # what beat does every tick
+    republish_cache_versions()  # what beat does every tick
 
     answer = _ask(web_server.url, agent.key, body)
 
