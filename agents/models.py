@@ -7,12 +7,16 @@ from datetime import datetime, timedelta
 from typing import ClassVar
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from agents import webhook_secrets
 from audit.events import ActorType
+
+MAX_AUTONOMY = 5
+AUTONOMY_NAMES = {0: "manual", 1: "assisted", 2: "partial", 3: "conditional", 4: "high", 5: "full"}
 
 
 class AgentStatus(models.TextChoices):
@@ -73,6 +77,26 @@ class Agent(models.Model):
     previous_webhook_secret_encrypted = models.TextField(blank=True, editable=False)
     previous_webhook_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     webhook_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Autonomy (SPEC §6): what the agent may do without a person, 0 (manual) to 5 (full).
+    # None follows OVERSIGHT_DEFAULT_AUTONOMY_LEVEL; a category's own level overrides it.
+    # Changed only through `controls.services` (audited `autonomy.changed`).
+    autonomy_level = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_AUTONOMY)]
+    )
+    autonomy_by_category = models.JSONField(default=dict, blank=True)
+    # When the level last changed: a recommendation weighs only the record since then.
+    autonomy_changed_at = models.DateTimeField(null=True, blank=True)
+    # A raise on a recommendation is a trial: until then, a lowering condition reverts it to
+    # the level it came from.
+    autonomy_trial_until = models.DateTimeField(null=True, blank=True)
+    autonomy_trial_from = models.PositiveSmallIntegerField(null=True, blank=True)
+    # What an automatic lowering replaced ({"level": …, "categories": {…}}), for a manager to
+    # restore.
+    autonomy_restorable = models.JSONField(null=True, blank=True)
+    # The circuit breaker (SPEC §6): failures and people's rejections in a row, reset by a
+    # success or a manager's resume. Counted under the agent's row lock (`controls.breaker`).
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    breaker_opened_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -80,6 +104,10 @@ class Agent(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(status__in=AgentStatus.values), name="agent_status_known"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(autonomy_level__lte=MAX_AUTONOMY),
+                name="agent_autonomy_level_known",
             ),
             # "Bot" and "bot" would be two names for one thing in every log and page.
             models.UniqueConstraint(Lower("name"), name="agent_name_unique_any_case"),
@@ -91,6 +119,27 @@ class Agent(models.Model):
     @property
     def audit_name(self) -> str:
         return self.name
+
+    @property
+    def overall_autonomy(self) -> int:
+        """The agent's level where no category has its own."""
+        if self.autonomy_level is None:
+            return int(settings.OVERSIGHT_DEFAULT_AUTONOMY_LEVEL)
+        return self.autonomy_level
+
+    def autonomy_for(self, category: str | None) -> int:
+        """The level the check applies to an action of `category`."""
+        own = (self.autonomy_by_category or {}).get(category) if category else None
+        return int(own) if own is not None else self.overall_autonomy
+
+    @property
+    def breaker_state(self) -> str:
+        """closed; open (checks need a person); tripped (the breaker paused the agent)."""
+        if self.consecutive_failures >= settings.OVERSIGHT_BREAKER_PAUSE_AFTER:
+            return "tripped"
+        if self.consecutive_failures >= settings.OVERSIGHT_BREAKER_OPEN_AFTER:
+            return "open"
+        return "closed"
 
     def signing_secrets(self, now: datetime | None = None) -> list[str]:
         """The secrets that sign a callback sent `now`: the current one, then the replaced one

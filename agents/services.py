@@ -219,6 +219,19 @@ _NO_REENABLE_REQUEST: dict[str, Any] = {
 }
 
 
+_BREAKER_CLOSED: dict[str, Any] = {"consecutive_failures": 0, "breaker_opened_at": None}
+
+
+def _record_breaker_closed(agent: Agent, failures: int, actor: User | None) -> None:
+    if failures >= settings.OVERSIGHT_BREAKER_OPEN_AFTER:
+        record_event(
+            event_type=EventType.BREAKER_CLOSED,
+            actor=actor,
+            subject=agent,
+            payload={"consecutive_failures": failures, "cause": "resumed"},
+        )
+
+
 @transaction.atomic
 def set_agent_status(
     *, agent: Agent, status: str, reason: str = "", actor: User | None = None
@@ -232,7 +245,11 @@ def set_agent_status(
     if status != AgentStatus.ACTIVE and not reason.strip():
         raise ValidationError({"reason": ["Say why the agent is being stopped."]})
     # Locked, so that the status recorded as "from" is the one this change replaced.
-    previous = Agent.objects.select_for_update().values_list("status", flat=True).get(pk=agent.pk)
+    previous, failures = (
+        Agent.objects.select_for_update()
+        .values_list("status", "consecutive_failures")
+        .get(pk=agent.pk)
+    )
     if previous == AgentStatus.DISABLED and status != AgentStatus.DISABLED:
         raise ValidationError(
             {"status": ["A disabled agent runs again only when a second person confirms."]}
@@ -250,6 +267,8 @@ def set_agent_status(
             status_reason=reason.strip(),
             status_changed_at=timezone.now(),
             **_NO_REENABLE_REQUEST,
+            # A manager's resume closes the circuit breaker (SPEC §6).
+            **(_BREAKER_CLOSED if status == AgentStatus.ACTIVE else {}),
         )
     )
     keyring.KEYRING.changed()
@@ -261,6 +280,8 @@ def set_agent_status(
             subject=agent,
             payload={"from": previous, "to": status, "reason": agent.status_reason},
         )
+        if status == AgentStatus.ACTIVE:
+            _record_breaker_closed(agent, failures, actor)
         # In this transaction: once a stop commits, no vote can approve what the agent asked
         # for, and the kill switch has told every waiter `cancelled`.
         approvals.agent_status_changed(
@@ -324,6 +345,7 @@ def confirm_reenable(*, agent: Agent, actor: User) -> Agent:
         status_reason="",
         status_changed_at=timezone.now(),
         **_NO_REENABLE_REQUEST,
+        **_BREAKER_CLOSED,
     )
     keyring.KEYRING.changed()
     record_event(
@@ -337,5 +359,6 @@ def confirm_reenable(*, agent: Agent, actor: User) -> Agent:
             "requested_by": requester.username,
         },
     )
+    _record_breaker_closed(locked, locked.consecutive_failures, actor)
     agent.refresh_from_db()
     return agent

@@ -1,4 +1,4 @@
-"""`Idempotency-Key` for creating approval requests (SPEC §3).
+"""`Idempotency-Key` for creating approval requests and reporting outcomes (SPEC §3).
 
 Same key + same body → the first response again, no second request; same key + another body →
 422; same key while the first call is still in flight → 409. Keys are scoped to the API key and
@@ -48,8 +48,15 @@ def validate_key(key: str) -> None:
         )
 
 
-def claim(*, api_key: ApiKey, key: str, body: Any) -> IdempotencyKey | tuple[int, Any]:
-    """Claim `key` for this call, or return the stored (status, body) to replay."""
+REQUESTS = "requests"
+OUTCOMES = "outcomes"
+
+
+def claim(
+    *, api_key: ApiKey, key: str, body: Any, scope: str = REQUESTS
+) -> IdempotencyKey | tuple[int, Any]:
+    """Claim `key` for this call on the endpoint `scope`, or return the stored (status, body) to
+    replay."""
     validate_key(key)
     digest = body_digest(body)
     for _ in range(3):
@@ -57,11 +64,15 @@ def claim(*, api_key: ApiKey, key: str, body: Any) -> IdempotencyKey | tuple[int
         try:
             with transaction.atomic():
                 return IdempotencyKey.objects.create(
-                    api_key=api_key, key=key, body_sha256=digest, locked_until=now + IN_FLIGHT_LEASE
+                    api_key=api_key,
+                    scope=scope,
+                    key=key,
+                    body_sha256=digest,
+                    locked_until=now + IN_FLIGHT_LEASE,
                 )
         except IntegrityError:
             pass
-        existing = IdempotencyKey.objects.filter(api_key=api_key, key=key).first()
+        existing = IdempotencyKey.objects.filter(api_key=api_key, scope=scope, key=key).first()
         if existing is not None:
             return _settle(existing, digest, now)
         # The holder released it (its call failed) between our insert and our read: try again.
@@ -72,7 +83,7 @@ def claim(*, api_key: ApiKey, key: str, body: Any) -> IdempotencyKey | tuple[int
     )
 
 
-def refuse_reuse(*, api_key: ApiKey, key: str, body: Any) -> None:
+def refuse_reuse(*, api_key: ApiKey, key: str, body: Any, scope: str = REQUESTS) -> None:
     """For a body that failed validation: a key that was already used is a 422 all the same.
 
     The key's stored body was valid, so it differs from this one; answering the validation
@@ -86,7 +97,7 @@ def refuse_reuse(*, api_key: ApiKey, key: str, body: Any) -> None:
         digest = body_digest(body)
     except (TypeError, ValueError):  # not JSON the parser made: nothing to compare
         return
-    stored = IdempotencyKey.objects.filter(api_key=api_key, key=key).values_list(
+    stored = IdempotencyKey.objects.filter(api_key=api_key, scope=scope, key=key).values_list(
         "body_sha256", flat=True
     )
     if any(existing != digest for existing in stored):
@@ -112,7 +123,9 @@ def _settle(existing: IdempotencyKey, digest: str, now: Any) -> IdempotencyKey |
     )
 
 
-def complete(row: IdempotencyKey, *, request: ApprovalRequest, status_code: int, body: Any) -> None:
+def complete(
+    row: IdempotencyKey, *, request: ApprovalRequest | None, status_code: int, body: Any
+) -> None:
     """Store the response; call inside the transaction that created `request`.
 
     Only while this call still holds the claim: if it ran past its lease and a retry took the

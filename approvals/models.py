@@ -274,6 +274,8 @@ class IdempotencyKey(models.Model):
     """One create per (API key, Idempotency-Key): the first response is kept and replayed."""
 
     api_key = models.ForeignKey("agents.ApiKey", on_delete=models.CASCADE, related_name="+")
+    # Which endpoint the key was used on: one key may name a create and an outcome report.
+    scope = models.CharField(max_length=16, default="requests")
     key = models.CharField(max_length=255)
     body_sha256 = models.CharField(max_length=64)
     request = models.ForeignKey(
@@ -288,7 +290,7 @@ class IdempotencyKey(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["api_key", "key"], name="one_idempotency_key_per_api_key"
+                fields=["api_key", "scope", "key"], name="one_idempotency_key_per_api_key_scope"
             )
         ]
         indexes = [models.Index(fields=["created_at"], name="idempotency_created")]

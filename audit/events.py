@@ -45,6 +45,14 @@ class EventType(models.TextChoices):
     DATA_ACCESSED = "data.accessed", "Sensitive data accessed"
     BUDGET_ALERT = "budget.alert", "Budget alert"
 
+    # Agent controls
+    OUTCOME_REPORTED = "outcome.reported", "Outcome reported"
+    EXECUTION_MISMATCH = "execution.mismatch", "Execution mismatch (security)"
+    BREAKER_OPENED = "agent.breaker_opened", "Circuit breaker opened"
+    BREAKER_CLOSED = "agent.breaker_closed", "Circuit breaker closed"
+    AGENT_ALERT = "agent.alert", "Agent alert"
+    AUTONOMY_CHANGED = "autonomy.changed", "Autonomy changed"
+
     # Configuration
     POLICY_CHANGED = "policy.changed", "Policy changed"
     ROUTE_CHANGED = "route.changed", "Escalation route changed"

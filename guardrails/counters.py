@@ -33,6 +33,8 @@ from budgets.admission import Room
 from oversight.redis_clients import quick_client
 
 HOLD_SECONDS = 600
+# Loop detection's window (SPEC §6): the repeated calls must fall within it.
+LOOP_SECONDS = 600
 BUDGET_HOLD_MINUTES = 5
 CHECK_LOG = "oversight:guard:checks"
 # Beat drains the log every tick; this many entries are kept while it does not (a minute of
@@ -40,20 +42,23 @@ CHECK_LOG = "oversight:guard:checks"
 CHECK_LOG_LENGTH = 20_000
 
 # KEYS: 1 API calls this minute, 2 policy version, 3 action count this hour, 4 held slot,
-#       5 check log, 6 keyring version, then for each budget its BUDGET_HOLD_MINUTES
-#       per-minute holds (this minute's last).
+#       5 check log, 6 keyring version, 7 the agent's recent calls (loop detection), then for
+#       each budget its BUDGET_HOLD_MINUTES per-minute holds (this minute's last).
 # ARGV: 1 API call limit (0: not counted), 2 its window, 3 the policy version the caller holds,
 #       4 the action's limit (-1: none; 0 admits no call), 5 seconds to the end of the hour,
 #       6 mode (peek, count, hold, create), 7 hold seconds, 8 log (1/0), 9 log length,
 #       10 decision, 11 codes, 12 the estimate in cents, 13 how many budgets (B), 14 the
-#       keyring version of the caller's copy of its key ('': read from the database), 15...
-#       each budget's room in whole cents (`whole_cents_left`), 15+B... the log entry's fields.
+#       keyring version of the caller's copy of its key ('': read from the database), 15 the
+#       time (seconds), 16 the call's digest for loop detection ('': not tracked), 17...
+#       each budget's room in whole cents (`whole_cents_left`), 17+B... the log entry's fields.
 # Returns {API calls, published version ('' when Redis has none), used, outcome, budget,
-# published keyring version}: outcome is 1 admitted, 0 refused, 2 admitted by the slot its
-# check held, -1 the caller's policies are stale (nothing was counted), -2 throttled (nothing
-# else was done), -3 the caller's copy of its key was read at another version than the
-# published one, or Redis has none (nothing was done); budget is the number of the budget
-# whose room the estimate passes, with what others hold, or 0.
+# published keyring version, loop}: outcome is 1 admitted, 0 refused, 2 admitted by the slot
+# its check held, -1 the caller's policies are stale (nothing was counted), -2 throttled
+# (nothing else was done), -3 the caller's copy of its key was read at another version than
+# the published one, or Redis has none (nothing was done); budget is the number of the budget
+# whose room the estimate passes, with what others hold, or 0; loop is 1 when this call makes
+# a loop (the same digest three times in a row, or A-B-A-B, within LOOP_SECONDS), and such a
+# call holds its slot instead of using it, as a require_approval does.
 _SCRIPT = """
 local keyring = redis.call('GET', KEYS[6]) or ''
 if ARGV[14] ~= '' and keyring ~= ARGV[14] then
@@ -70,15 +75,15 @@ if version ~= ARGV[3] then return {calls, version, 0, -1, 0, keyring} end
 local mode = ARGV[6]
 local estimate = tonumber(ARGV[12])
 local budgets = tonumber(ARGV[13])
-local minutes = (#KEYS - 6) / math.max(budgets, 1)
+local minutes = (#KEYS - 7) / math.max(budgets, 1)
 local over = 0
 if estimate > 0 and mode ~= 'create' then
   for b = 1, budgets do
     local held = 0
     for m = 1, minutes do
-      held = held + tonumber(redis.call('GET', KEYS[6 + (b - 1) * minutes + m]) or '0')
+      held = held + tonumber(redis.call('GET', KEYS[7 + (b - 1) * minutes + m]) or '0')
     end
-    if held + estimate > tonumber(ARGV[14 + b]) then
+    if held + estimate > tonumber(ARGV[16 + b]) then
       over = b
       break
     end
@@ -87,6 +92,35 @@ end
 local used, outcome = 0, 1
 local limit = tonumber(ARGV[4])
 if over > 0 and mode ~= 'peek' then mode = 'peek' end
+local loop = 0
+if ARGV[16] ~= '' then
+  local now, digest = tonumber(ARGV[15]), ARGV[16]
+  local last = redis.call('LINDEX', KEYS[7], 0)
+  local push = true
+  if mode == 'create' and last then
+    -- the create that follows its own check is the same call, not a second one
+    local seen, at = string.match(last, '^(%S+) (%S+)$')
+    if seen == digest and now - tonumber(at) <= tonumber(ARGV[7]) then push = false end
+  end
+  if push then
+    redis.call('LPUSH', KEYS[7], digest .. ' ' .. ARGV[15])
+    redis.call('LTRIM', KEYS[7], 0, 3)
+    redis.call('EXPIRE', KEYS[7], LOOP_SECONDS)
+  end
+  local recent = {}
+  for i, entry in ipairs(redis.call('LRANGE', KEYS[7], 0, 3)) do
+    local seen, at = string.match(entry, '^(%S+) (%S+)$')
+    if now - tonumber(at) > LOOP_SECONDS then break end
+    recent[i] = seen
+  end
+  if recent[3] and recent[1] == recent[2] and recent[2] == recent[3] then
+    loop = 1
+  elseif recent[4] and recent[1] == recent[3] and recent[2] == recent[4]
+      and recent[1] ~= recent[2] then
+    loop = 1
+  end
+  if loop == 1 and mode == 'count' then mode = 'hold' end
+end
 if limit >= 0 then
   used = tonumber(redis.call('GET', KEYS[3]) or '0')
   if mode == 'create' and redis.call('DEL', KEYS[4]) == 1 then
@@ -101,23 +135,27 @@ if limit >= 0 then
 end
 if mode == 'count' and outcome == 1 and estimate > 0 then
   for b = 1, budgets do
-    local current = KEYS[6 + b * minutes]
+    local current = KEYS[7 + b * minutes]
     redis.call('INCRBYFLOAT', current, ARGV[12])
     redis.call('EXPIRE', current, minutes * 60 + 60)
   end
 end
 if ARGV[8] == '1' then
   local decision, codes = ARGV[10], ARGV[11]
+  if loop == 1 then
+    codes = codes .. ' loop_detected'
+    if decision == 'allow' then decision = 'require_approval' end
+  end
   if outcome == 0 or over > 0 then
     decision = 'deny'
     if over > 0 then codes = codes .. ' budget_exceeded' end
     if outcome == 0 then codes = codes .. ' rate_limited' end
   end
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[9], '*', 'decision', decision,
-             'codes', codes, unpack(ARGV, 15 + budgets))
+             'codes', codes, unpack(ARGV, 17 + budgets))
 end
-return {calls, version, used, outcome, over, keyring}
-"""
+return {calls, version, used, outcome, over, keyring, loop}
+""".replace("LOOP_SECONDS", str(LOOP_SECONDS))
 
 
 def whole_cents_left(room: Room) -> int:
@@ -142,6 +180,7 @@ class Answer:
     resets_in_seconds: int
     over_budget: Room | None = None  # the budget the estimate would pass, with the holds
     keyring: int | None = None  # the keyring's version in Redis
+    loop: bool = False  # this call repeats the agent's last ones (loop detection)
 
     @property
     def stale(self) -> bool:
@@ -173,6 +212,17 @@ def held_key(agent_id: int, params_sha256: str) -> str:
     return f"oversight:guard:held:{agent_id}:{params_sha256}"
 
 
+def recent_key(agent_id: int) -> str:
+    """The agent's last few calls (digest and time), for loop detection."""
+    return f"oversight:guard:recent:{agent_id}"
+
+
+def forget_recent(agent_id: int) -> None:
+    """A success ends any loop: the calls before it no longer count (raises when Redis does
+    not answer)."""
+    quick_client().delete(recent_key(agent_id))
+
+
 def budget_keys(room: Room, minute: int) -> list[str]:
     """A budget window's per-minute holds for the last BUDGET_HOLD_MINUTES, this one's last."""
     window = int(room.window_start.timestamp())
@@ -198,13 +248,15 @@ def count(
     codes: list[str],
     estimate: int | None = None,
     rooms: tuple[Room, ...] = (),
+    track: bool = False,
 ) -> Answer:
     """One round trip; raises one of `oversight.redis_clients.UNAVAILABLE` when Redis does not
     answer. `api_call` is the throttle's (key, limit, window seconds), or None not to count the
     call; `holding` the policy set version this process holds (None: none yet); `rooms` what
     the agent's enforced budgets have left (`budgets.admission.assess`) for the `estimate`;
     `keyring` the key of the keyring's published version and the version of the caller's copy
-    of its key, when it authenticated from one (`agents.keyring`)."""
+    of its key, when it authenticated from one (`agents.keyring`); `track` adds the call to the
+    agent's recent ones and tells whether it makes a loop."""
     now = time.time()
     hour = int(now // 3600)
     minute = int(now // 60)
@@ -222,6 +274,7 @@ def count(
             held_key(agent_id, params_sha256),
             CHECK_LOG,
             keyring[0] if keyring else "-",
+            recent_key(agent_id),
             *holds,
         ],
         args=[
@@ -239,11 +292,13 @@ def count(
             estimate or 0,
             len(rooms),
             str(keyring[1]) if keyring else "",
+            repr(now),
+            params_sha256 if track else "",
             *(str(whole_cents_left(room)) for room in rooms),
             *fields,
         ],
     )
-    calls, published, used, outcome, over, keyring_published = reply
+    calls, published, used, outcome, over, keyring_published = reply[:6]
     return Answer(
         api_calls=int(calls),
         published=_number(published),
@@ -252,6 +307,7 @@ def count(
         resets_in_seconds=resets,
         over_budget=rooms[int(over) - 1] if int(over) > 0 else None,
         keyring=_number(keyring_published),
+        loop=len(reply) > 6 and int(reply[6]) == 1,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import jsonschema_rs
 
+from agents.models import AUTONOMY_NAMES
 from approvals.models import RiskLevel
 from guardrails import matching
 
@@ -54,11 +55,12 @@ SEVERITY = {
     "resource_not_allowed": RiskLevel.HIGH,
     "confidence_too_low": RiskLevel.MEDIUM,
     "autonomy_manual": RiskLevel.MEDIUM,
+    "loop_detected": RiskLevel.MEDIUM,
 }
 
-AUTONOMY_NAMES = {0: "manual", 1: "assisted", 2: "partial", 3: "conditional", 4: "high", 5: "full"}
-# Every agent acts at this level until agents get levels of their own (SPEC §6).
 DEFAULT_AUTONOMY_LEVEL = 2
+# Failures or rejections in a row from which every check needs a person (the circuit breaker).
+BREAKER_OPEN_AFTER = 3
 
 
 def action_key(action: str) -> str:
@@ -165,6 +167,10 @@ class Facts:
     agent_status: str = "active"
     budget_refusal: str = ""  # why an enforced budget refuses, if one does
     autonomy_level: int = DEFAULT_AUTONOMY_LEVEL
+    # Categories with a level of their own, overriding `autonomy_level` for their actions.
+    autonomy_by_category: Mapping[str, int] = field(default_factory=dict)
+    consecutive_failures: int = 0  # the circuit breaker's count
+    breaker_open_after: int = BREAKER_OPEN_AFTER
     unknown_actions: str = DENY  # or REQUIRE_APPROVAL (at high risk): an admin setting
 
 
@@ -290,6 +296,14 @@ def evaluate(policy: CompiledPolicy | None, facts: Facts) -> Verdict:
             text = _confidence(confidence, 0.5, "a person must approve")
             add(Reason("confidence_low", text, REQUIRE_APPROVAL, STEP_CONFIDENCE))
 
+    # 9. the circuit breaker (loop detection needs Redis: the service adds its reason)
+    if facts.consecutive_failures >= facts.breaker_open_after:
+        message = (
+            f"The agent's last {facts.consecutive_failures} outcomes were failures or "
+            "rejections (the circuit breaker is open): a person decides until one succeeds."
+        )
+        add(Reason("consecutive_failures", message, REQUIRE_APPROVAL, STEP_RECORD))
+
     # 10. the policy's flag, critical risk, else the agent's autonomy
     if policy is not None and policy.requires_approval:
         message = f"The policy for {policy.name} requires a person's approval."
@@ -298,7 +312,10 @@ def evaluate(policy: CompiledPolicy | None, facts: Facts) -> Verdict:
         message = "Critical actions always need people's approval (two of them)."
         add(Reason("critical_risk", message, REQUIRE_APPROVAL, STEP_APPROVAL))
     if risk is not None and not any(r.effect == REQUIRE_APPROVAL for r in reasons):
-        autonomy = _autonomy(facts.autonomy_level, risk, confidence)
+        level = facts.autonomy_level
+        if policy is not None and policy.category in facts.autonomy_by_category:
+            level = int(facts.autonomy_by_category[policy.category])
+        autonomy = _autonomy(level, risk, confidence)
         if autonomy is not None:
             add(autonomy)
 
@@ -411,6 +428,15 @@ def autonomy_allows(level: int, risk: str, confidence: float | None) -> bool:
     if risk == RiskLevel.HIGH:
         return level >= 5 and sure >= 0.95
     return False
+
+
+def loop_reason() -> Reason:
+    """Step 9's loop detection, found in Redis (`guardrails.counters`)."""
+    message = (
+        "The agent has asked for this same call three times in a row, or alternates between "
+        "two calls, within 10 minutes and without a success: a person decides."
+    )
+    return Reason("loop_detected", message, REQUIRE_APPROVAL, STEP_RECORD)
 
 
 def _autonomy(level: int, risk: str, confidence: float | None) -> Reason | None:

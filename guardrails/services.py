@@ -167,6 +167,8 @@ def check_action(
         rate = _rate(verdict, answer)
         if answer.over_budget is not None:
             verdict = verdict.with_reason(_held_budget(answer.over_budget, estimated_cost_cents))
+        if answer.loop:
+            verdict = verdict.with_reason(rules.loop_reason())
     except (*UNAVAILABLE, UnsettledPolicies):
         if key_copy is not None:
             raise StaleKey from None  # nothing could verify the copy of the key
@@ -180,6 +182,10 @@ def check_action(
     outcome = CheckOutcome(verdict, digest, rate=rate)
     if verdict.decision == rules.DENY:
         violation = _record_violation(agent, verdict, facts, digest, purpose)
+        return CheckOutcome(verdict, digest, violation.pk, rate)
+    looping = next((r for r in verdict.reasons if r.code == "loop_detected"), None)
+    if looping is not None:  # a loop needs a person, and is a violation too (SPEC §6)
+        violation = _record_violation(agent, verdict, facts, digest, purpose, looping)
         return CheckOutcome(verdict, digest, violation.pk, rate)
     if (
         verdict.decision == rules.ALLOW
@@ -272,6 +278,10 @@ def _facts(
         claimed_risk=claimed_risk,
         agent_status=agent.status,
         budget_refusal=budgets.refusal,
+        autonomy_level=agent.overall_autonomy,
+        autonomy_by_category=agent.autonomy_by_category or {},
+        consecutive_failures=agent.consecutive_failures,
+        breaker_open_after=settings.OVERSIGHT_BREAKER_OPEN_AFTER,
         unknown_actions=settings.OVERSIGHT_UNKNOWN_ACTIONS,
     )
 
@@ -322,6 +332,7 @@ def _count(
         codes=verdict.codes,
         estimate=facts.estimated_cost_cents,
         rooms=budgets.rooms if not budgets.refusal else (),
+        track=log,
     )
 
 
@@ -361,9 +372,14 @@ def _log_entry(agent: Agent, facts: rules.Facts, purpose: str) -> dict[str, Any]
 
 @transaction.atomic
 def _record_violation(
-    agent: Agent, verdict: rules.Verdict, facts: rules.Facts, digest: str, purpose: str
+    agent: Agent,
+    verdict: rules.Verdict,
+    facts: rules.Facts,
+    digest: str,
+    purpose: str,
+    deciding: rules.Reason | None = None,
 ) -> Violation:
-    deciding = verdict.deciding
+    deciding = deciding or verdict.deciding
     assert deciding is not None
     policy = verdict.policy
     now = timezone.now()

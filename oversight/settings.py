@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "audit",
     "budgets",
     "guardrails",
+    "controls",
     "demo",
 ]
 
@@ -203,6 +204,7 @@ CELERY_TASK_ROUTES = {
     "approvals.tasks.sweep_emails": {"queue": "email"},
     "budgets.tasks.sweep_alert_emails": {"queue": "email"},
     "guardrails.tasks.sweep_alert_emails": {"queue": "email"},
+    "controls.tasks.sweep_alert_emails": {"queue": "email"},
 }
 # Every task has a soft time limit (SoftTimeLimitExceeded is raised in it) and a hard one (its
 # process is killed and replaced; with acks_late the message is redelivered, and every task is
@@ -256,6 +258,22 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.2,
     "interval_max": 0.2,
 }
+# Agent controls (SPEC §6). The autonomy level of agents that have none of their own (0-5).
+OVERSIGHT_DEFAULT_AUTONOMY_LEVEL = env_int("OVERSIGHT_DEFAULT_AUTONOMY_LEVEL", 2, minimum=0)
+if OVERSIGHT_DEFAULT_AUTONOMY_LEVEL > 5:
+    raise ImproperlyConfigured("OVERSIGHT_DEFAULT_AUTONOMY_LEVEL: use a level from 0 to 5.")
+# The circuit breaker: this many failures or rejections in a row make every check need a
+# person; this many pause the agent.
+OVERSIGHT_BREAKER_OPEN_AFTER = env_int("OVERSIGHT_BREAKER_OPEN_AFTER", 3, minimum=1)
+OVERSIGHT_BREAKER_PAUSE_AFTER = env_int("OVERSIGHT_BREAKER_PAUSE_AFTER", 5, minimum=1)
+# Autonomy recommendations: a lowering on a success or override rate needs at least this many
+# outcomes (or decided requests) since the level last changed; a critical failure needs one.
+OVERSIGHT_AUTONOMY_MIN_EVIDENCE = env_int("OVERSIGHT_AUTONOMY_MIN_EVIDENCE", 10, minimum=1)
+# How often beat recomputes the recommendations (and applies lowerings and trial ends).
+OVERSIGHT_AUTONOMY_REFRESH_SECONDS = env_float(
+    "OVERSIGHT_AUTONOMY_REFRESH_SECONDS", 30.0, minimum=1.0
+)
+
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "tick-timers": {
         "task": "approvals.tasks.tick_timers",
@@ -302,6 +320,17 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 3600.0,
     },
     "purge-check-records": {"task": "guardrails.tasks.purge_check_records", "schedule": 3600.0},
+    "sweep-agent-alert-emails": {
+        "task": "controls.tasks.sweep_alert_emails",
+        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
+        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
+    },
+    # Autonomy recommendations from the agents' records; lowerings apply at once (SPEC §6).
+    "refresh-autonomy": {
+        "task": "controls.tasks.refresh_autonomy",
+        "schedule": OVERSIGHT_AUTONOMY_REFRESH_SECONDS,
+        "options": {"expires": OVERSIGHT_AUTONOMY_REFRESH_SECONDS},
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = env_str(
     "OVERSIGHT_BEAT_SCHEDULE_FILE", str(VAR_DIR / "celerybeat-schedule")

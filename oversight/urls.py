@@ -23,6 +23,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("approvals.api_urls")),
     path("", include("budgets.api_urls")),
     path("", include("guardrails.api_urls")),
+    path("", include("controls.api_urls")),
     # Agents get JSON for unknown endpoints even with DEBUG on (no HTML debug page).
     re_path(r"^.*$", api.api_not_found),
 ]

@@ -11,6 +11,7 @@ as possible on the shared cores (its CPU time is printed too).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -132,13 +133,20 @@ def guardrails_check(
     (/api/v1/health) in the same rounds; the deny path against the allow path; and the policy
     evaluation alone, in process."""
     print("\n§10.1 guardrails check (32 clients, 4 agents each in turn)")
-    allow: dict[str, object] = {"action": "read_file", "params": CHECK_PARAMS}
-    deny: dict[str, object] = {
-        "action": "read_file",
-        "params": {**CHECK_PARAMS, "path": "/srv/app/.env"},
-    }
+    # Each call reads another file, as agents do: the same call three times in a row would be
+    # a loop (SPEC §6), which needs a person and records a violation.
+    files = itertools.count()
+
+    def allow() -> dict[str, object]:
+        path = f"/srv/reports/{next(files)}.csv"
+        return {"action": "read_file", "params": {**CHECK_PARAMS, "path": path}}
+
+    def deny() -> dict[str, object]:
+        path = f"/srv/app/{next(files)}/.env"
+        return {"action": "read_file", "params": {**CHECK_PARAMS, "path": path}}
+
     groups = [keys[n::CONCURRENCY] for n in range(CONCURRENCY)]
-    allows = [post_json("/api/v1/guardrails/check", group, lambda: allow) for group in groups]
+    allows = [post_json("/api/v1/guardrails/check", group, allow) for group in groups]
     ratios = against_floor(
         "POST /api/v1/guardrails/check (allow)",
         "check",
@@ -153,7 +161,7 @@ def guardrails_check(
     print(f"  (against the reference: {verdict} the >= 0.6 target)")
 
     print("\n  deny path (each a violation and its audit event) against the allow path")
-    denies = [post_json("/api/v1/guardrails/check", group, lambda: deny) for group in groups]
+    denies = [post_json("/api/v1/guardrails/check", group, deny) for group in groups]
     rounds: dict[str, list[Result]] = {"allow": [], "deny": []}
     for n in range(ROUNDS):
         order = [("allow", allows), ("deny", denies)]

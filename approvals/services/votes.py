@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Tier, User
+from agents.models import Agent
 from approvals import effects, rules
 from approvals.binding import params_sha256
 from approvals.models import (
@@ -35,6 +36,7 @@ from approvals.services.errors import (
 from approvals.services.lifecycle import _close, _ensure_pending, _expire, _lock, _record_close
 from audit.events import EventType
 from audit.services import record_event
+from controls import breaker
 from guardrails import services as guardrails
 from guardrails.models import PolicyVersion
 from guardrails.rules import DENY
@@ -102,6 +104,12 @@ def _vote(
             raise Invalid("Changed parameters must be a JSON object.")
         check_params_size(modified_params)
     with transaction.atomic():
+        agent = None
+        if choice == VoteChoice.REJECT:
+            # A rejection counts against the agent's circuit breaker (SPEC §6): its row is
+            # locked first, in the order a pause or kill switch takes the two.
+            agent_id = ApprovalRequest.objects.values_list("agent_id", flat=True).get(pk=request_id)
+            agent = breaker.lock(agent_id)
         request = _lock(request_id)
         _ensure_pending(request)
         now = timezone.now()
@@ -121,7 +129,7 @@ def _vote(
                     "Another approver changed the arguments while you were reviewing them; "
                     "look at the new ones before you approve."
                 )
-            outcome = _cast(request, voter, choice, comment.strip(), modified_params, now)
+            outcome = _cast(request, voter, choice, comment.strip(), modified_params, now, agent)
     if outcome is None:
         # The expiry above is committed; the vote itself is refused (SPEC §2, fail safe).
         raise RequestExpired("This request expired before your vote; it counts as not approved.")
@@ -135,7 +143,9 @@ def _cast(
     comment: str,
     modified_params: dict[str, Any] | None,
     now: datetime,
+    agent: Agent | None = None,
 ) -> VoteOutcome:
+    """`agent`: the request's agent, locked, for a rejection (it counts on its breaker)."""
     refusal = rules.refusal_to_decide(voter, request)
     if refusal:
         raise NotAllowed(refusal)
@@ -198,6 +208,8 @@ def _cast(
             outcome = Status.APPROVED
     if outcome is not None:
         _close(request, outcome, now=now, decided_by=voter, reason=comment)
+    if outcome == Status.REJECTED and agent is not None:
+        breaker.failed(agent, cause=breaker.REJECTION, now=now)
     record_event(
         event_type=EventType.REQUEST_VOTED,
         actor=voter,

@@ -40,8 +40,9 @@ def another_process() -> Iterator[None]:
     KEYRING._held = held
 
 
-def post(api: Callable[..., Any], key: str) -> Any:
-    return api(key).post(CHECK, BODY)
+def post(api: Callable[..., Any], key: str, path: str = "") -> Any:
+    body = {**BODY, "params": {"path": path}} if path else BODY
+    return api(key).post(CHECK, body)
 
 
 def test_an_allowed_check_from_a_copy_asks_nothing_of_the_database(db, api, agent, settings):
@@ -170,10 +171,11 @@ def test_when_redis_lost_the_version_the_check_reads_the_key_and_publishes_it(
     settings.OVERSIGHT_KEYRING_RECHECK_SECONDS = 60
     assert post(api, agent.key).status_code == 200
     quick_client().delete(KEYRING.key)
-    assert post(api, agent.key).status_code == 200
+    assert post(api, agent.key, path="/srv/b").status_code == 200
     assert quick_client().get(KEYRING.key) == str(keyring_version()).encode()
     with CaptureQueriesContext(connection) as queries:
-        assert post(api, agent.key).status_code == 200
+        # (Another file: a third identical check in a row would be a loop, and write.)
+        assert post(api, agent.key, path="/srv/c").status_code == 200
     assert queries.captured_queries == [], "the copy read just now counts again"
 
 

@@ -138,6 +138,16 @@ def test_every_answer_of_every_operation_matches_the_published_schema(
     call("POST", "/api/v1/costs", json=cost, headers={**key, "Idempotency-Key": "c1"})
     call("POST", "/api/v1/costs", json={"model": "no-such-model"}, headers=key)
 
+    outcomes = "/api/v1/outcomes"
+    done = {"action": "read_file", "params": {"path": "/srv/a"}, "success": True}
+    call("POST", outcomes, json=done, headers={**key, "Idempotency-Key": "o1"})
+    call("POST", outcomes, json=done, headers={**key, "Idempotency-Key": "o1"})
+    call("POST", outcomes, json={"action": "read_file", "success": True}, headers=key)
+    call("POST", outcomes, json={**done, "approval_request_id": str(uuid.uuid4())}, headers=key)
+    # Executing the cancelled request: a mismatch, recorded, and the agent is disabled.
+    call("POST", outcomes, json={**done, "approval_request_id": request_id}, headers=key)
+    call("POST", outcomes, json=done, headers=key)
+
     every = {
         f"{method.upper()} {result.ok().path}"
         for result in schema.get_all_operations()
@@ -147,3 +157,4 @@ def test_every_answer_of_every_operation_matches_the_published_schema(
     assert set(seen) == every, "each operation is called"
     assert seen[f"POST {requests_path}"] == {201, 400, 401, 403}
     assert seen[f"POST {cancel}"] == {200, 409}
+    assert seen[f"POST {outcomes}"] == {201, 400, 403, 404, 409}

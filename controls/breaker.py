@@ -1,0 +1,122 @@
+"""The circuit breaker (SPEC §6): failures and people's rejections in a row, per agent.
+
+The count is the agent's own field (`Agent.consecutive_failures`), changed only under the
+agent's row lock, so outcomes reported at the same time count one after the other and each
+threshold is crossed exactly once: at OVERSIGHT_BREAKER_OPEN_AFTER (3) every check needs a
+person (the check reads the count from its verified copy of the agent); at
+OVERSIGHT_BREAKER_PAUSE_AFTER (5) the agent is paused (reason `circuit_breaker`) and the
+managers are alerted. A success or a manager's resume (`agents.services.set_agent_status`)
+closes it.
+
+Failures from several agents of one team within CASCADE_WINDOW alert the managers once per team
+and clock hour (cascade detection).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from agents import keyring
+from agents import services as agents
+from agents.models import Agent, AgentStatus
+from audit.events import EventType
+from audit.services import record_event
+from controls import alerts
+from controls.models import AlertKind, Outcome
+
+CASCADE_WINDOW = timedelta(minutes=5)
+CASCADE_AGENTS = 3
+
+FAILURE = "failure"
+REJECTION = "rejection"
+MISMATCH = "mismatch"
+
+
+def lock(agent_id: int) -> Agent:
+    """The agent, locked for the rest of the transaction: take it before any request's lock
+    (the order `agents.services.set_agent_status` takes them in)."""
+    return Agent.objects.select_for_update(of=("self",)).get(pk=agent_id)
+
+
+def failed(agent: Agent, *, cause: str, now: datetime | None = None) -> int:
+    """Count one failure or rejection of `agent`, locked by the caller (`lock`); open or trip the
+    breaker on the threshold it reaches. Returns the new count. Call it before the caller's own
+    audit appends where it can (it may append, and pause the agent)."""
+    now = now or timezone.now()
+    count = agent.consecutive_failures + 1
+    opens = count == settings.OVERSIGHT_BREAKER_OPEN_AFTER
+    Agent.objects.filter(pk=agent.pk).update(
+        consecutive_failures=F("consecutive_failures") + 1,
+        **({"breaker_opened_at": now} if opens else {}),
+    )
+    keyring.KEYRING.changed()
+    agent.consecutive_failures = count
+    if opens:
+        agent.breaker_opened_at = now
+        record_event(
+            event_type=EventType.BREAKER_OPENED,
+            subject=agent,
+            payload={"consecutive_failures": count, "cause": cause},
+        )
+    if count == settings.OVERSIGHT_BREAKER_PAUSE_AFTER and agent.status == AgentStatus.ACTIVE:
+        reason = f"circuit_breaker: {count} failures or rejections in a row"
+        agents.set_agent_status(agent=agent, status=AgentStatus.PAUSED, reason=reason)
+        alerts.alert(
+            AlertKind.CIRCUIT_BREAKER,
+            f"Agent {agent.name} was paused by its circuit breaker after {count} failures or "
+            "rejections in a row. A manager's resume closes the breaker.",
+            agent=agent,
+        )
+    if count == settings.OVERSIGHT_BREAKER_OPEN_AFTER or cause == FAILURE:
+        cascade(agent, now)
+    return count
+
+
+def succeeded(agent: Agent) -> bool:
+    """A success closes the breaker. True when it was counting (the count is back to 0)."""
+    count = agent.consecutive_failures
+    if count == 0:
+        return False
+    Agent.objects.filter(pk=agent.pk).update(consecutive_failures=0, breaker_opened_at=None)
+    keyring.KEYRING.changed()
+    agent.consecutive_failures = 0
+    agent.breaker_opened_at = None
+    if count >= settings.OVERSIGHT_BREAKER_OPEN_AFTER:
+        record_event(
+            event_type=EventType.BREAKER_CLOSED,
+            actor=agent,
+            subject=agent,
+            payload={"consecutive_failures": count, "cause": "success"},
+        )
+    return True
+
+
+def cascade(agent: Agent, now: datetime) -> None:
+    """Failures or breakers from CASCADE_AGENTS agents of one team within CASCADE_WINDOW: one
+    incident alert per team and clock hour."""
+    if not agent.team:
+        return
+    since = now - CASCADE_WINDOW
+    failing = set(
+        Outcome.objects.filter(agent__team=agent.team, success=False, created_at__gte=since)
+        .values_list("agent_id", flat=True)
+        .distinct()
+    )
+    failing |= set(
+        Agent.objects.filter(team=agent.team)
+        .filter(Q(breaker_opened_at__gte=since) | Q(pk=agent.pk))
+        .values_list("pk", flat=True)
+    )
+    if len(failing) < CASCADE_AGENTS:
+        return
+    alerts.alert(
+        AlertKind.CASCADE,
+        f"{len(failing)} agents of team {agent.team} failed or tripped their circuit breakers "
+        f"within {int(CASCADE_WINDOW.total_seconds() // 60)} minutes.",
+        team=agent.team,
+        window_start=now.replace(minute=0, second=0, microsecond=0),
+    )
