@@ -57,8 +57,7 @@ class Command(BaseCommand):
         if agent.reenable_requested_by_id is None:
             services.request_reenable(agent=agent, actor=actor, reason=reason)
             self.stdout.write(
-                f"Asked to re-enable {agent.name}; a second person confirms with the same "
-                "command."
+                f"Asked to re-enable {agent.name}; a second person confirms with the same command."
             )
             return
         services.confirm_reenable(agent=agent, actor=actor)
