@@ -109,15 +109,14 @@ def report_outcome(
                 )
         except IntegrityError:  # another report of this request committed first
             raise _already_reported(request) from None
-        if before_commit is not None:
-            before_commit(outcome)
-        # The breaker first: it writes, and the audit appends below hold the chain's lock.
-        if mismatch:
-            pass  # the agent is disabled below; re-enabling it closes the breaker
-        elif success:
+        # The breaker first: it writes, and the audit appends below hold the chain's lock. A
+        # mismatch does not count: the agent is disabled below, and re-enabling it closes it.
+        if success and not mismatch:
             breaker.succeeded(locked)
-        else:
+        elif not mismatch:
             breaker.failed(locked, cause=breaker.FAILURE, now=now)
+        if before_commit is not None:
+            before_commit(outcome)  # the answer, with the breaker's count after this outcome
         record_event(
             event_type=EventType.OUTCOME_REPORTED,
             actor=locked,
