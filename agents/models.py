@@ -135,11 +135,11 @@ class Agent(models.Model):
     @property
     def breaker_state(self) -> str:
         """closed; open (checks need a person); tripped (the breaker paused the agent)."""
+        if self.breaker_opened_at is None:
+            return "closed"
         if self.consecutive_failures >= settings.OVERSIGHT_BREAKER_PAUSE_AFTER:
             return "tripped"
-        if self.consecutive_failures >= settings.OVERSIGHT_BREAKER_OPEN_AFTER:
-            return "open"
-        return "closed"
+        return "open"
 
     def signing_secrets(self, now: datetime | None = None) -> list[str]:
         """The secrets that sign a callback sent `now`: the current one, then the replaced one

@@ -2,8 +2,9 @@
 
 The count is the agent's own field (`Agent.consecutive_failures`), changed only under the
 agent's row lock, so outcomes reported at the same time count one after the other and each
-threshold is crossed exactly once: at OVERSIGHT_BREAKER_OPEN_AFTER (3) every check needs a
-person (the check reads the count from its verified copy of the agent); at
+threshold is crossed exactly once: at OVERSIGHT_BREAKER_OPEN_AFTER (3) the breaker opens
+(`breaker_opened_at`) and every check needs a person (the check reads that from its verified
+copy of the agent; the running count itself does not invalidate the copies); at
 OVERSIGHT_BREAKER_PAUSE_AFTER (5) the agent is paused (reason `circuit_breaker`) and the
 managers are alerted. A success or a manager's resume (`agents.services.set_agent_status`)
 closes it.
@@ -53,9 +54,11 @@ def failed(agent: Agent, *, cause: str, now: datetime | None = None) -> int:
         consecutive_failures=F("consecutive_failures") + 1,
         **({"breaker_opened_at": now} if opens else {}),
     )
-    keyring.KEYRING.changed()
     agent.consecutive_failures = count
     if opens:
+        # The count alone leaves the keyring as it is (agents migration 0008); opening the
+        # breaker changes what the check answers, so every process reads the agent again.
+        keyring.KEYRING.changed()
         agent.breaker_opened_at = now
         record_event(
             event_type=EventType.BREAKER_OPENED,
@@ -82,7 +85,8 @@ def succeeded(agent: Agent) -> bool:
     if count == 0:
         return False
     Agent.objects.filter(pk=agent.pk).update(consecutive_failures=0, breaker_opened_at=None)
-    keyring.KEYRING.changed()
+    if agent.breaker_opened_at is not None:
+        keyring.KEYRING.changed()
     agent.consecutive_failures = 0
     agent.breaker_opened_at = None
     if count >= settings.OVERSIGHT_BREAKER_OPEN_AFTER:

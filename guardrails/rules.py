@@ -59,8 +59,6 @@ SEVERITY = {
 }
 
 DEFAULT_AUTONOMY_LEVEL = 2
-# Failures or rejections in a row from which every check needs a person (the circuit breaker).
-BREAKER_OPEN_AFTER = 3
 
 
 def action_key(action: str) -> str:
@@ -169,8 +167,7 @@ class Facts:
     autonomy_level: int = DEFAULT_AUTONOMY_LEVEL
     # Categories with a level of their own, overriding `autonomy_level` for their actions.
     autonomy_by_category: Mapping[str, int] = field(default_factory=dict)
-    consecutive_failures: int = 0  # the circuit breaker's count
-    breaker_open_after: int = BREAKER_OPEN_AFTER
+    breaker_open: bool = False  # failures or rejections in a row opened the circuit breaker
     unknown_actions: str = DENY  # or REQUIRE_APPROVAL (at high risk): an admin setting
 
 
@@ -297,10 +294,10 @@ def evaluate(policy: CompiledPolicy | None, facts: Facts) -> Verdict:
             add(Reason("confidence_low", text, REQUIRE_APPROVAL, STEP_CONFIDENCE))
 
     # 9. the circuit breaker (loop detection needs Redis: the service adds its reason)
-    if facts.consecutive_failures >= facts.breaker_open_after:
+    if facts.breaker_open:
         message = (
-            f"The agent's last {facts.consecutive_failures} outcomes were failures or "
-            "rejections (the circuit breaker is open): a person decides until one succeeds."
+            "The agent's last outcomes were failures or rejections, several in a row (the "
+            "circuit breaker is open): a person decides until one succeeds."
         )
         add(Reason("consecutive_failures", message, REQUIRE_APPROVAL, STEP_RECORD))
 

@@ -280,8 +280,7 @@ def _facts(
         budget_refusal=budgets.refusal,
         autonomy_level=agent.overall_autonomy,
         autonomy_by_category=agent.autonomy_by_category or {},
-        consecutive_failures=agent.consecutive_failures,
-        breaker_open_after=settings.OVERSIGHT_BREAKER_OPEN_AFTER,
+        breaker_open=agent.breaker_opened_at is not None,
         unknown_actions=settings.OVERSIGHT_UNKNOWN_ACTIONS,
     )
 

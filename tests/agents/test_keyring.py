@@ -150,6 +150,19 @@ def test_recording_a_keys_use_does_not_raise_the_version(db, agent):
     assert keyring_version() == before + 1
 
 
+def test_counting_failures_does_not_raise_the_version_opening_the_breaker_does(db, agent):
+    """Every failure counts on the agent's row; only the breaker's opening changes what a check
+    answers, so only it makes the copies stale (agents migration 0008)."""
+    from controls import breaker
+
+    before = keyring_version()
+    for _ in range(2):
+        breaker.failed(breaker.lock(agent.agent.pk), cause=breaker.FAILURE)
+    assert keyring_version() == before
+    breaker.failed(breaker.lock(agent.agent.pk), cause=breaker.FAILURE)
+    assert keyring_version() == before + 1
+
+
 def test_with_redis_down_a_copy_is_not_trusted(
     db, api, agent, settings, django_capture_on_commit_callbacks
 ):
