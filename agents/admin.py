@@ -65,6 +65,12 @@ class AgentAdmin(admin.ModelAdmin):
         "reenable_requested_at",
         "reenable_reason",
         "webhook_secret_rotated_at",
+        # Changed on the agent's page or by `set_autonomy` (audited), and by the breaker.
+        "autonomy_level",
+        "autonomy_by_category",
+        "autonomy_trial_until",
+        "consecutive_failures",
+        "breaker_opened_at",
         "created_at",
     )
     inlines = [ApiKeyInline]
