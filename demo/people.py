@@ -30,8 +30,16 @@ DEMO_PEOPLE = (
     DemoPerson("auditor", "Aud", "Itor", ("compliance",)),
 )
 
-# Two agents, each owned by a person who then may not approve its requests (SPEC §2).
+# The agents, each owned by a person who then may not approve its requests (SPEC §2). The first
+# two carry the demo's requests, checks and spend; the others show one agent-control state each
+# (`demo.controls`).
 DEMO_AGENTS = (
     ("deploy-bot", "lead", "platform"),
     ("support-agent", "manager", "customer-success"),
+    ("etl-runner", "lead", "data"),  # its circuit breaker is open: 3 failures in a row
+    ("billing-sync", "lead", "data"),  # paused by its circuit breaker: 5 failures in a row
+    ("warehouse-loader", "manager", "data"),  # autonomy lowered after a critical failure
+    ("research-agent", "director", "research"),  # disabled: it executed what was not approved
+    ("triage-bot", "manager", "customer-success"),  # level 3, its record recommends a raise
+    ("docs-bot", "lead", "platform"),  # on a 30-day trial one level up
 )

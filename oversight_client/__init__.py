@@ -17,24 +17,34 @@
     ) as approval:
         deploy(**approval.params)          # the approved arguments (an approver may change them)
 
+    # When a block ends, its execution receipt is sent for it (`POST /api/v1/outcomes`): success,
+    # or failure with the exception's type and message (then the exception goes on), the
+    # arguments it was cleared or approved with, the approval request, how long it took.
+    # A receipt the server refuses as not what was approved raises ExecutionMismatch.
+
+    # Report an outcome by hand (an action not run inside a guard):
+    oversight.report_outcome("send_email", {"to": "ops@example.com"}, success=True)
+
     # In the agent's callback endpoint: is it from Oversight? (raises InvalidSignature if not)
     request = verify_callback(body=raw_body, headers=headers, secret=WEBHOOK_SECRET)
 
-Every create carries an Idempotency-Key, so the retries built in here (connection errors,
+Every write carries an Idempotency-Key, so the retries built in here (connection errors,
 429 with Retry-After, 5xx, 409 while the first attempt is in flight) never open a second
-request. It depends only on httpx.
+request nor record an outcome twice. It depends only on httpx.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
@@ -48,7 +58,9 @@ from oversight_client.answers import (
     Clearance,
     CostReport,
     Decision,
+    ExecutionMismatch,
     InvalidSignature,
+    Outcome,
     OversightError,
     Reason,
     params_sha256,
@@ -64,7 +76,9 @@ __all__ = [
     "Clearance",
     "CostReport",
     "Decision",
+    "ExecutionMismatch",
     "InvalidSignature",
+    "Outcome",
     "Oversight",
     "OversightError",
     "Reason",
@@ -75,6 +89,11 @@ __all__ = [
 # The server lets a retry take over an Idempotency-Key after its first call has held it this
 # long (approvals.idempotency.IN_FLIGHT_LEASE, 60 s), plus a margin.
 IN_FLIGHT_PATIENCE = 65.0
+
+# The server keeps this much of an outcome's error text (controls.outcomes.MAX_ERROR).
+MAX_ERROR = 2000
+
+logger = logging.getLogger("oversight_client")
 
 
 P = ParamSpec("P")
@@ -204,6 +223,42 @@ class Oversight:
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         return CostReport.from_json(self._call("POST", "costs", json=body, headers=headers))
 
+    def report_outcome(
+        self,
+        action: str,
+        params: dict[str, Any] | None = None,
+        *,
+        success: bool,
+        params_sha256: str | None = None,
+        approval_request_id: str | None = None,
+        error: str = "",
+        duration_ms: int | None = None,
+        cost_cents: Decimal | int | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        """Report what the agent did: `action` with the `params` it executed (or their
+        `params_sha256`), whether it succeeded, and why not (`error`). Naming the approval
+        request it executed (`approval_request_id`) makes this the request's execution receipt:
+        the arguments must be the approved ones (an approver's changes included), else the
+        server records a critical failure, disables the agent and answers 409, raised here as
+        `ExecutionMismatch`. `guard` and `require_approval` send this for their blocks
+        themselves. Retries are safe: every report carries an Idempotency-Key."""
+        if params is not None and params_sha256 is not None:
+            raise TypeError("Pass params or params_sha256, not both.")
+        body: dict[str, Any] = {"action": action, "success": success, "error": error}
+        if params_sha256 is not None:
+            body["params_sha256"] = params_sha256
+        else:
+            body["params"] = params or {}
+        optional = {
+            "approval_request_id": approval_request_id,
+            "duration_ms": duration_ms,
+            "cost_cents": None if cost_cents is None else str(cost_cents),
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        return Outcome.from_json(self._call("POST", "outcomes", json=body, headers=headers))
+
     def me(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "agents/me")
         return result
@@ -248,11 +303,35 @@ class Oversight:
         **fields: Any,
     ) -> Iterator[Approval]:
         """Ask, wait, and enter the block only when approved; raise ApprovalDenied otherwise.
+        Run the block with the yielded `Approval`'s `params`: the approved arguments, an
+        approver's changes included.
 
         If the caller stops waiting (timeout, Ctrl-C), the request is withdrawn so nobody
         approves something that will not happen. A create the guardrails refuse raises
         ActionDenied with their reasons.
+
+        When the block ends, its execution receipt is sent (`report_outcome`, naming the
+        request, with the approved `params` and the block's duration): a success, or, when the
+        block raises, a failure with the exception's type and message, and the exception goes
+        on (a receipt that cannot be sent never replaces it). A receipt the server refuses as
+        not what was approved raises `ExecutionMismatch`; one that cannot be sent for another
+        reason is logged (logger `oversight_client`) and leaves `Approval.receipt` None.
         """
+        decided = self._approved(action, params, timeout=timeout, fields=fields)
+        approval = Approval(request=decided, params=decided.approved_params)
+        with self._receipt(action, approval.params, decided.id, approval):
+            yield approval
+
+    def _approved(
+        self,
+        action: str,
+        params: dict[str, Any] | None,
+        *,
+        timeout: float | None,
+        fields: dict[str, Any],
+    ) -> ApprovalRequest:
+        """Ask and wait: the approved request; ApprovalDenied when it ends otherwise, ActionDenied
+        when the guardrails refuse the create."""
         try:
             request = self.request_approval(action, params, **fields)
         except OversightError as error:
@@ -266,7 +345,54 @@ class Oversight:
             with contextlib.suppress(OversightError):  # decided meanwhile: nothing to withdraw
                 self.cancel(request.id)
             raise
-        yield Approval(request=decided, params=decided.approved_params)
+        if not decided.approved:
+            raise ApprovalDenied(decided)
+        return decided
+
+    @contextmanager
+    def _receipt(
+        self,
+        action: str,
+        params: dict[str, Any],
+        request_id: str | None,
+        block: Approval | Clearance,
+    ) -> Iterator[None]:
+        """Run the block, then report its outcome (the execution receipt of `request_id`) and
+        keep it on `block.receipt`."""
+        started = time.monotonic()
+        try:
+            yield
+        except GeneratorExit:  # abandoned, not ended: nothing is known about the block
+            raise
+        except BaseException as exc:
+            try:
+                block.receipt = self.report_outcome(
+                    action,
+                    params,
+                    success=False,
+                    error=_describe(exc),
+                    approval_request_id=request_id,
+                    duration_ms=_elapsed_ms(started),
+                )
+            except Exception as failure:  # the block's own exception is the one to see
+                level = logging.ERROR if isinstance(failure, ExecutionMismatch) else logging.WARNING
+                logger.log(level, "the failure of %s was not reported: %s", action, failure)
+                exc.add_note(f"Oversight: the failure of {action} was not reported ({failure}).")
+            raise
+        try:
+            block.receipt = self.report_outcome(
+                action,
+                params,
+                success=True,
+                approval_request_id=request_id,
+                duration_ms=_elapsed_ms(started),
+            )
+        except ExecutionMismatch:
+            raise
+        except (OversightError, httpx.HTTPError) as failure:
+            # The action has run: raising would tell the caller it had not (and invite a second
+            # run). The server's record misses this success; the log says so.
+            logger.warning("the outcome of %s was not reported: %s", action, failure)
 
     def guard(
         self,
@@ -282,7 +408,12 @@ class Oversight:
         """Check the guardrails first; on allow go ahead, on require_approval ask a person and
         wait, on deny raise ActionDenied with the reasons. As a context manager it yields a
         `Clearance` (use its `params`); as a decorator the function's keyword arguments are the
-        params and it runs with the allowed or approved ones."""
+        params and it runs with the allowed or approved ones.
+
+        When the block (or the function) ends, its outcome is reported as `require_approval`
+        reports it: with the params it was cleared with (the approved ones when a person
+        decided), naming the approval request if there was one; a raised exception is reported
+        as a failure and goes on."""
         return Guard(
             self,
             action,
@@ -298,7 +429,8 @@ class Oversight:
         self, action: str, *, justification: str | Callable[..., str], **fields: Any
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator: the function's keyword arguments are the params; it runs with the approved
-        ones (an approver's changes included)."""
+        ones (an approver's changes included), and its receipt is sent when it returns or
+        raises (see `require_approval`)."""
 
         def decorator(function: Callable[P, R]) -> Callable[P, R]:
             @functools.wraps(function)
@@ -410,22 +542,46 @@ class Guard:
         if decision.denied:
             raise ActionDenied(self.action, decision.reasons, decision.violation_id)
         if decision.allowed:
-            yield Clearance(params=params, decision=decision)
-            return
-        why = justification or "; ".join(reason.message for reason in decision.reasons)
-        optional = {
-            "estimated_cost_cents": self.estimated_cost_cents,
-            "confidence": self.confidence,
-        }
-        with self.client.require_approval(
+            clearance = Clearance(params=params, decision=decision)
+        else:
+            why = justification or "; ".join(reason.message for reason in decision.reasons)
+            optional = {
+                "estimated_cost_cents": self.estimated_cost_cents,
+                "confidence": self.confidence,
+            }
+            request = self.client._approved(
+                self.action,
+                params,
+                timeout=self.timeout,
+                fields={
+                    "justification": why,
+                    **{key: value for key, value in optional.items() if value is not None},
+                    **self.fields,
+                },
+            )
+            clearance = Clearance(
+                params=request.approved_params, decision=decision, request=request
+            )
+        with self.client._receipt(
             self.action,
-            params,
-            justification=why,
-            timeout=self.timeout,
-            **{key: value for key, value in optional.items() if value is not None},
-            **self.fields,
-        ) as approval:
-            yield Clearance(params=approval.params, decision=decision, request=approval.request)
+            clearance.params,
+            clearance.request.id if clearance.request else None,
+            clearance,
+        ):
+            yield clearance
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as an outcome's `error`: its type and message, as the server stores text
+    (NUL and lone surrogates would have the whole report refused)."""
+    message = str(exc)
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    text = text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    return text[:MAX_ERROR]
+
+
+def _elapsed_ms(started: float) -> int:
+    return max(0, round((time.monotonic() - started) * 1000))
 
 
 def _error(response: httpx.Response) -> OversightError:
@@ -434,7 +590,8 @@ def _error(response: httpx.Response) -> OversightError:
         details = {
             key: value for key, value in error.items() if key not in {"code", "message", "fields"}
         }
-        return OversightError(
+        kind = ExecutionMismatch if error["code"] == "execution_mismatch" else OversightError
+        return kind(
             response.status_code, error["code"], error["message"], error.get("fields"), details
         )
     except (ValueError, KeyError, TypeError, AttributeError):

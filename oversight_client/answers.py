@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -122,6 +123,17 @@ class ApprovalDenied(Exception):
         reason = request.decision.get("reason") if request.decision else ""
         super().__init__(f"{request.action} was {request.status}: {reason}")
         self.request = request
+
+
+class ExecutionMismatch(OversightError):
+    """The server refused an execution receipt (`409 execution_mismatch`): the arguments reported
+    are not the ones approved, or the request was not approved. The outcome is recorded all the
+    same (`outcome`), the agent is disabled and the managers are alerted."""
+
+    @property
+    def outcome(self) -> Outcome | None:
+        shown = self.details.get("outcome")
+        return Outcome.from_json(shown) if isinstance(shown, dict) else None
 
 
 class ApprovalTimeout(Exception):
@@ -260,18 +272,69 @@ class CostReport:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """A recorded outcome (`report_outcome`); with an approval request, its execution receipt:
+    `receipt` is `matched` (executed as approved) or `none` (no request named)."""
+
+    id: str
+    action: str
+    params_sha256: str
+    approval_request_id: str | None
+    receipt: str
+    approved_params_sha256: str
+    success: bool
+    error: str
+    duration_ms: int | None
+    cost_cents: Decimal | None
+    critical: bool
+    created_at: datetime
+    consecutive_failures: int
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outcome:
+        cost = data.get("cost_cents")
+        return cls(
+            id=data["id"],
+            action=data["action"],
+            params_sha256=data["params_sha256"],
+            approval_request_id=data.get("approval_request_id"),
+            receipt=data["receipt"],
+            approved_params_sha256=data.get("approved_params_sha256") or "",
+            success=data["success"],
+            error=data.get("error") or "",
+            duration_ms=data.get("duration_ms"),
+            cost_cents=None if cost is None else Decimal(cost),
+            critical=data.get("critical", False),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            consecutive_failures=data.get("consecutive_failures", 0),
+            raw=data,
+        )
+
+    @property
+    def matched(self) -> bool:
+        """Executed exactly what was approved (a receipt the server accepted)."""
+        return self.receipt == "matched"
+
+
+# Not frozen: `receipt` is filled in when the block ends (a block's code has run by then).
+@dataclass
 class Approval:
-    """What a `require_approval` block gets: the decision and the arguments to use."""
+    """What a `require_approval` block gets: the decision and the arguments to use; after the
+    block, `receipt` is its recorded execution receipt (None when it could not be sent)."""
 
     request: ApprovalRequest
     params: dict[str, Any]
+    receipt: Outcome | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Clearance:
     """What a `guard` block gets: the arguments to use (the approved ones when a person
-    decided), the guardrails' answer, and the approval request if one was needed."""
+    decided), the guardrails' answer, and the approval request if one was needed; after the
+    block, `receipt` is the outcome reported for it (None when it could not be sent)."""
 
     params: dict[str, Any]
     decision: Decision
     request: ApprovalRequest | None = None
+    receipt: Outcome | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 from django.core.management import call_command
@@ -10,6 +11,8 @@ from django.core.management.base import CommandError
 
 from accounts.models import User
 from agents.models import Agent
+from approvals.models import ApprovalRequest
+from demo.people import DEMO_AGENTS
 
 
 def run(*args: str) -> tuple[str, str]:
@@ -87,8 +90,95 @@ def test_seed_demo_creates_every_role_and_tier_once(db):
     assert roles == {"approver", "manager", "compliance", "admin"}
     tiers = set(User.objects.exclude(tier="").values_list("tier", flat=True))
     assert tiers == {"team_lead", "engineering_manager", "director", "vp_engineering"}
-    assert Agent.objects.count() == 2
+    assert Agent.objects.count() == len(DEMO_AGENTS)
     out, _ = run("seed_demo", "--if-empty")
     assert "not seeding" in out
     assert "create_agent NAME" in out  # where a key comes from, now that none is printed
-    assert Agent.objects.count() == 2
+    assert Agent.objects.count() == len(DEMO_AGENTS)
+
+
+def test_seed_demo_shows_every_agent_control_state_through_the_services(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audit.models import AuditEvent
+    from controls.models import AgentAlert, AutonomyRecommendation, Outcome, Receipt
+    from guardrails.models import Violation
+
+    started = time.monotonic()
+    out, _ = run("seed_demo")
+    assert time.monotonic() - started < 20
+    assert "Demo agent controls:" in out
+    assert "a loop detected" in out
+    agents = {agent.name: agent for agent in Agent.objects.all()}
+    alerts = {
+        (alert.kind, alert.agent.name if alert.agent else alert.team)
+        for alert in AgentAlert.objects.select_related("agent")
+    }
+
+    etl = agents["etl-runner"]  # 3 failures in a row: a person decides each call
+    assert (etl.status, etl.consecutive_failures, etl.breaker_state) == ("active", 3, "open")
+    retry = ApprovalRequest.objects.get(agent=etl)
+    assert retry.status == "pending"
+    assert "consecutive_failures" in [reason["code"] for reason in retry.check_reasons]
+
+    billing = agents["billing-sync"]  # 5: paused by its breaker, the managers alerted
+    assert (billing.status, billing.breaker_state) == ("paused", "tripped")
+    assert billing.status_reason.startswith("circuit_breaker")
+    assert ("circuit_breaker", "billing-sync") in alerts
+
+    research = agents["research-agent"]  # a receipt for other arguments: the kill switch
+    assert research.status == "disabled"
+    assert research.status_reason.startswith("execution_mismatch")
+    assert Outcome.objects.get(agent=research).receipt == Receipt.MISMATCH
+    assert ("execution_mismatch", "research-agent") in alerts
+    assert AuditEvent.objects.filter(event_type="execution.mismatch").count() == 1
+
+    loader = agents["warehouse-loader"]  # a critical failure: lowered at once, restorable
+    assert loader.autonomy_level == 2
+    assert loader.autonomy_restorable == {"level": 3, "categories": {}}
+    lowered = Agent.objects.filter(autonomy_restorable__isnull=False)
+    assert [agent.name for agent in lowered] == ["warehouse-loader"]  # deploy-bot keeps its level
+    assert agents["deploy-bot"].autonomy_level is None
+    assert ("autonomy_lowered", "warehouse-loader") in alerts
+    assert ("cascade", "data") in alerts  # three agents of team data failed within minutes
+
+    triage = agents["triage-bot"]  # a record that recommends a raise from level 3
+    assert triage.autonomy_level == 3
+    raise_ = AutonomyRecommendation.objects.get(agent=triage)
+    assert (raise_.direction, raise_.level) == ("raise", 3)
+    assert raise_.outcomes >= 50
+    assert raise_.successes == raise_.outcomes
+    assert raise_.decided >= 5
+    assert raise_.overridden == 0
+
+    docs = agents["docs-bot"]  # the same record at level 2, applied by a manager: a trial
+    assert (docs.autonomy_level, docs.autonomy_trial_from) == (3, 2)
+    assert docs.autonomy_trial_until is not None
+    assert docs.autonomy_trial_until - timezone.now() > timedelta(days=29)
+
+    assert agents["support-agent"].autonomy_by_category == {"external_api": 1}
+
+    executed = ApprovalRequest.objects.filter(receipt__receipt=Receipt.MATCHED)
+    assert executed.count() >= 7
+    changed = executed.get(modified_params__isnull=False)  # executed with the approver's changes
+    assert Outcome.objects.get(approval_request=changed).params_sha256 == (
+        changed.approved_params_sha256
+    )
+    assert Violation.objects.filter(code="loop_detected", agent=agents["support-agent"]).exists()
+
+    # Beat's refresh (every 30 s under make run) keeps the picture: nothing more is lowered.
+    from controls.services import refresh_autonomy
+
+    assert refresh_autonomy() == {"lowered": 0, "trials_ended": 0}
+    assert AutonomyRecommendation.objects.get(agent=triage).direction == "raise"
+
+    # Seeding again adds nothing.
+    counts = (Outcome.objects.count(), AgentAlert.objects.count(), AuditEvent.objects.count())
+    run("seed_demo")
+    assert (
+        Outcome.objects.count(),
+        AgentAlert.objects.count(),
+        AuditEvent.objects.count(),
+    ) == counts

@@ -38,11 +38,13 @@ class Command(BaseCommand):
             raise CommandError(f"{actor.username} is not a manager or an admin.")
         status, reason = options["status"], options["reason"]
         try:
-            if agent.status == AgentStatus.DISABLED and status != AgentStatus.DISABLED:
+            if agent.status == AgentStatus.DISABLED and status == AgentStatus.PAUSED:
+                raise CommandError(
+                    f"{agent.name} is disabled: re-enable it first (active, two people)."
+                )
+            if agent.status == AgentStatus.DISABLED and status == AgentStatus.ACTIVE:
                 self._reenable(agent, actor, reason)
                 return
-            if status == AgentStatus.PAUSED and agent.status == AgentStatus.DISABLED:
-                raise CommandError("A disabled agent is re-enabled first (two people).")
             changed = services.set_agent_status(
                 agent=agent, status=status, reason=reason, actor=actor
             )

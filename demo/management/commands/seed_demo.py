@@ -1,4 +1,5 @@
-"""`manage.py seed_demo`: demo people with every role and tier, and two agents (SPEC §11)."""
+"""`manage.py seed_demo`: demo people with every role and tier, agents, their requests, checks,
+agent-control states and spend (SPEC §11)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ class Command(BaseCommand):
             )
         self._traffic()
         self._guardrails()
+        self._controls()
         self._budgets()
 
     def _traffic(self) -> None:
@@ -173,6 +175,7 @@ class Command(BaseCommand):
             )
         deploy_bot = Agent.objects.get(name="deploy-bot")
         support = Agent.objects.get(name="support-agent")
+        research = Agent.objects.get(name="research-agent")
         checks: list[tuple[Agent, str, dict[str, Any], int | None]] = [
             (deploy_bot, "read_file", {"path": "/srv/app/config/feature-flags.yml"}, None),
             (
@@ -182,9 +185,12 @@ class Command(BaseCommand):
                 None,
             ),
             (support, "read_customer_record", {"resource": "crm://exports/all"}, None),
-            (deploy_bot, "read_file", {"path": "/srv/app/.env"}, None),
-            (deploy_bot, "run_command", {"command": "rm -rf /var/lib/postgresql"}, None),
-            (deploy_bot, "external_api_call", {"endpoint": "https://api.openai.com/v1/batch"}, 250),
+            # The refusals are research-agent's (disabled later by its execution mismatch): critical
+            # violations lower an agent's autonomy at beat's next refresh, and deploy-bot, the
+            # README's agent, keeps the default level.
+            (research, "read_file", {"path": "/srv/app/.env"}, None),
+            (research, "run_command", {"command": "rm -rf /var/lib/postgresql"}, None),
+            (research, "external_api_call", {"endpoint": "https://api.openai.com/v1/batch"}, 250),
         ]
         answers = [
             guardrails.check_action(
@@ -196,6 +202,13 @@ class Command(BaseCommand):
             f"Demo checks: {answers.count('allow')} allowed, {answers.count('deny')} refused "
             "(see Policies > Violations)."
         )
+
+    def _controls(self) -> None:
+        """Every agent-control state, each through the real services (`demo.controls`). Before
+        the budgets: their spend must not refuse the checks this makes."""
+        from demo import controls
+
+        controls.seed(self.stdout.write)
 
     def _budgets(self) -> None:
         """Budgets and two weeks of LLM spend, so the budgets page has a story to tell."""
