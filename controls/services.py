@@ -151,6 +151,12 @@ def lower_autonomy(
         actor=None,
         before=locked.autonomy_level,
     )
+    # The record starts again at the new level: the page shows no stale "lower" meanwhile.
+    AutonomyRecommendation.objects.filter(agent=locked).update(
+        direction=Direction.KEEP,
+        level=target,
+        reasons=[f"Just lowered from level {level}: the record starts again."],
+    )
     what = "its trial raise is reverted" if trial else "lowered"
     alerts.alert(
         AlertKind.AUTONOMY_LOWERED,
