@@ -1,8 +1,10 @@
 """Agent pages for managers: status, owner, team, activity; pause / resume / kill switch with
-two-person re-enable; API keys created (shown once) and revoked; the webhook secret rotated (the
-new one shown once).
+two-person re-enable; autonomy (levels, trial, the recommendation and its evidence) and the
+circuit breaker; recent outcomes and alerts; API keys created (shown once) and revoked; the
+webhook secret rotated (the new one shown once).
 
-Every change goes through `agents.services`; a refused change comes back as a message.
+Every change goes through `agents.services` (autonomy: `controls.views`); a refused change comes
+back as a message.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.db.models import Q, QuerySet
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -23,23 +26,33 @@ from accounts.models import Role
 from accounts.types import AuthenticatedHttpRequest
 from agents import selectors, services
 from agents.forms import NewKeyForm, RotateWebhookSecretForm, StatusForm
-from agents.models import Agent, AgentStatus, ApiKey
+from agents.models import AUTONOMY_NAMES, Agent, AgentStatus, ApiKey
 from approvals.models import ApprovalRequest
 from budgets import selectors as budget_selectors
+from controls.forms import LEVEL_MEANINGS, AutonomyForm
+from controls.models import AgentAlert, AutonomyRecommendation, Direction, Outcome
 from guardrails import selectors as guardrail_selectors
+from guardrails.models import Category
 
 MANAGERS = (Role.MANAGER, Role.ADMIN)
 
 
 @role_required(*MANAGERS)
 def agent_list(request: AuthenticatedHttpRequest) -> HttpResponse:
-    agents = list(selectors.with_activity())
+    # ?team= narrows the list to one team (a cascade alert links here).
+    team = request.GET.get("team", "").strip()
+    found = selectors.with_activity()
+    if team:
+        found = found.filter(team=team)
+    agents = list(found)
     for agent in agents:
         agent.last_activity = selectors.last_activity(agent)  # type: ignore[attr-defined]
+        agent.autonomy_name = AUTONOMY_NAMES[agent.overall_autonomy]  # type: ignore[attr-defined]
     counts = {status: 0 for status in AgentStatus.values}
     for agent in agents:
         counts[agent.status] += 1
-    return render(request, "agents/list.html", {"agents": agents, "counts": counts})
+    context = {"agents": agents, "counts": counts, "team": team}
+    return render(request, "agents/list.html", context)
 
 
 def _load(name: str) -> Agent:
@@ -75,12 +88,79 @@ def _detail(
         "reenable_mine": agent.reenable_requested_by_id == request.user.pk,
         "budget_states": budget_selectors.agent_states(agent),
         "violations": guardrail_selectors.violations(agent=agent)[:5],
+        "outcomes": Outcome.objects.filter(agent=agent).only(
+            "pk",
+            "action",
+            "success",
+            "receipt",
+            "error",
+            "critical",
+            "created_at",
+            "approval_request",
+        )[:8],
+        "alerts": _alerts(agent)[:5],
+        "breaker_open_after": settings.OVERSIGHT_BREAKER_OPEN_AFTER,
+        "breaker_pause_after": settings.OVERSIGHT_BREAKER_PAUSE_AFTER,
+        **_autonomy(agent),
     }
     response = render(request, "agents/detail.html", context, status=status)
     if new_key or new_webhook_secret:
         # The secret is in this response only: no cache may keep a copy.
         add_never_cache_headers(response)
     return response
+
+
+def _alerts(agent: Agent) -> QuerySet[AgentAlert]:
+    """The agent's own alerts, and the cascades of its team."""
+    about = Q(agent=agent)
+    if agent.team:
+        about |= Q(agent__isnull=True, team=agent.team)
+    return AgentAlert.objects.filter(about)
+
+
+def _autonomy(agent: Agent) -> dict[str, Any]:
+    """The autonomy section: levels, trial, the recommendation (offered only when it was weighed
+    at the agent's level since it last changed: beat weighs the new record within seconds) and
+    the forms."""
+    level = agent.overall_autonomy
+    own = agent.autonomy_by_category or {}
+    recommendation = AutonomyRecommendation.objects.filter(agent=agent).first()
+    changed = agent.autonomy_changed_at
+    # Weighed before the level last changed, it is about a record that no longer counts.
+    current = (
+        recommendation is not None
+        and recommendation.level == level
+        and (changed is None or recommendation.computed_at >= changed)
+    )
+    restorable = agent.autonomy_restorable
+    restore_level = None
+    if restorable:
+        kept = restorable.get("level")
+        restore_level = int(settings.OVERSIGHT_DEFAULT_AUTONOMY_LEVEL) if kept is None else kept
+    return {
+        "autonomy": {
+            "level": level,
+            "name": AUTONOMY_NAMES[level],
+            "meaning": LEVEL_MEANINGS[level],
+            "is_default": agent.autonomy_level is None,
+            "categories": [
+                {"label": label, "level": int(own[value]), "name": AUTONOMY_NAMES[int(own[value])]}
+                for value, label in Category.choices
+                if own.get(value) is not None
+            ],
+            "trial_from_name": ""
+            if agent.autonomy_trial_from is None
+            else AUTONOMY_NAMES[agent.autonomy_trial_from],
+            "restore_level": restore_level,
+            "restore_name": AUTONOMY_NAMES.get(restore_level) if restore_level is not None else "",
+        },
+        "recommendation": recommendation,
+        "recommendation_current": current,
+        "offer_raise": current
+        and recommendation is not None
+        and recommendation.direction == Direction.RAISE,
+        "autonomy_form": AutonomyForm(),
+    }
 
 
 @role_required(*MANAGERS)

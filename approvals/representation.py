@@ -10,6 +10,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from approvals.models import EXPIRED_REASON, ApprovalRequest, Status, Vote
+from controls.models import Outcome
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -79,6 +80,29 @@ def represent(request: ApprovalRequest, *, votes: list[Vote] | None = None) -> d
         "url": page_url(request),
         "policy": _policy(request),
         "reasons": request.check_reasons,
+        "receipt": _receipt(request),
+    }
+
+
+def _receipt(request: ApprovalRequest) -> dict[str, Any] | None:
+    """The outcome the agent reported executing the request with (SPEC §6), or None.
+
+    Reads that list requests select it with them (`selectors.requests_of`). A pending request
+    has none, without asking the database (a create is the hot path): a report naming a
+    request that is not approved disables the agent, which cancels its pending requests in
+    the same transaction."""
+    if request.status == Status.PENDING:
+        return None
+    try:
+        outcome = request.receipt
+    except Outcome.DoesNotExist:
+        return None
+    return {
+        "outcome_id": str(outcome.pk),
+        "success": outcome.success,
+        "receipt": outcome.receipt,
+        "executed_params_sha256": outcome.params_sha256,
+        "reported_at": iso(outcome.created_at),
     }
 
 

@@ -23,7 +23,7 @@ def requests_of(agent: Agent) -> QuerySet[ApprovalRequest]:
     """The requests `agent` made, the only ones it may see (SPEC §3), with what their
     representation reads."""
     return ApprovalRequest.objects.filter(agent=agent).select_related(
-        "agent", "decided_by", "policy_version"
+        "agent", "decided_by", "policy_version", "receipt"
     )
 
 

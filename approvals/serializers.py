@@ -8,6 +8,7 @@ import httpx
 from rest_framework import serializers
 
 from approvals.models import RiskLevel, Status, Urgency
+from controls.models import Receipt
 from guardrails.serializers import PolicyRefSerializer, ReasonSerializer
 from oversight.fields import (
     JSONObjectField,
@@ -82,6 +83,18 @@ class DecisionSerializer(serializers.Serializer):
     approved_params_sha256 = serializers.CharField(allow_null=True)
 
 
+class ReceiptSerializer(serializers.Serializer):
+    outcome_id = serializers.UUIDField()
+    success = serializers.BooleanField()
+    receipt = serializers.ChoiceField(
+        choices=[Receipt.MATCHED, Receipt.MISMATCH, Receipt.NOT_APPROVED],
+        help_text="matched: executed as approved; mismatch: other arguments than approved; "
+        "not_approved: the request was not approved (both disable the agent).",
+    )
+    executed_params_sha256 = serializers.CharField()
+    reported_at = serializers.DateTimeField()
+
+
 class ApprovalRequestSerializer(serializers.Serializer):
     """Documentation of the response (the data itself comes from `representation.represent`)."""
 
@@ -116,6 +129,11 @@ class ApprovalRequestSerializer(serializers.Serializer):
     )
     reasons = ReasonSerializer(
         many=True, help_text="The check's reasons: why the action needs a person."
+    )
+    receipt = ReceiptSerializer(
+        allow_null=True,
+        help_text="The outcome the agent reported executing this request with "
+        "(POST /api/v1/outcomes), or null.",
     )
 
 

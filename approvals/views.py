@@ -28,6 +28,7 @@ from approvals.forms import ApproveForm, RejectForm
 from approvals.inbox import inbox_context
 from approvals.models import ApprovalRequest, Status, VoteChoice
 from budgets import selectors as budget_selectors
+from controls.models import Outcome
 
 
 @login_required
@@ -92,8 +93,17 @@ def _page(
         .exclude(pk=approval.pk)
         .only("pk", "action", "status", "created_at")
         .order_by("-created_at")[:5],
+        "receipt": _receipt(approval),
     }
     return render(request, "approvals/detail.html", context, status=status)
+
+
+def _receipt(approval: ApprovalRequest) -> Outcome | None:
+    """The outcome the agent reported for the request (its execution receipt), if any."""
+    try:
+        return approval.receipt
+    except Outcome.DoesNotExist:
+        return None
 
 
 def _pretty(value: object) -> str:
@@ -103,7 +113,7 @@ def _pretty(value: object) -> str:
 def _load(request_id: uuid.UUID) -> ApprovalRequest:
     return get_object_or_404(
         ApprovalRequest.objects.select_related(
-            "agent", "agent__owner", "decided_by", "policy_version"
+            "agent", "agent__owner", "decided_by", "policy_version", "receipt"
         ),
         pk=request_id,
     )

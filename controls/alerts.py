@@ -9,6 +9,7 @@ every manager's open pages when that transaction commits.
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlencode
 
 from django.db import IntegrityError, transaction
 from django.urls import reverse
@@ -64,4 +65,4 @@ def link(row: AgentAlert) -> str:
     """Where a manager reads more: the agent's page, or the agents of the team."""
     if row.agent is not None:
         return reverse("agents:detail", args=[row.agent.name])
-    return reverse("agents:list") + f"?team={row.team}"
+    return reverse("agents:list") + "?" + urlencode({"team": row.team})

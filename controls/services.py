@@ -81,13 +81,18 @@ def set_autonomy(
 
 
 @transaction.atomic
-def apply_recommendation(*, agent: Agent, actor: User | None) -> int:
+def apply_recommendation(
+    *, agent: Agent, actor: User | None, expected_to: int | None = None
+) -> int:
     """A manager's one click on a raise: one level up, as a 30-day trial. Returns the new level.
-    Refused when the recommendation is not (or no longer) a raise from the current level."""
+    Refused when the recommendation is not (or no longer) a raise from the current level, or
+    would not raise to `expected_to`, the level the manager's page offered."""
     _may_change(actor)
     locked = _lock(agent)
     recommendation = AutonomyRecommendation.objects.filter(agent=locked).first()
     level = locked.overall_autonomy
+    if expected_to is not None and expected_to != level + 1:
+        raise ValidationError({"level": ["The page was out of date: look at the level again."]})
     if (
         recommendation is None
         or recommendation.direction != Direction.RAISE
@@ -113,7 +118,9 @@ def apply_recommendation(*, agent: Agent, actor: User | None) -> int:
     )
     # The record starts again at the new level: the old recommendation no longer applies.
     AutonomyRecommendation.objects.filter(agent=locked).update(
-        direction=Direction.KEEP, level=level + 1, reasons=["Just raised: a trial until then."]
+        direction=Direction.KEEP,
+        level=level + 1,
+        reasons=[f"Just raised from level {level}: on trial until {until:%Y-%m-%d}."],
     )
     agent.refresh_from_db()
     return level + 1

@@ -35,6 +35,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
     path("agents/", include("agents.urls")),
+    path("agents/", include("controls.urls")),
     path("budgets/", include("budgets.urls")),
     path("policies/", include("guardrails.urls")),
     # The front page: an approver's inbox, everyone else's overview.
