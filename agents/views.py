@@ -40,7 +40,8 @@ MANAGERS = (Role.MANAGER, Role.ADMIN)
 @role_required(*MANAGERS)
 def agent_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     # ?team= narrows the list to one team (a cascade alert links here).
-    team = request.GET.get("team", "").strip()
+    # A NUL (no team name has one, and PostgreSQL text cannot hold it) is dropped.
+    team = request.GET.get("team", "").strip()[:100].replace("\x00", "")
     found = selectors.with_activity()
     if team:
         found = found.filter(team=team)

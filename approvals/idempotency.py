@@ -58,7 +58,14 @@ def claim(
     """Claim `key` for this call on the endpoint `scope`, or return the stored (status, body) to
     replay."""
     validate_key(key)
-    digest = body_digest(body)
+    try:
+        digest = body_digest(body)
+    except (TypeError, ValueError) as exc:  # an infinite number: no canonical form to compare
+        raise ApiError(
+            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            code="invalid",
+            message=f"The body must be plain JSON: {exc}",
+        ) from None
     for _ in range(3):
         now = timezone.now()
         try:

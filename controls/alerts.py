@@ -36,9 +36,26 @@ def alert(
     team: str = "",
     window_start: datetime | None = None,
 ) -> AgentAlert | None:
-    """Raise an alert in the caller's transaction; None when a cascade alert for this team and
-    hour exists already (another process's failure reached it first). Call it after the
-    caller's other writes: it appends to the audit chain."""
+    """Raise an alert in the caller's transaction (`claim`, then `record`); None when a cascade
+    alert for this team and hour exists already. It appends to the audit chain: call it after
+    the caller's other writes, or `claim` first and `record` last."""
+    row = claim(kind, message, agent=agent, team=team, window_start=window_start)
+    if row is not None:
+        record(row)
+    return row
+
+
+def claim(
+    kind: str,
+    message: str,
+    *,
+    agent: Agent | None = None,
+    team: str = "",
+    window_start: datetime | None = None,
+) -> AgentAlert | None:
+    """The alert's row and its email, no audit yet; None when a cascade alert for this team and
+    hour exists already (another process's failure reached it first: its insert is settled by
+    the unique constraint, so take it before any audit append, which holds the chain's lock)."""
     row = AgentAlert(kind=kind, agent=agent, team=team, window_start=window_start, message=message)
     try:
         with transaction.atomic():
@@ -46,19 +63,24 @@ def alert(
     except IntegrityError:
         return None
     AgentAlertEmail.objects.create(alert=row)
+    return row
+
+
+def record(row: AgentAlert) -> None:
+    """The claimed alert's audit event, and its live notice once the transaction commits."""
+    agent = row.agent
     record_event(
         event_type=EventType.AGENT_ALERT,
         subject=row,
         payload={
-            "kind": kind,
+            "kind": row.kind,
             "agent": agent.name if agent else None,
-            "team": team or None,
-            "message": message,
+            "team": row.team or None,
+            "message": row.message,
         },
     )
-    notice = live.Notice(title=TITLES[AlertKind(kind)], message=message, url=link(row))
+    notice = live.Notice(title=TITLES[AlertKind(row.kind)], message=row.message, url=link(row))
     transaction.on_commit(lambda: live.announce_to_managers(notice), robust=True)
-    return row
 
 
 def link(row: AgentAlert) -> str:

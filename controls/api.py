@@ -6,12 +6,13 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents.authentication import request_agent
-from agents.models import ApiKey
+from agents.models import Agent, AgentStatus, ApiKey
+from agents.permissions import IsActiveAgent
 from approvals import idempotency
 from controls.models import Outcome
 from controls.outcomes import OutcomeRefused, report_outcome
@@ -22,6 +23,17 @@ from oversight.api_errors import ApiError, error_body
 MISMATCH_MESSAGE = (
     "This is not what was approved: the agent is disabled and the managers are alerted."
 )
+
+
+class ReportsOutcomes(IsActiveAgent):
+    """A paused agent may still report what it did with an approval (evidence; a mismatch
+    disables it): `report_outcome` refuses anything else of a stopped agent, with the same 403."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        agent = request.user
+        if isinstance(agent, Agent) and agent.status == AgentStatus.PAUSED:
+            return True
+        return super().has_permission(request, view)
 
 
 @extend_schema(
@@ -43,6 +55,7 @@ MISMATCH_MESSAGE = (
     },
 )
 @api_view(["POST"])
+@permission_classes([ReportsOutcomes])
 def outcomes(request: Request) -> Response:
     agent = request_agent(request)
     api_key = request.auth

@@ -13,8 +13,8 @@ again on the evidence that caused it, and a trial is judged on what happened dur
   lowers only over at least OVERSIGHT_AUTONOMY_MIN_EVIDENCE outcomes (or decided requests), so
   one early failure after a change does not lower again; a critical failure always does.
 
-`refresh` computes every agent's recommendation in three grouped queries and is run by beat,
-never on a check's path.
+`refresh` computes every agent's recommendation in five grouped queries and is run by beat,
+never on a check's path. (A raise also needs no critical failure in the whole 30 days.)
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ class Evidence:
     decided: int = 0
     overridden: int = 0
     critical_failures: int = 0
+    # Over the whole 30 days, the level's changes aside: a raise needs none (a lowering looks at
+    # the record since the change only, so that one failure does not lower twice).
+    critical_in_window: int = 0
 
     @property
     def success_rate(self) -> float | None:
@@ -73,6 +76,11 @@ def recommend(level: int, evidence: Evidence, *, min_evidence: int = 1) -> tuple
         missing.append(f"Success rate {_pct(success)} is not above {_pct(RAISE_SUCCESS)}.")
     if override is not None and override >= RAISE_OVERRIDE:
         missing.append(f"Override rate {_pct(override)} is not below {_pct(RAISE_OVERRIDE)}.")
+    if evidence.critical_in_window:
+        missing.append(
+            f"{evidence.critical_in_window} critical failure(s) within 30 days: no raise until "
+            "they are older."
+        )
     if missing:
         return Direction.KEEP, missing
     if level >= MAX_AUTONOMY:
@@ -80,7 +88,7 @@ def recommend(level: int, evidence: Evidence, *, min_evidence: int = 1) -> tuple
     return Direction.RAISE, [
         f"Success rate {_pct(success)} over {evidence.outcomes} outcomes (above "
         f"{_pct(RAISE_SUCCESS)}); override rate {_pct(override or 0.0)} of {evidence.decided} "
-        f"decided requests (below {_pct(RAISE_OVERRIDE)}); no critical failure."
+        f"decided requests (below {_pct(RAISE_OVERRIDE)}); no critical failure in 30 days."
     ]
 
 
@@ -157,6 +165,19 @@ def evidence(now: datetime, agent_ids: list[int] | None = None) -> dict[int, Evi
     )
     for refused in violations:
         counts.setdefault(refused["agent_id"], {})["violations"] = refused["critical"]
+    window_outcomes = (
+        Outcome.objects.filter(scope, created_at__gte=start, critical=True)
+        .values("agent_id")
+        .annotate(critical=Count("pk"))
+    )
+    window_violations = (
+        Violation.objects.filter(scope, severity=RiskLevel.CRITICAL, created_at__gte=start)
+        .values("agent_id")
+        .annotate(critical=Count("pk"))
+    )
+    for failed in (*window_outcomes, *window_violations):
+        entry = counts.setdefault(failed["agent_id"], {})
+        entry["window"] = entry.get("window", 0) + failed["critical"]
     return {
         agent_id: Evidence(
             outcomes=entry.get("outcomes", 0),
@@ -164,6 +185,7 @@ def evidence(now: datetime, agent_ids: list[int] | None = None) -> dict[int, Evi
             decided=entry.get("decided", 0),
             overridden=entry.get("overridden", 0),
             critical_failures=entry.get("critical", 0) + entry.get("violations", 0),
+            critical_in_window=entry.get("window", 0),
         )
         for agent_id, entry in counts.items()
     }

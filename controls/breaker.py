@@ -27,7 +27,7 @@ from agents.models import Agent, AgentStatus
 from audit.events import EventType
 from audit.services import record_event
 from controls import alerts
-from controls.models import AlertKind, Outcome
+from controls.models import AgentAlert, AlertKind, Outcome
 
 CASCADE_WINDOW = timedelta(minutes=5)
 CASCADE_AGENTS = 3
@@ -46,7 +46,8 @@ def lock(agent_id: int) -> Agent:
 def failed(agent: Agent, *, cause: str, now: datetime | None = None) -> int:
     """Count one failure or rejection of `agent`, locked by the caller (`lock`); open or trip the
     breaker on the threshold it reaches. Returns the new count. Call it before the caller's own
-    audit appends where it can (it may append, and pause the agent)."""
+    audit appends: it takes the locks of a pause (the agent's pending requests) and of a
+    cascade alert (its unique row) before its own appends, and so must the caller."""
     now = now or timezone.now()
     count = agent.consecutive_failures + 1
     opens = count == settings.OVERSIGHT_BREAKER_OPEN_AFTER
@@ -60,22 +61,30 @@ def failed(agent: Agent, *, cause: str, now: datetime | None = None) -> int:
         # breaker changes what the check answers, so every process reads the agent again.
         keyring.KEYRING.changed()
         agent.breaker_opened_at = now
+    # Locks and inserts first, audit appends last (see above).
+    raised = []
+    if opens or cause == FAILURE:
+        raised.append(_cascade(agent, now))
+    if count == settings.OVERSIGHT_BREAKER_PAUSE_AFTER and agent.status == AgentStatus.ACTIVE:
+        raised.append(
+            alerts.claim(
+                AlertKind.CIRCUIT_BREAKER,
+                f"Agent {agent.name} was paused by its circuit breaker after {count} failures "
+                "or rejections in a row. A manager's resume closes the breaker.",
+                agent=agent,
+            )
+        )
+        reason = f"circuit_breaker: {count} failures or rejections in a row"
+        agents.set_agent_status(agent=agent, status=AgentStatus.PAUSED, reason=reason)
+    if opens:
         record_event(
             event_type=EventType.BREAKER_OPENED,
             subject=agent,
             payload={"consecutive_failures": count, "cause": cause},
         )
-    if count == settings.OVERSIGHT_BREAKER_PAUSE_AFTER and agent.status == AgentStatus.ACTIVE:
-        reason = f"circuit_breaker: {count} failures or rejections in a row"
-        agents.set_agent_status(agent=agent, status=AgentStatus.PAUSED, reason=reason)
-        alerts.alert(
-            AlertKind.CIRCUIT_BREAKER,
-            f"Agent {agent.name} was paused by its circuit breaker after {count} failures or "
-            "rejections in a row. A manager's resume closes the breaker.",
-            agent=agent,
-        )
-    if count == settings.OVERSIGHT_BREAKER_OPEN_AFTER or cause == FAILURE:
-        cascade(agent, now)
+    for row in raised:
+        if row is not None:
+            alerts.record(row)
     return count
 
 
@@ -84,12 +93,17 @@ def succeeded(agent: Agent) -> bool:
     count = agent.consecutive_failures
     if count == 0:
         return False
-    Agent.objects.filter(pk=agent.pk).update(consecutive_failures=0, breaker_opened_at=None)
-    if agent.breaker_opened_at is not None:
+    was_open = agent.breaker_opened_at is not None
+    # Only an open breaker's closing is named in the UPDATE: SQLite's keyring trigger fires on
+    # any column named (agents migration 0008), and the count alone must not raise it.
+    Agent.objects.filter(pk=agent.pk).update(
+        consecutive_failures=0, **({"breaker_opened_at": None} if was_open else {})
+    )
+    if was_open:
         keyring.KEYRING.changed()
     agent.consecutive_failures = 0
     agent.breaker_opened_at = None
-    if count >= settings.OVERSIGHT_BREAKER_OPEN_AFTER:
+    if was_open:
         record_event(
             event_type=EventType.BREAKER_CLOSED,
             actor=agent,
@@ -99,11 +113,11 @@ def succeeded(agent: Agent) -> bool:
     return True
 
 
-def cascade(agent: Agent, now: datetime) -> None:
+def _cascade(agent: Agent, now: datetime) -> AgentAlert | None:
     """Failures or breakers from CASCADE_AGENTS agents of one team within CASCADE_WINDOW: one
-    incident alert per team and clock hour."""
+    incident alert per team and clock hour (claimed; the caller records it)."""
     if not agent.team:
-        return
+        return None
     since = now - CASCADE_WINDOW
     failing = set(
         Outcome.objects.filter(agent__team=agent.team, success=False, created_at__gte=since)
@@ -116,8 +130,8 @@ def cascade(agent: Agent, now: datetime) -> None:
         .values_list("pk", flat=True)
     )
     if len(failing) < CASCADE_AGENTS:
-        return
-    alerts.alert(
+        return None
+    return alerts.claim(
         AlertKind.CASCADE,
         f"{len(failing)} agents of team {agent.team} failed or tripped their circuit breakers "
         f"within {int(CASCADE_WINDOW.total_seconds() // 60)} minutes.",

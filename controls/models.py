@@ -40,6 +40,9 @@ class Outcome(models.Model):
         blank=True,
         related_name="receipt",
     )
+    # The request the agent named, kept also when this is not the request's receipt (a second
+    # report of it, with other arguments: a mismatch all the same).
+    named_request_id = models.UUIDField(null=True, blank=True)
     receipt = models.CharField(max_length=16, choices=Receipt.choices, default=Receipt.NONE)
     # For a receipt: the hash the request was approved with ("" when it was not approved).
     approved_params_sha256 = models.CharField(max_length=64, blank=True)

@@ -128,7 +128,11 @@ def apply_recommendation(
 
 @transaction.atomic
 def lower_autonomy(
-    *, agent: Agent, reasons: list[str], expected_level: int | None = None
+    *,
+    agent: Agent,
+    reasons: list[str],
+    expected_level: int | None = None,
+    expected_changed_at: datetime | None = None,
 ) -> int | None:
     """The automatic lowering: one level down at once (a trial reverts to the level it came
     from), the category levels above it capped, the managers told; the replaced levels are kept
@@ -138,6 +142,8 @@ def lower_autonomy(
     level = locked.overall_autonomy
     if expected_level is not None and level != expected_level:
         return None
+    if expected_changed_at is not None and locked.autonomy_changed_at != expected_changed_at:
+        return None  # changed (and back?) since the record was read: the next refresh decides
     trial = locked.autonomy_trial_until is not None and locked.autonomy_trial_from is not None
     target = locked.autonomy_trial_from if trial else level - 1
     if target is None or target < 0 or target >= level:
@@ -206,31 +212,39 @@ def _apply(
     category: str | None = None,
     now: datetime | None = None,
 ) -> None:
+    """Write the change and audit it: `from` and `to` are the levels that apply (the default's
+    or the overall level where none of its own is set, `own_from`/`own_to` say which)."""
     now = now or timezone.now()
-    changes: dict[str, Any] = {
-        "autonomy_changed_at": now,
-        # A change by hand ends a trial and forgets what a lowering replaced.
-        "autonomy_trial_until": None,
-        "autonomy_trial_from": None,
-        "autonomy_restorable": None,
-        **fields,
-    }
+    changes: dict[str, Any] = {"autonomy_changed_at": now}
+    if category is None:
+        # A change of the overall level by hand ends a trial and forgets what a lowering
+        # replaced; a category's own level leaves both as they are.
+        changes.update(
+            autonomy_trial_until=None, autonomy_trial_from=None, autonomy_restorable=None
+        )
+    changes.update(fields)
+    effective_before = locked.autonomy_for(category)
     Agent.objects.filter(pk=locked.pk).update(**changes)
     keyring.KEYRING.changed()
-    after = fields.get("autonomy_level", locked.autonomy_level) if category is None else None
-    if category is not None:
-        after = (fields["autonomy_by_category"] or {}).get(category)
+    for name, value in changes.items():
+        setattr(locked, name, value)
+    if category is None:
+        after = locked.autonomy_level
+    else:
+        after = (locked.autonomy_by_category or {}).get(category)
     record_event(
         event_type=EventType.AUTONOMY_CHANGED,
         actor=actor,
         subject=locked,
         payload={
             "category": category,
-            "from": before,
-            "to": after,
+            "from": effective_before,
+            "to": locked.autonomy_for(category),
+            "own_from": before,
+            "own_to": after,
             "why": why.strip(),
             "source": source,
-            "trial_until": changes["autonomy_trial_until"],
+            "trial_until": locked.autonomy_trial_until,
         },
     )
 
@@ -249,8 +263,10 @@ def end_trial(*, agent: Agent) -> bool:
         subject=locked,
         payload={
             "category": None,
-            "from": locked.autonomy_level,
-            "to": locked.autonomy_level,
+            "from": locked.overall_autonomy,
+            "to": locked.overall_autonomy,
+            "own_from": locked.autonomy_level,
+            "own_to": locked.autonomy_level,
             "why": "The 30-day trial passed without a lowering condition.",
             "source": TRIAL_ENDED,
             "trial_until": None,
@@ -268,6 +284,7 @@ def refresh_autonomy(now: datetime | None = None) -> dict[str, int]:
             agent=recommendation.agent,
             reasons=recommendation.reasons,
             expected_level=recommendation.level,
+            expected_changed_at=recommendation.agent.autonomy_changed_at,
         )
         if lowered_to is not None:
             lowered += 1

@@ -57,7 +57,8 @@ CHECK_LOG_LENGTH = 20_000
 # (nothing else was done), -3 the caller's copy of its key was read at another version than
 # the published one, or Redis has none (nothing was done); budget is the number of the budget
 # whose room the estimate passes, with what others hold, or 0; loop is 1 when this call makes
-# a loop (the same digest three times in a row, or A-B-A-B, within LOOP_SECONDS), and such a
+# a loop (the same digest three times in a row, or A-B-A-B, within LOOP_SECONDS), 2 when it
+# does as the create that follows its own check (that check had the loop already); such a
 # call holds its slot instead of using it, as a require_approval does.
 _SCRIPT = """
 local keyring = redis.call('GET', KEYS[6]) or ''
@@ -96,20 +97,25 @@ local loop = 0
 if ARGV[16] ~= '' then
   local now, digest = tonumber(ARGV[15]), ARGV[16]
   local last = redis.call('LINDEX', KEYS[7], 0)
-  local push = true
+  local merged = false
   if mode == 'create' and last then
-    -- the create that follows its own check is the same call, not a second one
-    local seen, at = string.match(last, '^(%S+) (%S+)$')
-    if seen == digest and now - tonumber(at) <= tonumber(ARGV[7]) then push = false end
+    -- The create that follows its own check is the same call, not a second one: it takes the
+    -- check's entry over, once (a second create of it is a call of its own).
+    local seen, at, kind = string.match(last, '^(%S+) (%S+) (%S+)$')
+    if seen == digest and kind == 'c' and now - tonumber(at) <= tonumber(ARGV[7]) then
+      redis.call('LSET', KEYS[7], 0, digest .. ' ' .. at .. ' m')
+      merged = true
+    end
   end
-  if push then
-    redis.call('LPUSH', KEYS[7], digest .. ' ' .. ARGV[15])
+  if not merged then
+    local kind = (mode == 'create') and 'r' or 'c'
+    redis.call('LPUSH', KEYS[7], digest .. ' ' .. ARGV[15] .. ' ' .. kind)
     redis.call('LTRIM', KEYS[7], 0, 3)
     redis.call('EXPIRE', KEYS[7], LOOP_SECONDS)
   end
   local recent = {}
   for i, entry in ipairs(redis.call('LRANGE', KEYS[7], 0, 3)) do
-    local seen, at = string.match(entry, '^(%S+) (%S+)$')
+    local seen, at = string.match(entry, '^(%S+) (%S+)')
     if now - tonumber(at) > LOOP_SECONDS then break end
     recent[i] = seen
   end
@@ -120,6 +126,8 @@ if ARGV[16] ~= '' then
     loop = 1
   end
   if loop == 1 and mode == 'count' then mode = 'hold' end
+  -- A merged create's loop was its check's, which recorded the violation already.
+  if loop == 1 and merged then loop = 2 end
 end
 if limit >= 0 then
   used = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -180,7 +188,7 @@ class Answer:
     resets_in_seconds: int
     over_budget: Room | None = None  # the budget the estimate would pass, with the holds
     keyring: int | None = None  # the keyring's version in Redis
-    loop: bool = False  # this call repeats the agent's last ones (loop detection)
+    loop: int = 0  # 1: this call repeats the agent's last ones; 2: as its check's create
 
     @property
     def stale(self) -> bool:
@@ -248,15 +256,16 @@ def count(
     codes: list[str],
     estimate: int | None = None,
     rooms: tuple[Room, ...] = (),
-    track: bool = False,
+    track: str = "",
 ) -> Answer:
     """One round trip; raises one of `oversight.redis_clients.UNAVAILABLE` when Redis does not
     answer. `api_call` is the throttle's (key, limit, window seconds), or None not to count the
     call; `holding` the policy set version this process holds (None: none yet); `rooms` what
     the agent's enforced budgets have left (`budgets.admission.assess`) for the `estimate`;
     `keyring` the key of the keyring's published version and the version of the caller's copy
-    of its key, when it authenticated from one (`agents.keyring`); `track` adds the call to the
-    agent's recent ones and tells whether it makes a loop."""
+    of its key, when it authenticated from one (`agents.keyring`); `track`, the call's digest
+    for loop detection (its action as policies look it up), adds it to the agent's recent calls
+    and tells whether it makes a loop ('': not tracked)."""
     now = time.time()
     hour = int(now // 3600)
     minute = int(now // 60)
@@ -293,7 +302,7 @@ def count(
             len(rooms),
             str(keyring[1]) if keyring else "",
             repr(now),
-            params_sha256 if track else "",
+            track,
             *(str(whole_cents_left(room)) for room in rooms),
             *fields,
         ],
@@ -307,7 +316,7 @@ def count(
         resets_in_seconds=resets,
         over_budget=rooms[int(over) - 1] if int(over) > 0 else None,
         keyring=_number(keyring_published),
-        loop=len(reply) > 6 and int(reply[6]) == 1,
+        loop=int(reply[6]) if len(reply) > 6 else 0,
     )
 
 

@@ -59,6 +59,7 @@ SEVERITY = {
 }
 
 DEFAULT_AUTONOMY_LEVEL = 2
+AUTONOMY_CODES = ("autonomy_manual", "autonomy_level")
 
 
 def action_key(action: str) -> str:
@@ -212,6 +213,13 @@ class Verdict:
     def with_reason(self, reason: Reason) -> Verdict:
         """The verdict with one more reason (one the counting in Redis found), in step order."""
         reasons = tuple(sorted((*self.reasons, reason), key=lambda r: r.step))
+        return replace(self, reasons=reasons, decision=_decision(reasons))
+
+    def with_trigger(self, reason: Reason) -> Verdict:
+        """The verdict with a step-9 reason found in Redis (a loop): as for the breaker, a
+        trigger decides before the autonomy level, whose reason goes."""
+        kept = tuple(r for r in self.reasons if r.code not in AUTONOMY_CODES)
+        reasons = tuple(sorted((*kept, reason), key=lambda r: r.step))
         return replace(self, reasons=reasons, decision=_decision(reasons))
 
     def with_rate(self, outcome: RateOutcome | None) -> Verdict:

@@ -134,6 +134,7 @@ def check_action(
     holding = held[0] if held is not None else selectors.POLICIES.held_version()
     verdict = rules.evaluate(policies.policy_for(agent, action), facts)
     window = call_window(agent.pk) if count_api_call else None
+    looped = 0
     try:
         for _ in range(STALE_RETRIES):
             answer = _count(
@@ -168,7 +169,8 @@ def check_action(
         if answer.over_budget is not None:
             verdict = verdict.with_reason(_held_budget(answer.over_budget, estimated_cost_cents))
         if answer.loop:
-            verdict = verdict.with_reason(rules.loop_reason())
+            verdict = verdict.with_trigger(rules.loop_reason())
+            looped = answer.loop
     except (*UNAVAILABLE, UnsettledPolicies):
         if key_copy is not None:
             raise StaleKey from None  # nothing could verify the copy of the key
@@ -183,8 +185,8 @@ def check_action(
     if verdict.decision == rules.DENY:
         violation = _record_violation(agent, verdict, facts, digest, purpose)
         return CheckOutcome(verdict, digest, violation.pk, rate)
-    looping = next((r for r in verdict.reasons if r.code == "loop_detected"), None)
-    if looping is not None:  # a loop needs a person, and is a violation too (SPEC §6)
+    if looped == 1:  # a loop needs a person, and is a violation too (SPEC §6)
+        looping = next(r for r in verdict.reasons if r.code == "loop_detected")
         violation = _record_violation(agent, verdict, facts, digest, purpose, looping)
         return CheckOutcome(verdict, digest, violation.pk, rate)
     if (
@@ -331,8 +333,15 @@ def _count(
         codes=verdict.codes,
         estimate=facts.estimated_cost_cents,
         rooms=budgets.rooms if not budgets.refusal else (),
-        track=log,
+        track=_loop_digest(facts, digest) if log else "",
     )
+
+
+def _loop_digest(facts: rules.Facts, digest: str) -> str:
+    """The call as loop detection compares it: its action as policies look names up (so that
+    `Read_File` is `read_file` again), its arguments as hashed for the request."""
+    key = rules.action_key(facts.action)
+    return digest if key == facts.action else params_sha256(key, dict(facts.params))
 
 
 def _rate(verdict: rules.Verdict, answer: counters.Answer) -> rules.RateOutcome | None:

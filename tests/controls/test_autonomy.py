@@ -103,8 +103,10 @@ def test_a_change_is_audited_with_who_why_from_and_to(make_agent, make_user) -> 
     assert event.actor_id == str(manager.pk)
     assert event.payload == {
         "category": None,
-        "from": None,
+        "from": 2,  # the default
         "to": 4,
+        "own_from": None,
+        "own_to": 4,
         "why": "clean record",
         "source": "manual",
         "trial_until": None,
@@ -334,3 +336,43 @@ def test_the_record_is_at_most_30_days_old(make_agent) -> None:
         created_at=timezone.now() - timedelta(days=31),
     )
     assert autonomy.evidence(timezone.now(), [agent.pk]) == {}
+
+
+def test_no_raise_with_a_critical_failure_anywhere_in_the_30_days(make_agent) -> None:
+    """The record for a lowering starts at the last change; a raise needs no critical failure
+    in the whole 30 days, changes or not."""
+    agent = aged(make_agent().agent, 3)
+    record(agent, 0, 1, critical=True)
+    services.refresh_autonomy()  # lowered to 2: its record starts again
+    record(agent, 60)  # 60 clean outcomes since (within the minute)
+    Outcome.objects.filter(agent=agent, success=True).update(created_at=timezone.now())
+
+    autonomy.refresh()
+
+    got = AutonomyRecommendation.objects.get(agent=agent)
+    assert got.direction == Direction.KEEP
+    assert any("critical failure(s) within 30 days" in reason for reason in got.reasons)
+
+
+def test_a_categorys_own_level_leaves_a_trial_running(make_agent, make_user) -> None:
+    agent = aged(make_agent().agent, 2)
+    manager = make_user(roles=("manager",))
+    record(agent, 60)
+    services.refresh_autonomy()
+    services.apply_recommendation(agent=agent, actor=manager)
+    services.set_autonomy(agent=agent, level=1, category="deploy", why="careful", actor=manager)
+    agent.refresh_from_db()
+    assert (agent.autonomy_level, agent.autonomy_trial_from) == (3, 2)
+
+
+def test_a_lowering_is_not_applied_when_the_level_changed_since_the_record_was_read(
+    make_agent,
+) -> None:
+    agent = aged(make_agent().agent, 3)
+    read_at = agent.autonomy_changed_at
+    services.set_autonomy(agent=agent, level=4, why="x")
+    services.set_autonomy(agent=agent, level=3, why="and back")
+    lowered = services.lower_autonomy(
+        agent=agent, reasons=["stale"], expected_level=3, expected_changed_at=read_at
+    )
+    assert lowered is None

@@ -30,7 +30,9 @@ def check(agent: Any, params: dict[str, Any], action: str = "read_file") -> Any:
 
 
 @pytest.mark.django_db
-def test_three_failures_make_every_check_ask_a_person_a_success_closes(api, make_agent):
+def test_three_failures_make_every_check_ask_a_person_a_success_closes(
+    api, make_agent, new_request, approvers
+):
     agent = make_agent()
     for n in range(2):
         fail(api, agent, n)
@@ -47,9 +49,24 @@ def test_three_failures_make_every_check_ask_a_person_a_success_closes(api, make
     assert [r["code"] for r in answer.json()["reasons"]] == ["consecutive_failures"]
     assert AuditEvent.objects.filter(event_type="agent.breaker_opened").count() == 1
     assert agent.agent.breaker_state == "open"
+    # While it is open, only what can be checked closes it: a success of an approved request
+    # executed as approved (every call now asks a person), not the agent's word alone.
     api(agent.key).post(OUTCOMES, {"action": "read_file", "params": {}, "success": True})
-    again = api(agent.key).post(
+    still = api(agent.key).post(
         "/api/v1/guardrails/check", {"action": "read_file", "params": {"path": "/c"}}
+    )
+    assert still.json()["decision"] == "require_approval"
+    request = new_request(agent=agent.agent, params={"n": 1})
+    approvals.approve_request(request_id=request.pk, reviewer=approvers["lead"])
+    receipt = {
+        "action": request.action,
+        "params": {"n": 1},
+        "success": True,
+        "approval_request_id": str(request.pk),
+    }
+    assert api(agent.key).post(OUTCOMES, receipt).json()["receipt"] == "matched"
+    again = api(agent.key).post(
+        "/api/v1/guardrails/check", {"action": "read_file", "params": {"path": "/d"}}
     )
     assert again.json()["decision"] == "allow"
     assert AuditEvent.objects.filter(event_type="agent.breaker_closed").count() == 1
@@ -211,3 +228,72 @@ def test_breaker_thresholds_are_the_specs() -> None:
 
     assert (settings.OVERSIGHT_BREAKER_OPEN_AFTER, settings.OVERSIGHT_BREAKER_PAUSE_AFTER) == (3, 5)
     assert breaker.CASCADE_AGENTS == 3
+
+
+# --- walking around them (an adversarial review's findings) ----------------------------------
+
+
+@pytest.mark.django_db
+def test_requests_count_too_only_the_one_create_after_its_check_merges(make_agent, new_request):
+    """'Checked or requested 3 times': three requests of one call are a loop; a check and the
+    create that follows it are one call."""
+    agent = make_agent().agent
+    params = {"path": "/srv/notes.txt", "content": "x"}
+    check(agent, params, "write_file")
+    for _ in range(3):
+        new_request(agent=agent, action="write_file", params=params)
+    assert Violation.objects.filter(agent=agent, code="loop_detected").count() == 1
+
+
+@pytest.mark.django_db
+def test_changing_the_actions_case_does_not_dodge_it(make_agent):
+    agent = make_agent().agent
+    same = {"path": "/srv/report.csv"}
+    answers = [check(agent, same, name) for name in ("read_file", "Read_File", "READ_FILE")]
+    assert answers[2].verdict.codes == ["loop_detected"]
+
+
+@pytest.mark.django_db
+def test_the_create_after_a_looping_check_is_not_a_second_violation(make_agent, new_request):
+    agent = make_agent().agent
+    same = {"path": "/srv/report.csv"}
+    for _ in range(3):
+        last = check(agent, same)
+    assert last.verdict.codes == ["loop_detected"]
+    request = new_request(agent=agent, action="read_file", params=same, risk_level="low")
+    assert "loop_detected" in [reason["code"] for reason in request.check_reasons]
+    assert Violation.objects.filter(agent=agent, code="loop_detected").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_loop_decides_before_the_autonomy_level_as_the_breaker_does(make_agent):
+    from controls import services as controls
+
+    agent = make_agent().agent
+    controls.set_autonomy(agent=agent, level=0, why="manual only")
+    same = {"path": "/srv/report.csv"}
+    assert check(agent, same).verdict.codes == ["autonomy_manual"]
+    check(agent, same)
+    third = check(agent, same)
+    assert (third.decision, third.verdict.codes) == ("require_approval", ["loop_detected"])
+
+
+@pytest.mark.django_db
+def test_a_made_up_success_does_not_close_the_breaker(api, make_agent):
+    agent = make_agent()
+    for n in range(3):
+        fail(api, agent, n)
+    made_up = {"action": "no_such_action", "params": {}, "success": True}
+    assert api(agent.key).post(OUTCOMES, made_up).status_code == 201
+    agent.agent.refresh_from_db()
+    assert agent.agent.breaker_state == "open"
+    plain = {"action": "read_file", "params": {}, "success": True}
+    assert api(agent.key).post(OUTCOMES, plain).json()["consecutive_failures"] == 3
+
+
+@pytest.mark.django_db
+def test_before_it_opens_an_unknown_actions_success_does_not_reset_the_count(api, make_agent):
+    agent = make_agent()
+    fail(api, agent, 1)
+    made_up = {"action": "no_such_action", "params": {}, "success": True}
+    assert api(agent.key).post(OUTCOMES, made_up).json()["consecutive_failures"] == 1

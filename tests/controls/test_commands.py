@@ -49,8 +49,9 @@ def test_set_autonomy_sets_the_overall_level_and_audits_from_and_to(make_agent, 
     assert agent.autonomy_level == 4
     [event] = events("autonomy.changed", agent)
     assert (event.actor_type, event.actor_id) == ("user", str(managers[0].pk))
-    assert event.payload["from"] is None  # the admin's default until now
-    assert event.payload["to"] == 4
+    assert event.payload["from"] == 2  # the admin's default until now
+    assert event.payload["own_from"] is None
+    assert (event.payload["to"], event.payload["own_to"]) == (4, 4)
     assert event.payload["category"] is None
     assert event.payload["why"] == "steady for months"
     assert event.payload["source"] == "manual"
@@ -69,9 +70,10 @@ def test_set_autonomy_for_a_category_leaves_the_overall_level(make_agent):
     last = events("autonomy.changed", agent)[-1]
     assert (last.payload["category"], last.payload["from"], last.payload["to"]) == (
         "deploy",
-        None,
+        3,  # it followed the overall level
         1,
     )
+    assert (last.payload["own_from"], last.payload["own_to"]) == (None, 1)
 
 
 def test_default_hands_a_level_back_to_the_default(make_agent, settings):
@@ -89,7 +91,8 @@ def test_default_hands_a_level_back_to_the_default(make_agent, settings):
     assert agent.autonomy_level is None
     assert agent.overall_autonomy == 2
     last = events("autonomy.changed", agent)[-1]
-    assert (last.payload["from"], last.payload["to"]) == (4, None)
+    assert (last.payload["from"], last.payload["to"]) == (4, 2)
+    assert (last.payload["own_from"], last.payload["own_to"]) == (4, None)
 
 
 def test_setting_the_same_level_again_changes_and_audits_nothing(make_agent):

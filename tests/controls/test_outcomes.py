@@ -203,3 +203,98 @@ def test_a_success_closes_the_breaker_a_failure_counts(api, agent) -> None:
 def test_a_failed_critical_action_is_a_critical_failure(api, agent) -> None:
     answer = report(api, agent, action="deploy_to_production", params={}, success=False)
     assert answer.json()["critical"] is True
+
+
+# --- walking around receipts (an adversarial review's findings) ------------------------------
+
+
+def test_a_receipt_by_hash_naming_another_action_is_a_mismatch(api, agent, approved) -> None:
+    answer = report(
+        api,
+        agent,
+        action="read_file",  # the approval was for write_file
+        params_sha256=approved.approved_params_sha256,
+        approval_request_id=str(approved.pk),
+    )
+    assert (answer.status_code, answer.json()["error"]["code"]) == (409, "execution_mismatch")
+
+
+def test_a_failed_receipt_of_a_critical_request_is_critical(
+    api, agent, new_request, approvers
+) -> None:
+    request = new_request(agent=agent.agent, risk_level="critical", params={"service": "api"})
+    for tier in ("director", "vp"):
+        approvals.approve_request(request_id=request.pk, reviewer=approvers[tier])
+    answer = report(
+        api,
+        agent,
+        action=request.action,
+        params={"service": "api"},
+        approval_request_id=str(request.pk),
+        success=False,
+    )
+    assert answer.json()["critical"] is True
+
+
+def test_a_write_file_request_raised_to_critical_by_its_claim_fails_critically(
+    api, agent, new_request, approvers
+) -> None:
+    request = new_request(agent=agent.agent, action="write_file", risk_level="critical")
+    for tier in ("director", "vp"):
+        approvals.approve_request(request_id=request.pk, reviewer=approvers[tier])
+    answer = report(
+        api,
+        agent,
+        action=request.action,
+        params=PARAMS,
+        approval_request_id=str(request.pk),
+        success=False,
+    )
+    assert (answer.json()["receipt"], answer.json()["critical"]) == ("matched", True)
+
+
+def test_a_second_receipt_with_other_arguments_is_a_mismatch_all_the_same(
+    api, agent, approved
+) -> None:
+    body = {"action": approved.action, "approval_request_id": str(approved.pk)}
+    assert report(api, agent, **body, params=PARAMS).status_code == 201
+    again = report(api, agent, **body, params={**PARAMS, "version": "6.6.6"})
+
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "execution_mismatch")
+    agent.agent.refresh_from_db()
+    assert agent.agent.status == AgentStatus.DISABLED
+    second = Outcome.objects.get(approval_request__isnull=True, named_request_id=approved.pk)
+    assert second.receipt == Receipt.MISMATCH
+    assert approved.receipt.receipt == Receipt.MATCHED, "the request's own receipt stays"
+
+
+def test_a_paused_agent_still_reports_receipts_and_a_mismatch_disables_it(
+    api, agent, new_request, make_user
+) -> None:
+    pending = new_request(agent=agent.agent, params=PARAMS)
+    manager = make_user(roles=("manager",))
+    agents.set_agent_status(agent=agent.agent, status="paused", reason="looking", actor=manager)
+    plain = report(api, agent, action="read_file", params={})
+    assert (plain.status_code, plain.json()["error"]["code"]) == (403, "agent_paused")
+
+    answer = report(
+        api, agent, action=pending.action, params=PARAMS, approval_request_id=str(pending.pk)
+    )
+
+    assert (answer.status_code, answer.json()["error"]["code"]) == (409, "execution_mismatch")
+    agent.agent.refresh_from_db()
+    assert agent.agent.status == AgentStatus.DISABLED
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/outcomes", "/api/v1/approval-requests"], ids=["outcome", "create"]
+)
+def test_an_infinite_number_with_an_idempotency_key_is_a_clear_422(api, agent, path) -> None:
+    extra = (
+        '"success": true'
+        if path.endswith("outcomes")
+        else '"risk_level": "low", "justification": "x"'
+    )
+    body = '{"action": "read_file", "params": {"a": 1e400}, ' + extra + "}"
+    answer = api(agent.key).post(path, body, headers={"Idempotency-Key": "k1"})
+    assert answer.status_code == 422, answer.content

@@ -133,7 +133,7 @@ def test_a_recommended_raise_shows_its_evidence_and_one_click_starts_a_trial(
     assert agent.autonomy_trial_until > timezone.now() + timedelta(days=29)
     (event,) = autonomy_events(agent)
     assert (event.actor_name, event.payload["source"]) == ("mgr-a", "recommendation")
-    assert (event.payload["from"], event.payload["to"]) == (None, 3)
+    assert (event.payload["from"], event.payload["to"]) == (2, 3)
     html = page(client, "steady-bot")
     assert "on trial</span>" in html
     assert "Raise to level" not in html, "the record starts again at the new level"
@@ -214,12 +214,13 @@ def test_a_manager_sets_the_overall_and_a_categorys_level_with_a_reason(db, make
     agent.refresh_from_db()
     assert (agent.autonomy_level, agent.autonomy_by_category) == (None, {})
     events = autonomy_events(agent)
-    assert [(e.payload["category"], e.payload["to"], e.payload["why"]) for e in events] == [
+    assert [(e.payload["category"], e.payload["own_to"], e.payload["why"]) for e in events] == [
         (None, 4, "months of clean runs"),
         ("deploy", 1, "deploys need a person"),
         ("deploy", None, "the pipeline has its own gate"),
         (None, None, "back to default"),
     ]
+    assert [e.payload["to"] for e in events] == [4, 1, 4, 2]
     assert {e.actor_name for e in events} == {"mgr-a"}
 
 
