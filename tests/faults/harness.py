@@ -573,6 +573,10 @@ def start_stack(tmp: Path, database_url: str, **env: str) -> Stack:
         "EMAIL_PORT": str(smtp.port),
         "OVERSIGHT_BASE_URL": "https://oversight.example.com",
         "OVERSIGHT_CALLBACK_ALLOW_PRIVATE": "true",  # the peers listen on loopback
+        # The scenes have people reject a third of one agent's many requests: its circuit
+        # breaker (SPEC §6) would pause it after five in a row, which is not what they test.
+        "OVERSIGHT_BREAKER_OPEN_AFTER": "1000000",
+        "OVERSIGHT_BREAKER_PAUSE_AFTER": "1000000",
         **env,
     }
     # Side by side: each takes seconds to come up.
