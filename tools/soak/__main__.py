@@ -147,6 +147,10 @@ def main() -> int:
         EMAIL_HOST="127.0.0.1",
         EMAIL_PORT=str(sink.port),
         OVERSIGHT_BASE_URL=f"http://127.0.0.1:{port}",
+        # People reject a quarter of the requests at random and the soak's agents report no
+        # outcomes: their circuit breakers (SPEC §6) would pause them by chance, mid-soak.
+        OVERSIGHT_BREAKER_OPEN_AFTER="1000000",
+        OVERSIGHT_BREAKER_PAUSE_AFTER="1000000",
     )
     print(
         f"Oversight soak: {args.seconds:.0f} s at x{args.rate:g} the base rates "
