@@ -7,7 +7,16 @@ import re
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-PRODUCT = ["accounts", "agents", "approvals", "audit", "budgets", "guardrails", "oversight"]
+PRODUCT = [
+    "accounts",
+    "agents",
+    "approvals",
+    "audit",
+    "budgets",
+    "controls",
+    "guardrails",
+    "oversight",
+]
 
 
 def settings_read() -> set[str]:
