@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Subquery
 from django.http import HttpRequest
 
+from audit import siem
 from audit.events import EventType
-from audit.models import AuditEvent, ChainVerification
+from audit.models import AuditEvent, ChainVerification, SiemCursor
 from oversight.admin import ReadOnlyAdmin
 
 
@@ -38,3 +39,34 @@ class AuditEventAdmin(ReadOnlyAdmin):
 @admin.register(ChainVerification)
 class ChainVerificationAdmin(ReadOnlyAdmin):
     list_display = ("checked_at", "intact", "events_checked", "first_bad_sequence", "checked_by")
+
+
+@admin.register(SiemCursor)
+class SiemCursorAdmin(ReadOnlyAdmin):
+    """How far each SIEM stream got (audit.siem): read-only, as only the stream moves it. Rows
+    of destinations no longer configured stay, marked so."""
+
+    list_display = (
+        "destination",
+        "configured",
+        "delivered_sequence",
+        "backlog",
+        "delivered_at",
+        "attempts",
+        "last_attempt_at",
+        "last_error",
+    )
+    ordering = ("destination",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SiemCursor]:
+        # The head of the trail once, in the same query, for every row's backlog.
+        head = AuditEvent.objects.order_by("-sequence").values("sequence")[:1]
+        return super().get_queryset(request).annotate(head=Subquery(head))
+
+    @admin.display(description="backlog")
+    def backlog(self, cursor: SiemCursor) -> int:
+        return max((getattr(cursor, "head", None) or 0) - cursor.delivered_sequence, 0)
+
+    @admin.display(description="configured", boolean=True)
+    def configured(self, cursor: SiemCursor) -> bool:
+        return cursor.destination in {d.name for d in siem.destinations()}

@@ -128,14 +128,14 @@ def canonical_bytes(
     rows), so that verifying an event builds no dict."""
     if type(sequence) is not int:
         raise TypeError(f"sequence must be an int, not {type(sequence).__name__}.")
-    text = _event_text(
+    text = event_text(
         sequence, format_timestamp(occurred_at), event_type, actor_type, actor_id, actor_name,
         subject_type, subject_id, payload,
     )  # fmt: skip
     return text.encode("ascii")
 
 
-def _event_text(
+def event_text(
     sequence: int | str,
     occurred_at: str,
     event_type: str,
@@ -179,7 +179,7 @@ def canonical_parts(
     the append lock knows. Cut from the one template, with markers no quoted value can contain
     (`_quote` escapes NUL).
     """
-    text = _event_text(
+    text = event_text(
         _SEQUENCE, _AT, event_type, actor_type, actor_id, actor_name, subject_type, subject_id,
         payload,
     )  # fmt: skip

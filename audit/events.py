@@ -62,6 +62,8 @@ class EventType(models.TextChoices):
 
     # Compliance
     EXPORT_MADE = "export.made", "Export made"
+    REPORT_GENERATED = "report.generated", "Report generated"
+    SIGNING_KEY_ROTATED = "audit.key_rotated", "Checkpoint signing key rotated"
 
 
 class ActorType(models.TextChoices):

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 
 from audit.events import ActorType, EventType
+from oversight.outbox import EmailOutboxItem
 
 # The longest id an event's subject may have; a caller naming a subject by outside text (a
 # model's name) cuts it to this and keeps the whole in the payload.
@@ -108,3 +109,79 @@ class ChainVerification(models.Model):
 
     def __str__(self) -> str:
         return f"{'intact' if self.intact else 'broken'} at {self.checked_at:%Y-%m-%d %H:%M}"
+
+
+# --- the transparency log (SPEC §7): the chain's hashes as the leaves of a Merkle tree ---------
+
+
+class TreeState(models.Model):
+    """One row: how many leaves (events, in sequence order) `MerkleNode` holds the tree of."""
+
+    size = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"tree of {self.size} leaves"
+
+
+class MerkleNode(models.Model):
+    """A complete subtree of the log's Merkle tree: level L, index i covers leaves
+    [i·2^L, (i+1)·2^L) (`audit.merkle`). Written once, when its last leaf is added
+    (`audit.tree.extend`), never changed. Level 0 is not stored: a leaf's hash comes from its
+    event's hash. Derived data: verification recomputes it from the events."""
+
+    pk = models.CompositePrimaryKey("level", "index")
+    level = models.PositiveSmallIntegerField()
+    index = models.BigIntegerField()
+    hash = models.BinaryField(max_length=32)
+
+    def __str__(self) -> str:
+        return f"node {self.level}/{self.index}"
+
+
+class Checkpoint(models.Model):
+    """A signed statement of the log's size and root (C2SP `tlog-checkpoint` signed note,
+    Ed25519). Append-only in the database (as the events are) and written to
+    OVERSIGHT_CHECKPOINT_DIR as well."""
+
+    size = models.BigIntegerField(primary_key=True)
+    root_hash = models.BinaryField(max_length=32)
+    origin = models.CharField(max_length=200)
+    note = models.TextField(help_text="The whole signed note, as published.")
+    public_key = models.CharField(max_length=300, help_text="The signer's vkey.")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-size"]
+        get_latest_by = "size"
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.size}"
+
+
+class SiemCursor(models.Model):
+    """How far the audit stream to one SIEM destination got (SPEC §7): the last sequence it
+    acknowledged, so delivery resumes there, in order, after any outage or restart."""
+
+    destination = models.CharField(max_length=300, unique=True)
+    delivered_sequence = models.BigIntegerField(default=0)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Failed attempts in a row.")
+    last_error = models.TextField(blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.destination} at {self.delivered_sequence}"
+
+
+class SummaryEmail(EmailOutboxItem):
+    """The weekly compliance summary for one period (SPEC §7), written by beat once per period
+    and sent by the outbox to the compliance staff."""
+
+    period_start = models.DateTimeField(unique=True)
+    period_end = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-period_start"]
+
+    def __str__(self) -> str:
+        return f"compliance summary from {self.period_start:%Y-%m-%d} ({self.status})"

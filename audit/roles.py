@@ -20,6 +20,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 AUDIT_TABLE = "audit_auditevent"
+CHECKPOINT_TABLE = "audit_checkpoint"
 APPEND_FUNCTION = (
     "audit_append(varchar, varchar, varchar, varchar, varchar, varchar, text, text, text, text)"
 )
@@ -61,6 +62,9 @@ def grant_app_role(connection: BaseDatabaseWrapper, role: str) -> None:
             f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {where} TO {who}",
             f"REVOKE ALL ON {quote(AUDIT_TABLE)} FROM {who}",
             f"GRANT SELECT ON {quote(AUDIT_TABLE)} TO {who}",
+            # Checkpoints are made by the app (beat) and never changed.
+            f"REVOKE ALL ON {quote(CHECKPOINT_TABLE)} FROM {who}",
+            f"GRANT SELECT, INSERT ON {quote(CHECKPOINT_TABLE)} TO {who}",
             # Which migrations ran is the owner's to say: a later protection must not be
             # marked applied by the app.
             f"REVOKE ALL ON django_migrations FROM {who}",

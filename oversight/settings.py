@@ -8,6 +8,7 @@ parsed stops the process with the variable's name (see `oversight.env`).
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
@@ -205,6 +206,8 @@ CELERY_TASK_ROUTES = {
     "budgets.tasks.sweep_alert_emails": {"queue": "email"},
     "guardrails.tasks.sweep_alert_emails": {"queue": "email"},
     "controls.tasks.sweep_alert_emails": {"queue": "email"},
+    "audit.tasks.ship_siem": {"queue": "outbound"},
+    "audit.tasks.sweep_summary_emails": {"queue": "email"},
 }
 # Every task has a soft time limit (SoftTimeLimitExceeded is raised in it) and a hard one (its
 # process is killed and replaced; with acks_late the message is redelivered, and every task is
@@ -274,6 +277,50 @@ OVERSIGHT_AUTONOMY_REFRESH_SECONDS = env_float(
     "OVERSIGHT_AUTONOMY_REFRESH_SECONDS", 30.0, minimum=1.0
 )
 
+# The transparency log (SPEC §7). A signed checkpoint every this many events, or this often when
+# the log grew; beat looks every OVERSIGHT_CHECKPOINT_CHECK_SECONDS.
+OVERSIGHT_CHECKPOINT_EVERY_EVENTS = env_int("OVERSIGHT_CHECKPOINT_EVERY_EVENTS", 1000, minimum=1)
+OVERSIGHT_CHECKPOINT_EVERY_SECONDS = env_float(
+    "OVERSIGHT_CHECKPOINT_EVERY_SECONDS", 300.0, minimum=1.0
+)
+OVERSIGHT_CHECKPOINT_CHECK_SECONDS = env_float(
+    "OVERSIGHT_CHECKPOINT_CHECK_SECONDS", 5.0, minimum=0.2
+)
+# The log's name in its checkpoints (C2SP tlog-checkpoint origin) and the signing key's name.
+OVERSIGHT_CHECKPOINT_ORIGIN = env_str("OVERSIGHT_CHECKPOINT_ORIGIN", "oversight.local/audit")
+# A second place the checkpoints are written to (in compose, a volume of its own).
+OVERSIGHT_CHECKPOINT_DIR = env_str("OVERSIGHT_CHECKPOINT_DIR", str(VAR_DIR / "checkpoints"))
+# The base64 of a 32-byte Ed25519 seed; unset, one is made into the file below (mode 0600) and
+# `check --deploy` warns.
+OVERSIGHT_AUDIT_SIGNING_KEY = env_str("OVERSIGHT_AUDIT_SIGNING_KEY")
+OVERSIGHT_AUDIT_SIGNING_KEY_FILE = env_str(
+    "OVERSIGHT_AUDIT_SIGNING_KEY_FILE", str(VAR_DIR / "audit-signing-key")
+)
+# SIEM streaming of the audit events as they commit (SPEC §7): syslog (RFC 5424) over TCP or TLS,
+# `tcp://host:port` or `tls://host:port`, and HTTPS JSON, `https://...`; empty: off.
+OVERSIGHT_SIEM_SYSLOG_URL = env_str("OVERSIGHT_SIEM_SYSLOG_URL")
+OVERSIGHT_SIEM_HTTPS_URL = env_str("OVERSIGHT_SIEM_HTTPS_URL")
+try:
+    _siem = urlsplit(OVERSIGHT_SIEM_SYSLOG_URL)
+    if OVERSIGHT_SIEM_SYSLOG_URL and not (
+        _siem.scheme in ("tcp", "tls") and _siem.hostname and _siem.port
+    ):
+        raise ValueError  # (.port raises it too, for a port that is not a number)
+    _siem = urlsplit(OVERSIGHT_SIEM_HTTPS_URL)
+    if OVERSIGHT_SIEM_HTTPS_URL and not (_siem.scheme == "https" and _siem.hostname):
+        raise ValueError
+except ValueError:
+    raise ImproperlyConfigured(
+        "OVERSIGHT_SIEM_SYSLOG_URL: use tcp://host:port or tls://host:port; "
+        "OVERSIGHT_SIEM_HTTPS_URL: use https://host/path."
+    ) from None
+# The HTTPS endpoint's Authorization header, e.g. `Splunk <token>`, `ApiKey <key>` (a secret).
+OVERSIGHT_SIEM_HTTPS_AUTHORIZATION = env_str("OVERSIGHT_SIEM_HTTPS_AUTHORIZATION")
+# A SIEM reached at a non-public address (SPEC §9.11): any (development), or these networks
+# (CIDR), e.g. the collector's subnet; every other private address stays refused.
+OVERSIGHT_SIEM_ALLOW_PRIVATE = env_bool("OVERSIGHT_SIEM_ALLOW_PRIVATE", default=DEBUG)
+OVERSIGHT_SIEM_ALLOW_NETWORKS = env_networks("OVERSIGHT_SIEM_ALLOW_NETWORKS")
+
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "tick-timers": {
         "task": "approvals.tasks.tick_timers",
@@ -322,6 +369,30 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "purge-check-records": {"task": "guardrails.tasks.purge_check_records", "schedule": 3600.0},
     "sweep-agent-alert-emails": {
         "task": "controls.tasks.sweep_alert_emails",
+        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
+        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
+    },
+    # The transparency log: extend the Merkle tree, sign a checkpoint when due (SPEC §7).
+    "make-checkpoint": {
+        "task": "audit.tasks.make_checkpoint",
+        "schedule": OVERSIGHT_CHECKPOINT_CHECK_SECONDS,
+        "options": {"expires": OVERSIGHT_CHECKPOINT_CHECK_SECONDS * 2},
+    },
+    # The weekly compliance summary (SPEC §7): written once per week (Monday 00:00 UTC) by
+    # whichever run comes first after the week ends, sent by the outbox sweep.
+    "write-weekly-summary": {
+        "task": "audit.tasks.write_weekly_summary",
+        "schedule": 600.0,
+        "options": {"expires": 600.0},
+    },
+    "sweep-summary-emails": {
+        "task": "audit.tasks.sweep_summary_emails",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
+    # SIEM streaming of the audit events (SPEC §7, audit.siem); nothing to do unless configured.
+    "ship-siem": {
+        "task": "audit.tasks.ship_siem",
         "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
         "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
     },
@@ -607,6 +678,8 @@ LOGGING = {
         # Django adds its own console handler when DEBUG is on; one line per event is enough.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "axes": {"level": "WARNING"},
+        # The audit PDFs' font subsetting (audit.pdf) says forty lines per PDF at INFO.
+        "fontTools": {"level": "WARNING"},
         # One line per request refused while the database is down, not a traceback.
         "django.request": {"filters": ["quiet_database_outage"]},
         # Not a line per run of the every-few-seconds beat tasks (see oversight.logfilters).

@@ -240,8 +240,11 @@ def _audit_trigger_statements(index: int) -> list[str]:
 
     from django.db import connection
 
-    migration = importlib.import_module("audit.migrations.0002_append_only")
-    return list(migration.STATEMENTS[connection.vendor][index])
+    statements: list[str] = []
+    for name in ("0002_append_only", "0006_checkpoints_append_only"):  # events, checkpoints
+        migration = importlib.import_module(f"audit.migrations.{name}")
+        statements += migration.STATEMENTS[connection.vendor][index]
+    return statements
 
 
 @pytest.fixture(autouse=True)

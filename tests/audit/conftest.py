@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from audit.models import AuditEvent
-from tests.audit.db import execute, tampering
+from tests.audit.db import execute, tampering, tampering_with_checkpoints
 
 
 @pytest.fixture(autouse=True)
@@ -26,3 +26,7 @@ def _start_from_an_empty_trail(request: pytest.FixtureRequest) -> None:
     if AuditEvent.objects.exists():
         with tampering():
             execute("DELETE FROM audit_auditevent")
+    # The tree and checkpoints of those events go with them.
+    with tampering_with_checkpoints():
+        execute("DELETE FROM audit_checkpoint")
+    execute("DELETE FROM audit_merklenode", "DELETE FROM audit_treestate")

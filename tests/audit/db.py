@@ -40,3 +40,26 @@ def tampering() -> Iterator[None]:
             )
         else:
             execute(*_migration.SQLITE_FORWARD)
+
+
+_checkpoints = importlib.import_module("audit.migrations.0006_checkpoints_append_only")
+
+
+@contextmanager
+def tampering_with_checkpoints() -> Iterator[None]:
+    """`tampering`, for the checkpoints' table."""
+    if connection.vendor == "postgresql":
+        execute("ALTER TABLE audit_checkpoint DISABLE TRIGGER USER")
+    else:
+        execute(*_checkpoints.SQLITE_BACKWARD)
+    try:
+        yield
+    finally:
+        if connection.vendor == "postgresql":
+            execute(
+                "ALTER TABLE audit_checkpoint ENABLE ALWAYS TRIGGER "
+                "audit_checkpoint_no_update_delete",
+                "ALTER TABLE audit_checkpoint ENABLE ALWAYS TRIGGER audit_checkpoint_no_truncate",
+            )
+        else:
+            execute(*_checkpoints.SQLITE_FORWARD)

@@ -61,7 +61,8 @@ def test_the_command_prints_a_one_line_summary_on_an_intact_chain(chain):
     output = run_command()
     assert output.count("\n") == 1
     assert output.startswith(
-        f"Audit chain intact: 10 events, head sequence 10, head hash {chain[-1].hash}, verified in "
+        f"Audit chain intact: 10 events, no signed checkpoint yet, head sequence 10, "
+        f"head hash {chain[-1].hash}, verified in "
     )
     assert "events/s)" in output
 

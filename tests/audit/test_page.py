@@ -43,7 +43,7 @@ def test_people_without_the_compliance_role_are_refused(make_user, roles):
     client = Client()
     tier = "team_lead" if "approver" in roles else ""
     client.force_login(make_user(roles=roles, tier=tier))
-    assert client.get("/audit/").status_code == 403
+    assert client.get("/audit/events/").status_code == 403
     assert client.post("/audit/verify/").status_code == 403
     assert not ChainVerification.objects.exists()
 
@@ -56,7 +56,7 @@ def test_compliance_sees_the_newest_events_first_in_the_product_look(compliance,
         subject=agent,
         payload={"rule": "no <script> in prod"},
     )
-    response = compliance.get("/audit/")
+    response = compliance.get("/audit/events/")
     assert response.status_code == 200
     shown = sequences(response)
     assert shown == sorted(shown, reverse=True)
@@ -71,14 +71,14 @@ def test_compliance_sees_the_newest_events_first_in_the_product_look(compliance,
 
 
 def test_empty_results_say_why(compliance):
-    response = compliance.get("/audit/?type=budget.alert")
+    response = compliance.get("/audit/events/?type=budget.alert")
     assert sequences(response) == []
     assert b"No events match these filters." in response.content
     assert b"Not verified yet" in response.content
 
     with tampering():
         execute("DELETE FROM audit_auditevent")
-    response = compliance.get("/audit/")
+    response = compliance.get("/audit/events/")
     assert b"No events yet." in response.content
     assert b"Clear" not in response.content
 
@@ -93,7 +93,7 @@ def test_filters_by_type_actor_subject_and_time(compliance, make_user, make_agen
     )
 
     def shown(query: str) -> list[int]:
-        response = compliance.get(f"/audit/?{query}")
+        response = compliance.get(f"/audit/events/?{query}")
         assert response.status_code == 200
         return sequences(response)
 
@@ -126,7 +126,7 @@ def test_a_time_range_picks_exactly_the_events_inside_it(compliance):
     since = inside[0].occurred_at
     until = inside[-1].occurred_at
     response = compliance.get(
-        "/audit/",
+        "/audit/events/",
         {
             "since": timezone.localtime(since).strftime("%Y-%m-%d %H:%M:%S.%f"),
             "until": timezone.localtime(until).strftime("%Y-%m-%d %H:%M:%S.%f"),
@@ -137,44 +137,45 @@ def test_a_time_range_picks_exactly_the_events_inside_it(compliance):
 
 def test_invalid_filters_show_an_error_not_a_crash(compliance):
     response = compliance.get(
-        "/audit/?since=2026-03-02T00:00&until=2026-03-01T00:00&type=made.up&before=abc&after=-1"
+        "/audit/events/?since=2026-03-02T00:00&until=2026-03-01T00:00"
+        "&type=made.up&before=abc&after=-1"
     )
     assert response.status_code == 200
     assert b"must be before" in response.content
     assert b"Select a valid choice" in response.content
     assert sequences(response) == []
-    assert compliance.get("/audit/?before=99999999999999999999999").status_code == 200
+    assert compliance.get("/audit/events/?before=99999999999999999999999").status_code == 200
 
 
 def test_pages_go_older_and_newer_by_sequence(compliance):
     bulk_append(118)  # after the compliance person's creation and login: 120 events
     assert AuditEvent.objects.count() == 120
 
-    first = compliance.get("/audit/")
+    first = compliance.get("/audit/events/")
     assert sequences(first) == list(range(120, 70, -1))
     assert first.context["newer_url"] is None
     assert first.context["older_url"] == "?before=71"
 
-    second = compliance.get("/audit/" + first.context["older_url"])
+    second = compliance.get("/audit/events/" + first.context["older_url"])
     assert sequences(second) == list(range(70, 20, -1))
     assert second.context["newer_url"] == "?after=70"
 
-    last = compliance.get("/audit/" + second.context["older_url"])
+    last = compliance.get("/audit/events/" + second.context["older_url"])
     assert sequences(last) == list(range(20, 0, -1))
     assert last.context["older_url"] is None
     assert b"Older" not in last.content
 
-    back = compliance.get("/audit/" + last.context["newer_url"])
+    back = compliance.get("/audit/events/" + last.context["newer_url"])
     assert sequences(back) == list(range(70, 20, -1))
     # Newer from the second page reaches the top: the full newest page, not a short one.
-    top = compliance.get("/audit/" + back.context["newer_url"])
+    top = compliance.get("/audit/events/" + back.context["newer_url"])
     assert sequences(top) == list(range(120, 70, -1))
     assert top.context["newer_url"] is None
 
 
 def test_pages_keep_their_filters(compliance):
     bulk_append(300)  # every fifth is a request.created
-    response = compliance.get("/audit/?type=request.created")
+    response = compliance.get("/audit/events/?type=request.created")
     shown = sequences(response)
     assert len(shown) == 50
     assert set(
@@ -182,7 +183,7 @@ def test_pages_keep_their_filters(compliance):
     ) == {"request.created"}
     older = response.context["older_url"]
     assert older == f"?type=request.created&before={shown[-1]}"
-    following = sequences(compliance.get("/audit/" + older))
+    following = sequences(compliance.get("/audit/events/" + older))
     assert following[0] < shown[-1]
     assert len(following) == 10  # 60 request.created events in all
 
@@ -196,11 +197,11 @@ def page_queries(client: Client, url: str) -> int:
 @pytest.mark.parametrize(
     "url",
     [
-        "/audit/",
-        "/audit/?type=request.voted&actor=person3",
-        "/audit/?subject=approval_request:7&since=2000-01-01T00:00&until=2100-01-01T00:00",
-        "/audit/?before=40",
-        "/audit/?after=40",
+        "/audit/events/",
+        "/audit/events/?type=request.voted&actor=person3",
+        "/audit/events/?subject=approval_request:7&since=2000-01-01T00:00&until=2100-01-01T00:00",
+        "/audit/events/?before=40",
+        "/audit/events/?after=40",
     ],
 )
 def test_the_query_count_is_pinned_and_does_not_grow_with_the_table(
@@ -250,7 +251,7 @@ def test_verifying_needs_a_post_with_a_csrf_token(make_user):
     assert client.get("/audit/verify/").status_code == 405
     assert client.post("/audit/verify/").status_code == 403
     assert not ChainVerification.objects.exists()
-    page = client.get("/audit/").content.decode()
+    page = client.get("/audit/events/").content.decode()
     match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
     assert match is not None
     token = match.group(1)
