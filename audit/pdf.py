@@ -17,7 +17,8 @@ from typing import Any
 from fpdf import FPDF, FontFace, XPos, YPos
 
 from audit.records import DecisionRecord, Line
-from audit.reports import Figure, Report, duration, integrity_lines
+from audit.reports import Figure, Report, integrity_lines
+from oversight.text import duration
 
 FONTS = Path(__file__).resolve().parent / "fonts"
 SANS = "DejaVuSans"

@@ -492,20 +492,6 @@ def integrity(last_sequence: int | None) -> Integrity:
     )
 
 
-def duration(seconds: float | None) -> str:
-    """As the pages write it (the `duration` template filter): 4m 05s, 2h 10m, 3d 4h."""
-    if seconds is None:
-        return "—"
-    whole = round(seconds)
-    if whole >= 86400:
-        return f"{whole // 86400}d {whole % 86400 // 3600}h"
-    if whole >= 3600:
-        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
-    if whole >= 60:
-        return f"{whole // 60}m {whole % 60:02d}s"
-    return f"{whole}s"
-
-
 def integrity_lines(report: Report) -> list[tuple[str, str]]:
     """The integrity section in words, each with its level ("ok", "warn", "danger", "muted",
     "text"): the PDF colours them, the email joins them."""

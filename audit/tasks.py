@@ -16,7 +16,7 @@ from accounts.models import Role, User
 from audit import checkpoints, reports, siem
 from audit.models import SummaryEmail
 from oversight import outbox
-from oversight.text import email_subject
+from oversight.text import duration, email_subject
 
 
 @shared_task(ignore_result=True)
@@ -64,8 +64,8 @@ def _summary_messages(email: SummaryEmail) -> list[EmailMessage]:
         "audit/summary_email.txt",
         {
             "report": report,
-            "median": reports.duration(report.decisions.median_seconds),
-            "p90": reports.duration(report.decisions.p90_seconds),
+            "median": duration(report.decisions.median_seconds),
+            "p90": duration(report.decisions.p90_seconds),
             "security": [figure for figure in report.security if figure.count],
             "integrity": reports.integrity_sentence(report),
             "link": f"{settings.OVERSIGHT_BASE_URL}{reverse('audit:report')}?{query}",

@@ -46,3 +46,17 @@ def email_subject(template: str, **values: object) -> str:
         **{name: one_line(str(value), SUBJECT_VALUE_LENGTH) for name, value in values.items()}
     )
     return one_line(SUBJECT_PREFIX + filled, SUBJECT_LENGTH)
+
+
+def duration(seconds: float | None) -> str:
+    """A span of time as people read it on the pages and in reports: 4m 05s, 2h 10m, 3d 4h."""
+    if seconds is None:
+        return "—"
+    whole = round(seconds)
+    if whole >= 86400:
+        return f"{whole // 86400}d {whole % 86400 // 3600}h"
+    if whole >= 3600:
+        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+    if whole >= 60:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    return f"{whole}s"

@@ -8,21 +8,12 @@ from datetime import datetime
 from django import template
 from django.utils.timesince import timesince
 
+from oversight import text
+
 register = template.Library()
 
 
-@register.filter
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    whole = round(seconds)
-    if whole >= 86400:
-        return f"{whole // 86400}d {whole % 86400 // 3600}h"
-    if whole >= 3600:
-        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
-    if whole >= 60:
-        return f"{whole // 60}m {whole % 60:02d}s"
-    return f"{whole}s"
+register.filter("duration", text.duration)
 
 
 @register.filter
