@@ -390,12 +390,6 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
-    # SIEM streaming of the audit events (SPEC §7, audit.siem); nothing to do unless configured.
-    "ship-siem": {
-        "task": "audit.tasks.ship_siem",
-        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
-        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
-    },
     # Autonomy recommendations from the agents' records; lowerings apply at once (SPEC §6).
     "refresh-autonomy": {
         "task": "controls.tasks.refresh_autonomy",
@@ -403,6 +397,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "options": {"expires": OVERSIGHT_AUTONOMY_REFRESH_SECONDS},
     },
 }
+# SIEM streaming of the audit events (SPEC §7, audit.siem), every tick, only when a destination
+# is configured: a task per tick that has nothing to do still costs the worker its round trip.
+if OVERSIGHT_SIEM_SYSLOG_URL or OVERSIGHT_SIEM_HTTPS_URL:
+    CELERY_BEAT_SCHEDULE["ship-siem"] = {
+        "task": "audit.tasks.ship_siem",
+        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
+        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
+    }
 CELERY_BEAT_SCHEDULE_FILENAME = env_str(
     "OVERSIGHT_BEAT_SCHEDULE_FILE", str(VAR_DIR / "celerybeat-schedule")
 )

@@ -3,6 +3,7 @@ the way `make web` starts it and serves the login page and /readyz."""
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import subprocess
@@ -25,6 +26,8 @@ def production_env(**extra: str) -> dict[str, str]:
         SECRET_KEY=secrets.token_urlsafe(50),
         ALLOWED_HOSTS="oversight.example.com,127.0.0.1",
         DJANGO_SETTINGS_MODULE="oversight.settings",
+        # The checkpoints' signing key from the environment, as compose requires it.
+        OVERSIGHT_AUDIT_SIGNING_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
     )
     env.update(extra)
     return env
@@ -123,3 +126,18 @@ def test_the_web_command_refuses_to_trust_every_proxy(monkeypatch):
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "172.18.0.0/16")
     command = processes.web_command()
     assert command[command.index("--forwarded-allow-ips") + 1] == "172.18.0.0/16"
+
+
+def test_check_deploy_warns_when_the_signing_key_is_a_file_under_var():
+    env = production_env()
+    del env["OVERSIGHT_AUDIT_SIGNING_KEY"]
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "audit.W001" in result.stderr + result.stdout

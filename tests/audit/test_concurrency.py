@@ -92,7 +92,9 @@ def test_sqlite_writers_in_processes_never_fork_the_chain(tmp_path):
 
     verified = manage("verify_audit")
     assert verified.returncode == 0, verified.stderr
-    assert verified.stdout.startswith("Audit chain intact: 400 events, head sequence 400,")
+    assert verified.stdout.startswith(
+        "Audit chain intact: 400 events, no signed checkpoint yet, head sequence 400,"
+    )
 
     # The command's exit status is what a cron job sees: 1, naming the edited event.
     with sqlite3.connect(tmp_path / "audit.sqlite3") as database:

@@ -564,11 +564,36 @@ def test_beat_ships_every_configured_destination_on_the_outbound_queue(
     assert sorted(shipped.values()) == [3, 3]
     assert _sequences(tcp_collector.wait_for(3)) == [1, 2, 3]
     assert [item["sequence"] for item in _posted(endpoint)[0]] == [1, 2, 3]
-    schedule = settings.CELERY_BEAT_SCHEDULE.values()
-    entries = [entry for entry in schedule if entry["task"] == tasks.ship_siem.name]
-    assert len(entries) == 1
-    assert entries[0]["schedule"] == settings.OVERSIGHT_TIMER_TICK_SECONDS
     assert settings.CELERY_TASK_ROUTES[tasks.ship_siem.name] == {"queue": "outbound"}
+
+
+@pytest.mark.parametrize("configured", [True, False], ids=["configured", "off"])
+def test_beat_ships_every_tick_only_when_a_destination_is_configured(configured):
+    """A task per tick that has nothing to do still costs the worker its round trip."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OVERSIGHT_SIEM")}
+    env.update(
+        DEBUG="true",
+        SECRET_KEY="test-only-" + "x" * 50,
+        DJANGO_SETTINGS_MODULE="oversight.settings",
+    )
+    if configured:
+        env["OVERSIGHT_SIEM_HTTPS_URL"] = "https://siem.example.com/in"
+    script = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps([[e['task'], e['schedule']] for e in s.CELERY_BEAT_SCHEDULE.values()]"
+        " + [s.OVERSIGHT_TIMER_TICK_SECONDS]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    *entries, tick = json.loads(out.stdout)
+    shipping = [schedule for task, schedule in entries if task == tasks.ship_siem.name]
+    assert shipping == ([tick] if configured else [])
 
 
 @pytest.mark.django_db

@@ -30,6 +30,8 @@ def procs():
     yield started
     for proc in reversed(started):
         proc.stop()
+    # What beat queued and no worker took is not left for the next test's worker to run.
+    app.control.purge()
 
 
 def test_beat_reverts_a_trial_on_its_own_and_the_managers_hear_of_it(
