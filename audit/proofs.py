@@ -30,16 +30,10 @@ def latest_checkpoint(request: HttpRequest) -> JsonResponse:
 @role_required(Role.COMPLIANCE)
 def inclusion(request: HttpRequest) -> JsonResponse:
     """`?seq=N&size=M`: the proof that event N is in the tree of the first M events."""
-    sequence, size = _number(request, "seq"), _number(request, "size")
-    if isinstance(sequence, JsonResponse):
-        return sequence
-    if isinstance(size, JsonResponse):
-        return size
-    if not 1 <= sequence <= size:
-        return _error(400, "invalid", "seq must be between 1 and size.")
-    built = _built(size)
-    if isinstance(built, JsonResponse):
-        return built
+    asked = _range(request, "seq", "size")
+    if isinstance(asked, JsonResponse):
+        return asked
+    sequence, size = asked
     hashes = tree.inclusion_proof(sequence - 1, size)
     return JsonResponse(_proof(sequence - 1, size, hashes))
 
@@ -48,16 +42,10 @@ def inclusion(request: HttpRequest) -> JsonResponse:
 @role_required(Role.COMPLIANCE)
 def consistency(request: HttpRequest) -> JsonResponse:
     """`?from=A&to=B`: the proof that the tree of B events extends the tree of A."""
-    old, new = _number(request, "from"), _number(request, "to")
-    if isinstance(old, JsonResponse):
-        return old
-    if isinstance(new, JsonResponse):
-        return new
-    if not 1 <= old <= new:
-        return _error(400, "invalid", "from must be between 1 and to.")
-    built = _built(new)
-    if isinstance(built, JsonResponse):
-        return built
+    asked = _range(request, "from", "to")
+    if isinstance(asked, JsonResponse):
+        return asked
+    old, new = asked
     hashes = tree.consistency_proof(old, new)
     body = _proof(old - 1, new, hashes)
     body.update(
@@ -79,6 +67,20 @@ def _proof(index: int, size: int, hashes: list[bytes]) -> dict[str, object]:
 
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
+
+
+def _range(request: HttpRequest, first: str, last: str) -> tuple[int, int] | JsonResponse:
+    """Two whole numbers with 1 <= first <= last, and the tree built up to `last`; else the
+    error to answer."""
+    low, high = _number(request, first), _number(request, last)
+    if isinstance(low, JsonResponse):
+        return low
+    if isinstance(high, JsonResponse):
+        return high
+    if not 1 <= low <= high:
+        return _error(400, "invalid", f"{first} must be between 1 and {last}.")
+    built = _built(high)
+    return built if built is not None else (low, high)
 
 
 def _number(request: HttpRequest, name: str) -> int | JsonResponse:

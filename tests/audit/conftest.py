@@ -8,6 +8,10 @@ with the triggers lifted as an attacker would, and come back when it rolls back.
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
 from audit.models import AuditEvent
@@ -30,3 +34,20 @@ def _start_from_an_empty_trail(request: pytest.FixtureRequest) -> None:
     with tampering_with_checkpoints():
         execute("DELETE FROM audit_checkpoint")
     execute("DELETE FROM audit_merklenode", "DELETE FROM audit_treestate")
+
+
+# The checkpoints' signer in the audit tests: a fixed key, a folder of the test's own.
+TEST_ORIGIN = "test.example/audit"
+
+
+@pytest.fixture
+def signing_key(settings: Any, tmp_path: Any) -> Iterator[None]:
+    """A signing key and checkpoint folder of the test's own (`pytestmark` names it)."""
+    from audit import signing
+
+    settings.OVERSIGHT_AUDIT_SIGNING_KEY = base64.b64encode(b"\x07" * 32).decode()
+    settings.OVERSIGHT_CHECKPOINT_DIR = str(tmp_path / "checkpoints")
+    settings.OVERSIGHT_CHECKPOINT_ORIGIN = TEST_ORIGIN
+    signing.signer.cache_clear()
+    yield
+    signing.signer.cache_clear()

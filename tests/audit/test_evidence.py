@@ -25,24 +25,14 @@ from audit.chain import compute_hash
 from audit.events import EventType
 from audit.models import AuditEvent, Checkpoint
 from audit.services import record_event
+from tests.audit.conftest import TEST_ORIGIN
 from tests.conftest import client_for
 from tests.support import live
 from tools.audit_fill import bulk_append
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("signing_key")]
 
-ORIGIN = "test.example/audit"
-
-
-@pytest.fixture(autouse=True)
-def _key(settings, tmp_path):
-    """A signing key and checkpoint folder of the test's own."""
-    settings.OVERSIGHT_AUDIT_SIGNING_KEY = base64.b64encode(b"\x07" * 32).decode()
-    settings.OVERSIGHT_CHECKPOINT_DIR = str(tmp_path / "checkpoints")
-    settings.OVERSIGHT_CHECKPOINT_ORIGIN = ORIGIN
-    signing.signer.cache_clear()
-    yield
-    signing.signer.cache_clear()
+ORIGIN = TEST_ORIGIN
 
 
 def events(n: int, **fields: Any) -> list[AuditEvent]:

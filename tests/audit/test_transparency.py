@@ -24,19 +24,7 @@ from audit.services import record_event
 from tests.audit.db import execute, tampering, tampering_with_checkpoints
 from tests.conftest import client_for
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _key(settings, tmp_path):
-    """A signing key and checkpoint folder of the test's own."""
-    seed = base64.b64encode(b"\x07" * 32).decode()
-    settings.OVERSIGHT_AUDIT_SIGNING_KEY = seed
-    settings.OVERSIGHT_CHECKPOINT_DIR = str(tmp_path / "checkpoints")
-    settings.OVERSIGHT_CHECKPOINT_ORIGIN = "test.example/audit"
-    signing.signer.cache_clear()
-    yield
-    signing.signer.cache_clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("signing_key")]
 
 
 def events(n: int) -> list[AuditEvent]:

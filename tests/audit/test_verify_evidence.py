@@ -25,24 +25,15 @@ from audit.chain import canonical_event_bytes, format_timestamp, normalize_paylo
 from audit.events import EventType
 from audit.models import AuditEvent
 from audit.services import record_event
+from tests.audit.conftest import TEST_ORIGIN
 from tests.audit.db import execute, tampering, tampering_with_checkpoints
 from tools import verify_evidence
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("signing_key")]
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 SCRIPT = BASE_DIR / "tools" / "verify_evidence.py"
-ORIGIN = "test.example/audit"
-
-
-@pytest.fixture(autouse=True)
-def _key(settings, tmp_path):
-    settings.OVERSIGHT_AUDIT_SIGNING_KEY = base64.b64encode(b"\x07" * 32).decode()
-    settings.OVERSIGHT_CHECKPOINT_DIR = str(tmp_path / "checkpoints")
-    settings.OVERSIGHT_CHECKPOINT_ORIGIN = ORIGIN
-    signing.signer.cache_clear()
-    yield
-    signing.signer.cache_clear()
+ORIGIN = TEST_ORIGIN
 
 
 def vkey() -> str:
