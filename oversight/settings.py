@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from kombu import Queue
 
+from oversight import celery_plan
 from oversight.env import env_bool, env_float, env_int, env_list, env_networks, env_str, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -195,40 +196,12 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Declared, not only routed to: `celery purge` and app.control.purge() empty every one of them.
 CELERY_TASK_QUEUES = [Queue(name) for name in ("timers", "outbound", "email", "default")]
-CELERY_TASK_ROUTES = {
-    "approvals.tasks.escalate_on_time": {"queue": "timers"},
-    "approvals.tasks.expire_on_time": {"queue": "timers"},
-    "approvals.tasks.tick_timers": {"queue": "timers"},
-    "approvals.tasks.deliver_callbacks": {"queue": "outbound"},
-    "approvals.tasks.retry_delivery": {"queue": "outbound"},
-    "approvals.tasks.sweep_callbacks": {"queue": "outbound"},
-    "approvals.tasks.sweep_emails": {"queue": "email"},
-    "budgets.tasks.sweep_alert_emails": {"queue": "email"},
-    "guardrails.tasks.sweep_alert_emails": {"queue": "email"},
-    "controls.tasks.sweep_alert_emails": {"queue": "email"},
-    "audit.tasks.ship_siem": {"queue": "outbound"},
-    "audit.tasks.sweep_summary_emails": {"queue": "email"},
-}
+CELERY_TASK_ROUTES = celery_plan.ROUTES
 # Every task has a soft time limit (SoftTimeLimitExceeded is raised in it) and a hard one (its
-# process is killed and replaced; with acks_late the message is redelivered, and every task is
-# safe to run again). Timer tasks take milliseconds; a sweep stops taking rows well before its
-# limit; an outbound attempt has a total deadline of its own (oversight.outbound).
+# process is killed and replaced): oversight.celery_plan says which.
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
-# Tasks that send end within the outbox's 60 s lease on a row, so no second worker takes a row
-# that is still being sent (an attempt lasts at most OVERSIGHT_OUTBOUND_TIMEOUT_SECONDS, ≤ 30 s;
-# a sweep starts attempts for 3 s).
-_SENDING = {"soft_time_limit": 45, "time_limit": 55}
-CELERY_TASK_ANNOTATIONS = {
-    "approvals.tasks.escalate_on_time": {"soft_time_limit": 20, "time_limit": 30},
-    "approvals.tasks.expire_on_time": {"soft_time_limit": 20, "time_limit": 30},
-    "approvals.tasks.tick_timers": {"soft_time_limit": 30, "time_limit": 45},
-    **{
-        task: _SENDING
-        for task, route in CELERY_TASK_ROUTES.items()
-        if route["queue"] in ("outbound", "email")
-    },
-}
+CELERY_TASK_ANNOTATIONS = celery_plan.ANNOTATIONS
 # Escalation and expiry (approvals.timers): deadlines within the horizon are handed to the
 # broker as ETA tasks; the tick (beat) hands over the next ones and sweeps anything overdue.
 OVERSIGHT_TIMER_TICK_SECONDS = env_float("OVERSIGHT_TIMER_TICK_SECONDS", 2.0, minimum=0.2)
@@ -321,90 +294,12 @@ OVERSIGHT_SIEM_HTTPS_AUTHORIZATION = env_str("OVERSIGHT_SIEM_HTTPS_AUTHORIZATION
 OVERSIGHT_SIEM_ALLOW_PRIVATE = env_bool("OVERSIGHT_SIEM_ALLOW_PRIVATE", default=DEBUG)
 OVERSIGHT_SIEM_ALLOW_NETWORKS = env_networks("OVERSIGHT_SIEM_ALLOW_NETWORKS")
 
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "tick-timers": {
-        "task": "approvals.tasks.tick_timers",
-        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
-        # A tick that waited out an outage is stale: the next one does its work.
-        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
-    },
-    # A sweep that waited longer than its interval is stale (the outbound pool was busy): the
-    # next one does its work, so sweeps do not pile up behind slow receivers.
-    "sweep-callbacks": {
-        "task": "approvals.tasks.sweep_callbacks",
-        "schedule": 15.0,
-        "options": {"expires": 15.0},
-    },
-    "sweep-emails": {
-        "task": "approvals.tasks.sweep_emails",
-        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
-        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
-    },
-    "sweep-alert-emails": {
-        "task": "budgets.tasks.sweep_alert_emails",
-        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
-        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
-    },
-    # Checks are logged to a Redis stream on their hot path; this moves them to the database.
-    "drain-check-log": {
-        "task": "guardrails.tasks.drain_check_log",
-        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
-        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
-    },
-    "sweep-violation-alert-emails": {
-        "task": "guardrails.tasks.sweep_alert_emails",
-        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
-        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
-    },
-    # Caches' versions again, in case a publication was lost (oversight.cache).
-    "republish-cache-versions": {
-        "task": "guardrails.tasks.republish_cache_versions",
-        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
-        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
-    },
-    "purge-idempotency-keys": {
-        "task": "approvals.tasks.purge_idempotency_keys",
-        "schedule": 3600.0,
-    },
-    "purge-check-records": {"task": "guardrails.tasks.purge_check_records", "schedule": 3600.0},
-    "sweep-agent-alert-emails": {
-        "task": "controls.tasks.sweep_alert_emails",
-        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
-        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
-    },
-    # The transparency log: extend the Merkle tree, sign a checkpoint when due (SPEC §7).
-    "make-checkpoint": {
-        "task": "audit.tasks.make_checkpoint",
-        "schedule": OVERSIGHT_CHECKPOINT_CHECK_SECONDS,
-        "options": {"expires": OVERSIGHT_CHECKPOINT_CHECK_SECONDS * 2},
-    },
-    # The weekly compliance summary (SPEC §7): written once per week (Monday 00:00 UTC) by
-    # whichever run comes first after the week ends, sent by the outbox sweep.
-    "write-weekly-summary": {
-        "task": "audit.tasks.write_weekly_summary",
-        "schedule": 600.0,
-        "options": {"expires": 600.0},
-    },
-    "sweep-summary-emails": {
-        "task": "audit.tasks.sweep_summary_emails",
-        "schedule": 60.0,
-        "options": {"expires": 60.0},
-    },
-    # Autonomy recommendations from the agents' records; lowerings apply at once (SPEC §6).
-    "refresh-autonomy": {
-        "task": "controls.tasks.refresh_autonomy",
-        "schedule": OVERSIGHT_AUTONOMY_REFRESH_SECONDS,
-        "options": {"expires": OVERSIGHT_AUTONOMY_REFRESH_SECONDS},
-    },
-}
-# SIEM streaming of the audit events (SPEC §7, audit.siem), every tick, only when a destination
-# is configured: a task per tick that has nothing to do still costs the worker its round trip.
-if OVERSIGHT_SIEM_SYSLOG_URL or OVERSIGHT_SIEM_HTTPS_URL:
-    CELERY_BEAT_SCHEDULE["ship-siem"] = {
-        "task": "audit.tasks.ship_siem",
-        "schedule": OVERSIGHT_TIMER_TICK_SECONDS,
-        "options": {"expires": OVERSIGHT_TIMER_TICK_SECONDS * 2},
-    }
+CELERY_BEAT_SCHEDULE = celery_plan.beat_schedule(
+    tick=OVERSIGHT_TIMER_TICK_SECONDS,
+    checkpoint_check=OVERSIGHT_CHECKPOINT_CHECK_SECONDS,
+    autonomy_refresh=OVERSIGHT_AUTONOMY_REFRESH_SECONDS,
+    siem=bool(OVERSIGHT_SIEM_SYSLOG_URL or OVERSIGHT_SIEM_HTTPS_URL),
+)
 CELERY_BEAT_SCHEDULE_FILENAME = env_str(
     "OVERSIGHT_BEAT_SCHEDULE_FILE", str(VAR_DIR / "celerybeat-schedule")
 )
