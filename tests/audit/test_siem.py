@@ -13,7 +13,6 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -132,53 +131,6 @@ def _canonical(event: AuditEvent) -> bytes:
 
 def _sequences(messages: list[bytes]) -> list[int]:
     return [int(parse_rfc5424(message).params["seq"]) for message in messages]
-
-
-# --- what a message looks like ---------------------------------------------------------------
-
-
-def test_every_event_type_has_a_deliberate_severity():
-    assert set(EventType.values) - set(siem.SEVERITY_BY_EVENT_TYPE) == set()
-
-
-@pytest.mark.parametrize(
-    ("event_type", "pri"),
-    [
-        # facility authpriv (10) * 8 + severity
-        (EventType.EXECUTION_MISMATCH, 82),  # critical
-        (EventType.LOGIN_LOCKED_OUT, 84),  # warning
-        (EventType.GUARDRAIL_VIOLATION, 84),
-        (EventType.API_KEY_REVOKED, 85),  # notice
-        (EventType.POLICY_CHANGED, 85),
-        (EventType.REQUEST_DECIDED, 86),  # informational
-        (EventType.LOGIN_SUCCEEDED, 86),
-        ("some.future_type", 85),  # not in the table yet: notice
-    ],
-)
-def test_the_priority_is_authpriv_with_security_events_more_severe(event_type, pri):
-    assert siem.priority(event_type) == pri
-
-
-@pytest.mark.parametrize(
-    ("value", "escaped"),
-    [
-        ("plain", "plain"),
-        ("a]b", "a\\]b"),
-        ('say "hi"', 'say \\"hi\\"'),
-        ("back\\slash", "back\\\\slash"),
-        ('\\"]', '\\\\\\"\\]'),  # the backslash first, so an escape is never escaped twice
-        ("ünïcode [ok", "ünïcode [ok"),  # '[' needs no escape, UTF-8 stays
-    ],
-)
-def test_structured_data_values_are_escaped_per_rfc_5424(value, escaped):
-    assert siem.sd_escape(value) == escaped
-
-
-@pytest.mark.parametrize(
-    ("attempts", "seconds"), [(1, 60), (2, 60), (3, 60), (4, 80), (5, 160), (6, 300), (40, 300)]
-)
-def test_a_failing_destination_is_retried_after_the_lease_with_capped_backoff(attempts, seconds):
-    assert siem.retry_after(attempts).total_seconds() == seconds
 
 
 # --- syslog over TCP and TLS -----------------------------------------------------------------
@@ -615,11 +567,3 @@ def test_the_admin_lists_each_cursor_with_its_backlog(tcp_collector, make_user):
     assert row["backlog"] >= 2
     assert f'<td class="field-backlog">{row["backlog"]}</td>' in html
     assert client_for(root).get("/admin/audit/siemcursor/add/").status_code == 403
-
-
-def test_a_claim_outlasts_any_run_so_no_second_worker_sends_meanwhile(settings):
-    # A run's I/O ends at its deadline, and the task is killed at its hard time limit; its
-    # claim is not taken over before either.
-    limits = settings.CELERY_TASK_ANNOTATIONS[tasks.ship_siem.name]
-    assert siem.retry_after(1) > timedelta(seconds=limits["time_limit"])
-    assert limits["soft_time_limit"] >= siem.TASK_BUDGET_SECONDS
