@@ -19,7 +19,8 @@ RUN DEBUG=false SECRET_KEY=collectstatic-only OVERSIGHT_STATIC_ROOT=/app/staticf
     python manage.py collectstatic --noinput --verbosity 0
 
 RUN useradd --system --uid 10001 --home-dir /app oversight \
-    && mkdir -p /app/var /app/checkpoints && chown -R oversight /app/var /app/checkpoints
+    && mkdir -p /app/var /app/checkpoints /app/metrics \
+    && chown -R oversight /app/var /app/checkpoints /app/metrics
 USER oversight
 
 ENV HOST=0.0.0.0 PORT=8000 OVERSIGHT_STATIC_ROOT=/app/staticfiles

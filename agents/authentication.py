@@ -21,6 +21,7 @@ from rest_framework.request import Request
 
 from agents import keyring, keys
 from agents.models import Agent, ApiKey
+from oversight import logs
 from oversight.api_errors import json_error
 
 BEARER_CHALLENGE = 'Bearer realm="oversight"'
@@ -64,6 +65,7 @@ def _authenticate(
         # A copy's revocation stands: a key is never un-revoked.
         raise exceptions.AuthenticationFailed("This API key has been revoked.", code="key_revoked")
     api_key.touch()
+    logs.bind(agent=api_key.agent.name)  # the request's log lines name the agent
     return version, api_key
 
 

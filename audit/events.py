@@ -53,6 +53,10 @@ class EventType(models.TextChoices):
     AGENT_ALERT = "agent.alert", "Agent alert"
     AUTONOMY_CHANGED = "autonomy.changed", "Autonomy changed"
 
+    # Monitoring
+    MONITOR_ALERT_FIRED = "monitoring.alert_fired", "Monitoring alert fired"
+    MONITOR_ALERT_RESOLVED = "monitoring.alert_resolved", "Monitoring alert resolved"
+
     # Configuration
     POLICY_CHANGED = "policy.changed", "Policy changed"
     ROUTE_CHANGED = "route.changed", "Escalation route changed"

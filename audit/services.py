@@ -25,6 +25,7 @@ from audit.chain import (
 from audit.events import ActorType, EventType
 from audit.integrity import verify_chain
 from audit.models import SUBJECT_ID_LENGTH, AuditEvent, ChainVerification
+from oversight import logs
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -81,9 +82,11 @@ def record_event(
     # (a change without its audit event may not commit), and it saves two round trips.
     if connection.vendor == "postgresql":
         with transaction.atomic(savepoint=False):
-            return _append_in_database(
+            event = _append_in_database(
                 event_type, actor_type, actor_id, actor_name, subject_type, subject_id, body
             )
+        logs.bind(audit_sequence=event.sequence)  # for the request's or task's next log lines
+        return event
     with transaction.atomic(savepoint=False):
         head_sequence, head_hash, head_time, now = _lock_and_read_head()
         # Monotonic even if the clock steps back (NTP) between two appends.
@@ -101,6 +104,7 @@ def record_event(
         }
         event = AuditEvent(**fields, prev_hash=head_hash, hash=compute_hash(head_hash, fields))
         event.save(force_insert=True)
+    logs.bind(audit_sequence=event.sequence)
     return event
 
 

@@ -11,6 +11,7 @@ persistence), the dry run replays fewer checks; it says how many it had.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from django.utils import timezone
 from agents.models import Agent
 from guardrails.counters import CHECK_LOG
 from guardrails.models import CheckRecord
+from oversight import instruments
 from oversight.redis_clients import quick_client
 
 BATCH = 2_000
@@ -41,6 +43,7 @@ def drain(limit: int = 10 * BATCH) -> int:
         # at or above the one given, so delete the last entry by its id as well).
         client.xtrim(CHECK_LOG, minid=_text(last), approximate=False)
         client.xdel(CHECK_LOG, _text(last))
+        _count(rows)
         moved += len(entries)
         if len(entries) < BATCH:
             break
@@ -73,6 +76,18 @@ def _row(ident: Any, fields: Any, known: set[int]) -> CheckRecord | None:
         decision=text.get("decision", "")[:20],
         codes=text.get("codes", "").split(),
     )
+
+
+def _count(rows: list[CheckRecord]) -> None:
+    """The drained checks' decisions and reason codes (SPEC §12), counted here rather than on
+    the check's path, which has no time to spare. A batch drained twice (killed before the trim)
+    is counted twice; the records are not."""
+    decisions = Counter((row.purpose, row.decision) for row in rows)
+    codes = Counter((row.decision, code) for row in rows for code in row.codes)
+    for (purpose, decision), n in decisions.items():
+        instruments.GUARDRAIL_CHECKS.labels(purpose=purpose, decision=decision).inc(n)
+    for (decision, code), n in codes.items():
+        instruments.GUARDRAIL_CHECK_CODES.labels(decision=decision, code=code).inc(n)
 
 
 def _text(value: Any) -> str:

@@ -38,6 +38,7 @@ from guardrails.models import (
     ViolationAlert,
     ViolationAlertEmail,
 )
+from oversight import instruments
 from oversight.fields import params_problem
 from oversight.redis_clients import UNAVAILABLE
 from oversight.throttling import Throttled, call_window
@@ -406,6 +407,10 @@ def _record_violation(
         purpose=purpose,
         created_at=now,
     )
+    counted = instruments.GUARDRAIL_VIOLATIONS.labels(
+        code=violation.code, severity=violation.severity
+    )
+    transaction.on_commit(counted.inc)
     alert = _repeated_violations(agent, now)
     # The audit appends last: they hold the chain's lock until this transaction commits.
     record_event(

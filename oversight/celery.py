@@ -6,8 +6,11 @@ import logging
 import os
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
+from django.conf import settings
 from kombu.transport import redis as kombu_redis
+
+from oversight import instruments, logs
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oversight.settings")
 
@@ -16,6 +19,41 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 logger = logging.getLogger(__name__)
+
+
+# Log context (oversight.logs): a task carries the request id of whatever queued it, and its own
+# lines say which task they came from.
+@signals.before_task_publish.connect
+def _carry_request_id(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    logs.task_headers(headers)
+
+
+@signals.task_prerun.connect
+def _task_context(task: Any = None, **kwargs: Any) -> None:
+    if task is not None:
+        logs.task_started(task)
+
+
+@signals.task_postrun.connect
+def _task_done(**kwargs: Any) -> None:
+    logs.end()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _json_lines(logger: logging.Logger | None = None, **kwargs: Any) -> None:
+    """The worker and beat install their own handlers (Celery's format); in JSON mode their
+    lines are JSON objects too."""
+    if logger is not None and settings.OVERSIGHT_LOG_FORMAT == "json":
+        for handler in logger.handlers:
+            handler.setFormatter(logs.JsonFormatter())
+
+
+@signals.worker_process_shutdown.connect
+def _metrics_process_exits(**kwargs: Any) -> None:
+    instruments.mark_process_dead()
+
+
 _restore_unacked = kombu_redis.QoS.restore_unacked
 
 

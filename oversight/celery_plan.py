@@ -18,6 +18,8 @@ ROUTES: dict[str, dict[str, str]] = {
     "controls.tasks.sweep_alert_emails": {"queue": "email"},
     "audit.tasks.ship_siem": {"queue": "outbound"},
     "audit.tasks.sweep_summary_emails": {"queue": "email"},
+    "monitoring.tasks.sweep_alert_emails": {"queue": "email"},
+    "monitoring.tasks.sweep_fairness_reports": {"queue": "email"},
 }
 # Every task has a soft time limit (SoftTimeLimitExceeded is raised in it) and a hard one (its
 # process is killed and replaced; with acks_late the message is redelivered, and every task is
@@ -37,7 +39,12 @@ ANNOTATIONS: dict[str, dict[str, int]] = {
 
 
 def beat_schedule(
-    *, tick: float, checkpoint_check: float, autonomy_refresh: float, siem: bool
+    *,
+    tick: float,
+    checkpoint_check: float,
+    autonomy_refresh: float,
+    monitoring_evaluate: float,
+    siem: bool,
 ) -> dict[str, dict[str, object]]:
     """Beat's schedule; `tick` is OVERSIGHT_TIMER_TICK_SECONDS, the others are their settings."""
     schedule: dict[str, dict[str, object]] = {
@@ -114,6 +121,29 @@ def beat_schedule(
             "task": "controls.tasks.refresh_autonomy",
             "schedule": autonomy_refresh,
             "options": {"expires": autonomy_refresh},
+        },
+        # The monitoring alerts on the seed's thresholds (SPEC §12), and the weekly fairness
+        # report to the managers (written once per week, sent by the outbox sweep).
+        "evaluate-monitoring-alerts": {
+            "task": "monitoring.tasks.evaluate_alerts",
+            "schedule": monitoring_evaluate,
+            "options": {"expires": monitoring_evaluate},
+        },
+        # Not every tick: these are warnings, and each task per tick costs the worker a turn.
+        "sweep-monitoring-alert-emails": {
+            "task": "monitoring.tasks.sweep_alert_emails",
+            "schedule": 10.0,
+            "options": {"expires": 10.0},
+        },
+        "write-fairness-report": {
+            "task": "monitoring.tasks.write_fairness_report",
+            "schedule": 600.0,
+            "options": {"expires": 600.0},
+        },
+        "sweep-fairness-reports": {
+            "task": "monitoring.tasks.sweep_fairness_reports",
+            "schedule": 60.0,
+            "options": {"expires": 60.0},
         },
     }
     # SIEM streaming of the audit events (SPEC §7, audit.siem), every tick, only when a destination

@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from oversight import instruments
 from oversight.env import env_bool, env_int, env_str, var_dir
 
 BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -163,6 +164,15 @@ def prepare_web() -> None:
         )
 
 
+def prepare_metrics() -> None:
+    """Every process of a deployment writes its Prometheus counters to one directory
+    (`oversight.instruments`): var/metrics unless PROMETHEUS_MULTIPROC_DIR names another (compose:
+    a volume shared by the web and worker containers). Created here; emptied only where the
+    whole set starts (`make run`, compose's one-shot `migrate`), not by one process type."""
+    path = os.environ.setdefault(instruments.MULTIPROC_ENV, str(var_dir() / "metrics"))
+    instruments.prepare_dir(path, empty=False)
+
+
 def main(argv: list[str]) -> None:
     usage = f"usage: python -m oversight.processes web|beat|worker [{'|'.join(POOLS)} ...]"
     if not argv or argv[0] not in (*COMMANDS, "worker"):
@@ -172,6 +182,7 @@ def main(argv: list[str]) -> None:
         sys.exit(usage)
     os.chdir(BASE_DIR)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oversight.settings")
+    prepare_metrics()
     if kind == "worker":
         if len(pools) != 1:
             sys.exit(supervise_workers(pools or list(POOLS)))

@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from kombu import Queue
 
-from oversight import celery_plan
+from oversight import celery_plan, logs
 from oversight.env import env_bool, env_float, env_int, env_list, env_networks, env_str, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -57,10 +57,12 @@ INSTALLED_APPS = [
     "budgets",
     "guardrails",
     "controls",
+    "monitoring",
     "demo",
 ]
 
 MIDDLEWARE = [
+    "oversight.logs.RequestContextMiddleware",  # the request id, for every line logged after it
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "oversight.middleware.AsyncWhiteNoiseMiddleware",
@@ -80,6 +82,7 @@ MIDDLEWARE = [
 # Host check. Each of the others would cost a thread hop per hook (~0.15 ms of CPU each on the
 # bench machine).
 API_MIDDLEWARE = [
+    "oversight.logs.RequestContextMiddleware",  # on the event loop: a contextvar and a header
     "oversight.middleware.ApiSecurityMiddleware",
 ]
 
@@ -250,6 +253,17 @@ OVERSIGHT_AUTONOMY_REFRESH_SECONDS = env_float(
     "OVERSIGHT_AUTONOMY_REFRESH_SECONDS", 30.0, minimum=1.0
 )
 
+# Monitoring (SPEC §12): how long the page's figures are kept before they are computed again,
+# how often beat evaluates the alerts, and the fewest decisions a fairness figure is computed on
+# ("not enough data" below it).
+OVERSIGHT_MONITORING_CACHE_SECONDS = env_int("OVERSIGHT_MONITORING_CACHE_SECONDS", 60, minimum=0)
+OVERSIGHT_MONITORING_EVALUATE_SECONDS = env_float(
+    "OVERSIGHT_MONITORING_EVALUATE_SECONDS", 60.0, minimum=1.0
+)
+OVERSIGHT_FAIRNESS_MIN_SAMPLE = env_int("OVERSIGHT_FAIRNESS_MIN_SAMPLE", 20, minimum=1)
+# The bearer token Prometheus sends for /metrics (monitoring.prometheus); empty: no /metrics.
+OVERSIGHT_METRICS_TOKEN = env_str("OVERSIGHT_METRICS_TOKEN")
+
 # The transparency log (SPEC §7). A signed checkpoint every this many events, or this often when
 # the log grew; beat looks every OVERSIGHT_CHECKPOINT_CHECK_SECONDS.
 OVERSIGHT_CHECKPOINT_EVERY_EVENTS = env_int("OVERSIGHT_CHECKPOINT_EVERY_EVENTS", 1000, minimum=1)
@@ -298,6 +312,7 @@ CELERY_BEAT_SCHEDULE = celery_plan.beat_schedule(
     tick=OVERSIGHT_TIMER_TICK_SECONDS,
     checkpoint_check=OVERSIGHT_CHECKPOINT_CHECK_SECONDS,
     autonomy_refresh=OVERSIGHT_AUTONOMY_REFRESH_SECONDS,
+    monitoring_evaluate=OVERSIGHT_MONITORING_EVALUATE_SECONDS,
     siem=bool(OVERSIGHT_SIEM_SYSLOG_URL or OVERSIGHT_SIEM_HTTPS_URL),
 )
 CELERY_BEAT_SCHEDULE_FILENAME = env_str(
@@ -420,8 +435,8 @@ OVERSIGHT_VIOLATION_ALERT_THRESHOLD = env_int("OVERSIGHT_VIOLATION_ALERT_THRESHO
 
 HTTPS = env_bool("OVERSIGHT_HTTPS", default=not DEBUG)
 SECURE_SSL_REDIRECT = HTTPS
-# Load balancers and compose health checks probe over plain HTTP inside the network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Load balancers, compose health checks and Prometheus reach it over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env_int("OVERSIGHT_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
@@ -561,28 +576,9 @@ except (ZoneInfoNotFoundError, ValueError):
 USE_I18N = True
 USE_TZ = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {
-        "quiet_periodic_tasks": {"()": "oversight.logfilters.QuietPeriodicTasks"},
-        "quiet_database_outage": {"()": "oversight.outage.QuietDatabaseOutage"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("OVERSIGHT_LOG_LEVEL", "INFO")},
-    "loggers": {
-        # Django adds its own console handler when DEBUG is on; one line per event is enough.
-        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        "axes": {"level": "WARNING"},
-        # The audit PDFs' font subsetting (audit.pdf) says forty lines per PDF at INFO.
-        "fontTools": {"level": "WARNING"},
-        # One line per request refused while the database is down, not a traceback.
-        "django.request": {"filters": ["quiet_database_outage"]},
-        # Not a line per run of the every-few-seconds beat tasks (see oversight.logfilters).
-        **{
-            name: {"filters": ["quiet_periodic_tasks"]}
-            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
-        },
-    },
-}
+# Logs (SPEC §12): `json` writes one object per line with the request id, agent, person and
+# audit sequence (oversight.logs); `text` the familiar one-liners.
+OVERSIGHT_LOG_FORMAT = env_str("OVERSIGHT_LOG_FORMAT", "text")
+if OVERSIGHT_LOG_FORMAT not in logs.FORMATS:
+    raise ImproperlyConfigured(f"OVERSIGHT_LOG_FORMAT={OVERSIGHT_LOG_FORMAT!r}: use text or json.")
+LOGGING = logs.config(format=OVERSIGHT_LOG_FORMAT, level=env_str("OVERSIGHT_LOG_LEVEL", "INFO"))

@@ -31,6 +31,7 @@ api_v1: list[URLPattern | URLResolver] = [
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", include("monitoring.prometheus")),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
@@ -38,6 +39,7 @@ urlpatterns = [
     path("agents/", include("controls.urls")),
     path("budgets/", include("budgets.urls")),
     path("policies/", include("guardrails.urls")),
+    path("monitoring/", include("monitoring.urls")),
     # The front page: an approver's inbox, everyone else's overview.
     path("", approvals_views.home, name="home"),
     path("", include("accounts.urls")),

@@ -385,7 +385,16 @@ def push_latency(port: int, key: str, env: dict[str, str]) -> None:
         )
 
 
-SCALE = {"pending": 100_000, "decided": 50_000, "events": 1_000_000, "violations": 200_000}
+SCALE = {
+    "pending": 100_000,
+    "decided": 50_000,
+    "events": 1_000_000,
+    "violations": 200_000,
+    "outcomes": 1_000_000,
+}
+# Server time targets of SPEC §10.4: 100 ms, and for the monitoring page's figures computed
+# afresh (they are then cached for a minute) 1 s.
+TARGET_MS = {"monitoring (cold)": 1000.0}
 SMALL = {name: count // 1000 for name, count in SCALE.items()}  # the query counts' baseline
 
 
@@ -394,8 +403,8 @@ def at_scale(env: dict[str, str]) -> None:
     < 100 ms, a query count that does not grow) and §10.5 (verify a million events < 10 s)."""
     print(
         f"\n§10.4 pages at scale: {SCALE['pending']:,} pending + {SCALE['decided']:,} decided "
-        f"requests, {SCALE['violations']:,} guardrail violations, {SCALE['events']:,} audit "
-        "events (server time in-process, 20 loads each)"
+        f"requests, {SCALE['violations']:,} guardrail violations, {SCALE['outcomes']:,} "
+        f"outcomes, {SCALE['events']:,} audit events (server time in-process, 20 loads each)"
     )
     manage(env, "create_user", "bench-manager", "--password", secrets.token_urlsafe(16),
             "--role", "approver", "--role", "manager", "--tier", "director")  # fmt: skip
@@ -414,11 +423,12 @@ def at_scale(env: dict[str, str]) -> None:
     for page, after in measured["after"].items():
         before = measured["before"][page]
         same = "same" if after["queries"] <= before["queries"] else "MORE"
-        verdict = "meets" if after["p50_ms"] < 100 else "MISSES"
+        target = TARGET_MS.get(page, 100.0)
+        verdict = "meets" if after["p50_ms"] < target else "MISSES"
         print(
             f"  {page:<20} p50 {after['p50_ms']:6.1f} ms  max {after['max_ms']:6.1f} ms "
-            f"({verdict} < 100 ms)   queries {after['queries']} ({same} as with a thousandth "
-            f"of the data: {before['queries']})"
+            f"({verdict} < {target:.0f} ms)   queries {after['queries']} ({same} as with a "
+            f"thousandth of the data: {before['queries']})"
         )
     print("\n§10.5 audit verification of the chain above")
     script = (

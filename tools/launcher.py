@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from demo.people import DEMO_PASSWORD, DEMO_PEOPLE
+from oversight import instruments
 from oversight.env import var_dir
 from tools.services import (
     describe,
@@ -103,6 +104,10 @@ def main() -> int:
     env.setdefault("OVERSIGHT_BASE_URL", f"http://127.0.0.1:{env['PORT']}")
     if not env.get("SECRET_KEY"):
         env["SECRET_KEY"] = secret_key()
+    # The Prometheus counters of web, worker and beat (oversight.instruments): a fresh directory
+    # for the whole set, so files of processes from an earlier run are not summed in.
+    env.setdefault(instruments.MULTIPROC_ENV, str(VAR_DIR / "metrics"))
+    instruments.prepare_dir(env[instruments.MULTIPROC_ENV], empty=True)
     interrupted = False
 
     def on_signal(signum: int, frame: object) -> None:

@@ -41,17 +41,26 @@ PAGES = {
     "violations": "/policies/violations/",
     "violations of an agent": "/policies/violations/?agent=bench-agent-3",
     "violations by reason": "/policies/violations/?code=rate_limited",
+    # The monitoring page computes its figures at most once a minute (OVERSIGHT_MONITORING_CACHE
+    # _SECONDS): cold, every load computes them; cached, every load after the first reads them.
+    "monitoring (cold)": "/monitoring/",
+    "monitoring (cached)": "/monitoring/",
 }
+
 VIOLATION_CODES = ["forbidden_pattern", "unknown_action", "cost_limit", "rate_limited"]
 
 
-def seed(*, pending: int, decided: int, events: int, violations: int = 0) -> None:
+def seed(
+    *, pending: int, decided: int, events: int, violations: int = 0, outcomes: int = 0
+) -> None:
     """Add `pending` and `decided` requests (cloned in SQL from one made by the services, so
-    every column is valid), `events` audit events and `violations` guardrail violations."""
+    every column is valid), `events` audit events, `violations` guardrail violations and
+    `outcomes` reported outcomes."""
     template = _template_request()
     _clone(template, pending, decided=False)
     _clone(template, decided, decided=True)
     _violations(violations)
+    _outcomes(outcomes)
     bulk_append(events, batch=20_000)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
@@ -149,6 +158,30 @@ def _violations(count: int) -> None:
         )
 
 
+def _outcomes(count: int) -> None:
+    """Outcomes over the last 30 days, the agents in turn, one in twelve failed, one in three
+    with a cost (as `POST /api/v1/outcomes` writes them, but in one INSERT ... SELECT)."""
+    from agents.models import Agent
+    from controls.models import Outcome
+
+    if not count:
+        return
+    agent_ids = list(Agent.objects.values_list("pk", flat=True))
+    table = connection.ops.quote_name(Outcome._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (id, agent_id, action, params_sha256, receipt, "  # noqa: S608
+            "approved_params_sha256, success, error, duration_ms, cost_cents, risk_level, "
+            "category, critical, created_at) "
+            f"SELECT gen_random_uuid(), (ARRAY{agent_ids})[1 + mod(g, {len(agent_ids)})], "
+            "'read_file', md5(g::text) || md5(g::text), 'none', '', mod(g, 12) <> 0, "
+            "CASE WHEN mod(g, 12) = 0 THEN 'TimeoutError' ELSE '' END, mod(g, 900), "
+            "CASE WHEN mod(g, 3) = 0 THEN mod(g, 50) END, 'low', 'read', false, "
+            "now() - mod(g, 30 * 86400) * interval '1 second' FROM generate_series(1, %s) AS g",
+            [count],
+        )
+
+
 def measure(username: str, *, repeat: int = 20) -> dict[str, dict[str, Any]]:
     """Server time (in-process, no network) and query count of each page, for `username`."""
     from django.core.cache import cache
@@ -159,8 +192,10 @@ def measure(username: str, *, repeat: int = 20) -> dict[str, dict[str, Any]]:
     for name, path in PAGES.items():
         timings = []
         queries = 0
+        cache.clear()
         for _ in range(repeat):
-            cache.clear()  # the figures would otherwise come from the cache after the first
+            if not name.endswith("(cached)"):
+                cache.clear()  # the figures would otherwise come from the cache after the first
             with CaptureQueriesContext(connection) as captured:
                 started = time.perf_counter()
                 response = client.get(path)

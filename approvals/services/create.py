@@ -31,6 +31,7 @@ from budgets import admission
 from guardrails import services as guardrails
 from guardrails.models import CheckPurpose, PolicyVersion
 from guardrails.rules import CompiledPolicy
+from oversight import instruments
 from oversight.rows import insert_row
 
 # --- create --------------------------------------------------------------------------------
@@ -161,6 +162,7 @@ def create_request(
         )
         # A new request wakes no long-poll: they wait for their request to leave pending.
         effects.after_commit(request, wake=None, timers=deadlines.handed_over_at_creation(request))
+    instruments.APPROVAL_REQUESTS_CREATED.labels(risk=effective).inc()
     return request
 
 

@@ -27,6 +27,7 @@ from audit.events import EventType
 from audit.services import record_event
 from budgets import admission
 from guardrails import services as guardrails
+from oversight import instruments
 
 # --- cancel, escalate, expire --------------------------------------------------------------
 
@@ -107,6 +108,7 @@ def expire_request(*, request_id: uuid.UUID) -> bool:
         if request is None or not request.is_overdue(now):
             return False
         _expire(request)
+    _timer_ran("expiry", request.expires_at)
     return True
 
 
@@ -126,7 +128,14 @@ def escalate_request(*, request_id: uuid.UUID) -> bool:
         ):
             return False
         _escalate(request, now)
+    _timer_ran("escalation", request.escalates_at)
     return True
+
+
+def _timer_ran(timer: str, due: datetime) -> None:
+    """How late after its due time a committed escalation or expiry ran (ETA task or sweep)."""
+    late = (timezone.now() - due).total_seconds()
+    instruments.TIMER_LATENESS_SECONDS.labels(timer=timer).observe(max(late, 0.0))
 
 
 def _escalate(request: ApprovalRequest, now: datetime) -> None:
@@ -292,3 +301,6 @@ def _record_close(
             approved_by=decided_by,
         )
     effects.after_commit(request, wake=effects.FINISHED, callbacks=bool(request.callback_url))
+    waited = ((request.decided_at or timezone.now()) - request.created_at).total_seconds()
+    decided = instruments.APPROVAL_DECISION_SECONDS.labels(risk=request.risk_level, outcome=status)
+    transaction.on_commit(lambda: decided.observe(waited))

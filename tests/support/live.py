@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from django.db import connection
 
+from oversight.instruments import MULTIPROC_ENV
 from tools.services import free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -47,7 +48,11 @@ def process_env(tmp: Path, **extra: str) -> dict[str, str]:
         OVERSIGHT_LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
     )
+    # The processes started with this `tmp` write their Prometheus counters to one directory of
+    # their own (oversight.instruments): never to var/, nor to another test's.
+    env[MULTIPROC_ENV] = str(tmp / "metrics")
     env.update(extra)
+    Path(env[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
     return env
 
 

@@ -69,6 +69,7 @@ class Command(BaseCommand):
         self._guardrails()
         self._controls()
         self._budgets()
+        self._monitoring()
 
     def _traffic(self) -> None:
         """A few requests in every state, so the pages have something to show."""
@@ -209,6 +210,12 @@ class Command(BaseCommand):
         from demo import controls
 
         controls.seed(self.stdout.write)
+
+    def _monitoring(self) -> None:
+        """30 days of history for the monitoring page, then beat's first alert evaluation."""
+        from demo import monitoring
+
+        monitoring.seed(self.stdout.write)
 
     def _budgets(self) -> None:
         """Budgets and two weeks of LLM spend, so the budgets page has a story to tell."""

@@ -1,0 +1,227 @@
+"""The monitoring page (SPEC §12): agent health per day with its thresholds, the alerts, the
+fairness of decisions and, for managers only, the oversight of the overseers.
+
+Every figure comes from grouped SQL (`monitoring.health`, `.fairness`, `.overseers`); a set of
+figures is kept in this process's cache for OVERSIGHT_MONITORING_CACHE_SECONDS, keyed by the
+filters and the day."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_safe
+
+from accounts.decorators import role_required
+from accounts.models import Role
+from accounts.types import AuthenticatedHttpRequest
+from agents.models import Agent
+from monitoring import charts, fairness, health, overseers
+from monitoring.forms import MonitoringFilterForm
+from monitoring.models import AlertState, MonitorAlert
+from oversight.text import duration
+
+READERS = (Role.MANAGER, Role.COMPLIANCE)
+HISTORY = 30
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f} %".replace(".0 %", " %")
+
+
+def _drift(value: float) -> str:
+    return f"{value * 100:+.0f} %"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    key: str
+    title: str
+    rule: str
+    value: Callable[[health.Day], float | None]
+    show: Callable[[float], str]
+    threshold: float | None = None
+    # Which side of the threshold is a breach: "above", "below", "at_least", "outside".
+    breach: str = ""
+    # The per-agent table's heading, when it differs from the title.
+    column: str = ""
+
+    def breached(self, value: float | None) -> bool:
+        if value is None or self.threshold is None:
+            return False
+        return {
+            "above": value > self.threshold,
+            "below": value < self.threshold,
+            "at_least": value >= self.threshold,
+            "outside": abs(value) > self.threshold,
+        }[self.breach]
+
+
+METRICS = (
+    MetricSpec("success", "Success rate", "above 90 %", lambda d: d.success_rate, _pct,
+               health.SUCCESS_RATE_MIN, "below"),
+    MetricSpec("errors", "Error rate", "below 5 %", lambda d: d.error_rate, _pct,
+               health.ERROR_RATE_MAX, "above"),
+    MetricSpec("cost", "Cost per task today vs 14-day baseline", "within ±10 %",
+               lambda d: d.cost_drift, _drift, health.COST_DRIFT_MAX, "outside",
+               "Cost per task (vs the 14 days before)"),
+    MetricSpec("violations", "Guardrail violations", "fewer than 5 a day",
+               lambda d: d.violations, "{:.0f}".format, health.VIOLATIONS_PER_DAY_MAX, "at_least"),
+    MetricSpec("interventions", "Human interventions", "tracked: approvals, rejections, changes",
+               lambda d: d.interventions, "{:.0f}".format),
+    MetricSpec("escalations", "Escalation rate", "warns above 30 %", lambda d: d.escalation_rate,
+               _pct, health.ESCALATION_RATE_WARN, "above"),
+    MetricSpec("resolution", "Escalation resolution time", "tracked: escalation to decision",
+               lambda d: d.resolution_time, duration),
+    MetricSpec("overrides", "Override rate", "tracked: rejected or changed of decided",
+               lambda d: d.override_rate, _pct),
+    MetricSpec("transitions", "Autonomy transitions", "tracked", lambda d: d.transitions,
+               "{:.0f}".format),
+)  # fmt: skip
+
+
+SPECS = {spec.key: spec for spec in METRICS}
+
+
+@require_safe
+@role_required(*READERS)
+def page(request: AuthenticatedHttpRequest) -> HttpResponse:
+    teams = sorted(set(Agent.objects.exclude(team="").values_list("team", flat=True)))
+    form = MonitoringFilterForm(request.GET or None, teams=teams, initial={"days": 30})
+    data: dict[str, Any] = form.cleaned_data if form.is_valid() else {}
+    agent: Agent | None = data.get("agent")
+    team: str = data.get("team") or ""
+    days: int = data.get("days") or 30
+    managers = request.user.has_role(Role.MANAGER)
+    figures = _figures(agent, team, days, with_overseers=managers)
+    alerts = list(MonitorAlert.objects.select_related("agent")[:HISTORY])
+    context = {
+        "form": form,
+        "days": days,
+        "agent": agent,
+        "team": team,
+        # The specs hold functions, which the cache cannot keep: joined again here.
+        "metrics": [{**metric, "spec": SPECS[metric["key"]]} for metric in figures["metrics"]],
+        "agents": figures["agents"],
+        "fairness": figures["fairness"],
+        "overseers": figures["overseers"] if managers else None,
+        "firing": [alert for alert in alerts if alert.state == AlertState.FIRING],
+        "alerts": alerts,
+        "computed_at": figures["computed_at"],
+        "cache_seconds": settings.OVERSIGHT_MONITORING_CACHE_SECONDS,
+    }
+    return render(request, "monitoring/page.html", context)
+
+
+def _figures(agent: Agent | None, team: str, days: int, *, with_overseers: bool) -> dict[str, Any]:
+    today = timezone.now().astimezone(UTC).date()
+    key = f"monitoring:{today}:{days}:{agent.pk if agent else ''}:{team}:{with_overseers}"
+    found = cache.get(key)
+    if found is not None:
+        return found
+    if agent is not None:
+        ids: list[int] | None = [agent.pk]
+    elif team:
+        ids = list(Agent.objects.filter(team=team).values_list("pk", flat=True))
+    else:
+        ids = None
+    measured = health.health(today, days, agent_ids=ids)
+    names = dict(Agent.objects.values_list("pk", "name"))
+    start = datetime.combine(measured.days[0], time.min, tzinfo=UTC)
+    end = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
+    figures = {
+        "metrics": [_metric(spec, measured) for spec in METRICS],
+        "agents": _agent_rows(measured, names),
+        "fairness": {
+            "rates": fairness.approval_rates(start, end, agent=agent, team=team or None),
+            "bias": fairness.selection_bias(start, end, agent=agent, team=team or None),
+        },
+        "overseers": overseers.overseers(start, end) if with_overseers else None,
+        "computed_at": timezone.now(),
+    }
+    cache.set(key, figures, settings.OVERSIGHT_MONITORING_CACHE_SECONDS)
+    return figures
+
+
+def _cost(day: health.Day) -> str | None:
+    """A day's cost per task, and how far it is from its 14-day baseline."""
+    if day.cost_per_task is None:
+        return None
+    drift = day.cost_drift
+    return f"{day.cost_per_task:.2f}¢" + ("" if drift is None else f" ({_drift(drift)})")
+
+
+def _metric(spec: MetricSpec, measured: health.Health) -> dict[str, Any]:
+    values = [spec.value(day) for day in measured.overall]
+    total = spec.value(measured.total)
+    threshold = spec.threshold
+    shown = None if total is None else spec.show(total)
+    if spec.key == "cost":
+        # The seed's check is daily: today's cost per task against the 14 days before.
+        total = spec.value(measured.overall[-1])
+        shown = _cost(measured.overall[-1])
+    if spec.key == "cost":
+        # The chart shows the cost per task; its threshold is the baseline's ±10 % (the table
+        # and the status show the drift).
+        values = [day.cost_per_task for day in measured.overall]
+        threshold = None
+    chart = charts.chart(
+        measured.days,
+        [None if v is None else float(v) for v in values],
+        label="{:.2f}¢"
+        if spec.key == "cost"
+        else "{:.0f}"
+        if spec.key in ("violations", "interventions", "transitions")
+        else "{:.0f}s"
+        if spec.key == "resolution"
+        else "{:.0%}",
+        threshold=threshold,
+        breach="above" if spec.breach in ("above", "at_least") else spec.breach,
+    )
+    rows = [
+        {
+            "day": day.day,
+            "value": None if value is None else spec.show(value),
+            "breach": spec.breached(value),
+        }
+        for day, value in zip(
+            measured.overall, [spec.value(d) for d in measured.overall], strict=True
+        )
+    ]
+    breaches = sum(1 for row in rows if row["breach"])
+    return {
+        "key": spec.key,
+        "total": shown,
+        "breach": spec.breached(total) if spec.key != "violations" else breaches > 0,
+        "breach_days": breaches,
+        "chart": chart,
+        "rows": rows,
+    }
+
+
+def _agent_rows(measured: health.Health, names: dict[int, str]) -> list[dict[str, Any]]:
+    rows = []
+    for agent_id, total in sorted(measured.agent_totals().items(), key=lambda i: names[i[0]]):
+        per_day = measured.by_agent[agent_id]
+        cells = []
+        for spec in METRICS:
+            label = spec.column or spec.title
+            if spec.key == "violations":
+                worst = max((day.violations for day in per_day), default=0)
+                shown, breach = f"{total.violations} (max {worst}/day)", spec.breached(worst)
+            elif spec.key == "cost":  # over the period, against the 14 days before it
+                shown, breach = _cost(total) or "—", spec.breached(total.cost_drift)
+            else:
+                value = spec.value(total)
+                shown = "—" if value is None else spec.show(value)
+                breach = spec.breached(value)
+            cells.append({"value": shown, "breach": breach, "label": label})
+        rows.append({"name": names[agent_id], "cells": cells})
+    return rows
