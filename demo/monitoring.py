@@ -28,7 +28,7 @@ from accounts.models import User
 from agents.models import Agent
 from approvals.models import ApprovalRequest, Status, Vote, VoteChoice
 from controls.models import Outcome
-from monitoring import alerts
+from monitoring import alerts, rollup
 
 DAYS = 30
 # (agent, decisions, approved): support-agent's rate is 15/26 = 0.58, deploy-bot's 24/26 = 0.92.
@@ -43,6 +43,8 @@ def seed(say: Callable[[str], None]) -> None:
     people = {user.username: user for user in User.objects.all()}
     outcomes = _outcomes(agents)
     decided = _decisions(agents, people)
+    yesterday = timezone.now().date() - timedelta(days=1)
+    rollup.roll(yesterday - timedelta(days=rollup.KEEP_DAYS - 1), yesterday)  # the history's days
     found = alerts.evaluate()  # beat's first run
     say(
         f"Demo monitoring: {outcomes} outcomes and {decided} decided requests over {DAYS} days; "

@@ -33,9 +33,13 @@ from audit.models import AuditEvent
 from budgets.models import CostRecord
 from controls.models import Outcome
 from guardrails.models import Violation
+from monitoring.models import AgentDay, RolledDay
 from monitoring.sql import EpochSeconds
 
 BASELINE_DAYS = 14
+# A day's rollup is final when it was made this long after the day ended: the day's last
+# transactions have committed by then.
+SETTLE = timedelta(minutes=5)
 
 # The seed's daily thresholds (§8.2); `None`: tracked, no threshold.
 SUCCESS_RATE_MIN = 0.90
@@ -123,6 +127,12 @@ class Day:
         return self.overridden / self.decided if self.decided else None
 
 
+# The counted fields of a day, as `AgentDay` stores them.
+FIGURES = tuple(
+    f.name for f in fields(Day) if f.name != "day" and not f.name.startswith("baseline")
+)
+
+
 @dataclass(frozen=True)
 class Health:
     """The period's days (oldest first), overall and per agent id, and the period's totals."""
@@ -154,14 +164,25 @@ def _total(days: list[Day]) -> Day:
 
 
 def health(end: date, days: int, *, agent_ids: Iterable[int] | None = None) -> Health:
-    """The `days` UTC days up to and including `end`, for the given agents (None: all)."""
+    """The `days` UTC days up to and including `end`, for the given agents (None: all).
+
+    Finished days that beat rolled up (`monitoring.rollup`) are read from their rows; the rest,
+    from the oldest day that is not final to `end` (usually yesterday and today), are
+    aggregated from the records themselves: nine queries in all, whatever the data's size."""
     ids = None if agent_ids is None else list(agent_ids)
     first = end - timedelta(days=days - 1)
-    since = _midnight(first - timedelta(days=BASELINE_DAYS))
-    until = _midnight(end + timedelta(days=1))
-    counts: dict[tuple[int, date], dict[str, Any]] = defaultdict(dict)
-    for agent_id, day, values in _grouped(since, until, ids):
-        counts[(agent_id, day)].update(values)
+    oldest = first - timedelta(days=BASELINE_DAYS)
+    final = final_days(oldest, end)
+    live = oldest  # the first day that is not final: from it on, aggregated from the records
+    while live <= end and live in final:
+        live += timedelta(days=1)
+    rolled = AgentDay.objects.filter(day__gte=oldest, day__lt=live)
+    if ids is not None:
+        rolled = rolled.filter(agent_id__in=ids)
+    counts: dict[tuple[int, date], dict[str, Any]] = {}
+    for row in rolled.values("agent_id", "day", *FIGURES):
+        counts[(row.pop("agent_id"), row.pop("day"))] = row
+    counts.update(aggregate(_midnight(live), _midnight(end + timedelta(days=1)), ids))
 
     period = [first + timedelta(days=n) for n in range(days)]
     everything = [first - timedelta(days=BASELINE_DAYS - n) for n in range(BASELINE_DAYS)]
@@ -197,6 +218,23 @@ def _with_baselines(series: list[Day]) -> list[Day]:
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def final_days(first: date, last: date) -> set[date]:
+    """The days in [first, last] whose rollup is final: made after the day ended and settled."""
+    rolled = RolledDay.objects.filter(day__gte=first, day__lte=last).values_list("day", "rolled_at")
+    return {day for day, at in rolled if at >= _midnight(day + timedelta(days=1)) + SETTLE}
+
+
+def aggregate(
+    since: datetime, until: datetime, agent_ids: list[int] | None
+) -> dict[tuple[int, date], dict[str, Any]]:
+    """Each (agent id, day)'s figures in [since, until), from the records (seven queries)."""
+    counts: dict[tuple[int, date], dict[str, Any]] = defaultdict(dict)
+    if since < until:
+        for agent_id, day, values in _grouped(since, until, agent_ids):
+            counts[(agent_id, day)].update(values)
+    return counts
 
 
 def _grouped(

@@ -107,3 +107,45 @@ class FairnessReport(EmailOutboxItem):
 
     def __str__(self) -> str:
         return f"fairness report for the week of {self.week_start:%Y-%m-%d} ({self.status})"
+
+
+class AgentDay(models.Model):
+    """One agent's figures for one finished UTC day (`monitoring.rollup`): what the page would
+    otherwise aggregate from every outcome, request, vote and violation of that day again."""
+
+    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    outcomes = models.PositiveIntegerField(default=0)
+    successes = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    spend_cents = models.FloatField(default=0.0)
+    violations = models.PositiveIntegerField(default=0)
+    approvals = models.PositiveIntegerField(default=0)
+    rejections = models.PositiveIntegerField(default=0)
+    changes = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    escalated = models.PositiveIntegerField(default=0)
+    decided = models.PositiveIntegerField(default=0)
+    overridden = models.PositiveIntegerField(default=0)
+    resolved = models.PositiveIntegerField(default=0)
+    resolution_seconds = models.FloatField(default=0.0)
+    transitions = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "agent"], name="one_rollup_per_agent_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} on {self.day}"
+
+
+class RolledDay(models.Model):
+    """A UTC day whose `AgentDay` rows were computed, and when: rolled up after the day ended
+    (and its last writes committed), its rows are final and the page reads them."""
+
+    day = models.DateField(primary_key=True)
+    rolled_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.day} rolled up at {self.rolled_at:%Y-%m-%d %H:%M}"

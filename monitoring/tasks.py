@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts import selectors as people
 from audit.reports import previous_week
-from monitoring import alerts, fairness
+from monitoring import alerts, fairness, rollup
 from monitoring.models import FairnessReport, MonitorAlert, MonitorAlertEmail
 from oversight import outbox
 from oversight.text import email_subject
@@ -23,6 +23,12 @@ from oversight.text import email_subject
 def evaluate_alerts() -> dict[str, int]:
     """Every OVERSIGHT_MONITORING_EVALUATE_SECONDS: fire and resolve the monitoring alerts."""
     return alerts.evaluate()
+
+
+@shared_task(ignore_result=True)
+def roll_days() -> int:
+    """Every few minutes: roll up the finished days that have no final rollup yet."""
+    return len(rollup.roll_pending())
 
 
 def _alert_messages(email: MonitorAlertEmail) -> list[EmailMessage]:

@@ -10,4 +10,6 @@ app_name = "monitoring"
 
 urlpatterns = [
     path("", views.page, name="page"),
+    path("fairness", views.fairness_section, name="fairness"),
+    path("overseers", views.overseers_section, name="overseers"),
 ]

@@ -129,6 +129,11 @@ def beat_schedule(
             "schedule": monitoring_evaluate,
             "options": {"expires": monitoring_evaluate},
         },
+        "roll-monitoring-days": {
+            "task": "monitoring.tasks.roll_days",
+            "schedule": 300.0,
+            "options": {"expires": 300.0},
+        },
         # Not every tick: these are warnings, and each task per tick costs the worker a turn.
         "sweep-monitoring-alert-emails": {
             "task": "monitoring.tasks.sweep_alert_emails",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -45,6 +46,9 @@ PAGES = {
     # _SECONDS): cold, every load computes them; cached, every load after the first reads them.
     "monitoring (cold)": "/monitoring/",
     "monitoring (cached)": "/monitoring/",
+    # ... and the two sections that load into it, each computed and cached on its own.
+    "fairness (cold)": "/monitoring/fairness",
+    "overseers (cold)": "/monitoring/overseers",
 }
 
 VIOLATION_CODES = ["forbidden_pattern", "unknown_action", "cost_limit", "rate_limited"]
@@ -59,8 +63,10 @@ def seed(
     template = _template_request()
     _clone(template, pending, decided=False)
     _clone(template, decided, decided=True)
+    _votes()
     _violations(violations)
     _outcomes(outcomes)
+    _roll_up()
     bulk_append(events, batch=20_000)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
@@ -158,6 +164,32 @@ def _violations(count: int) -> None:
         )
 
 
+def _votes() -> None:
+    """The decided requests' deciders and votes: one in four rejected, by five approvers in
+    turn, so the fairness and overseers figures have data (one INSERT ... SELECT)."""
+    from approvals.models import ApprovalRequest, Vote
+
+    voters = [User.objects.get_or_create(username=f"scale-approver-{n}")[0].pk for n in range(5)]
+    requests = connection.ops.quote_name(ApprovalRequest._meta.db_table)
+    votes = connection.ops.quote_name(Vote._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {requests} SET "  # noqa: S608 - our own table and ids
+            f"decided_by_id = (ARRAY{voters})[1 + mod(abs(hashtext(id::text)), 5)], "
+            "status = CASE WHEN mod(abs(hashtext(id::text)), 4) = 0 THEN 'rejected' "
+            "ELSE status END WHERE status = 'approved' AND decided_by_id IS NULL"
+        )
+        cursor.execute(
+            f"INSERT INTO {votes} (request_id, voter_id, voter_name, vote, comment, "  # noqa: S608
+            "params_sha256, is_self_approval, created_at) "
+            "SELECT id, decided_by_id, 'scale approver', "
+            "CASE status WHEN 'rejected' THEN 'reject' ELSE 'approve' END, '', "
+            f"current_params_sha256, false, decided_at FROM {requests} r "
+            f"WHERE decided_by_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {votes} v "
+            "WHERE v.request_id = r.id)"
+        )
+
+
 def _outcomes(count: int) -> None:
     """Outcomes over the last 30 days, the agents in turn, one in twelve failed, one in three
     with a cost (as `POST /api/v1/outcomes` writes them, but in one INSERT ... SELECT)."""
@@ -180,6 +212,17 @@ def _outcomes(count: int) -> None:
             "now() - mod(g, 30 * 86400) * interval '1 second' FROM generate_series(1, %s) AS g",
             [count],
         )
+
+
+def _roll_up() -> None:
+    """The finished days rolled up, as beat keeps them (`monitoring.rollup`): the monitoring page
+    aggregates only yesterday and today from the records."""
+    from django.utils import timezone
+
+    from monitoring import rollup
+
+    yesterday = timezone.now().date() - timedelta(days=1)
+    rollup.roll(yesterday - timedelta(days=rollup.KEEP_DAYS - 1), yesterday)
 
 
 def measure(username: str, *, repeat: int = 20) -> dict[str, dict[str, Any]]:

@@ -108,3 +108,48 @@ def test_the_query_count_is_pinned_and_smaller_when_cached(make_user, make_agent
     assert MonitorAlert.objects.filter(state=AlertState.FIRING).exists()
     assert queries() == cold
     assert queries() == cached < cold
+
+
+@pytest.mark.parametrize(
+    ("roles", "fairness", "overseers"),
+    [(("manager",), 200, 200), (("compliance",), 200, 403), (("approver",), 403, 403)],
+)
+def test_the_sections_that_load_into_the_page_check_the_role_too(
+    make_user, roles, fairness, overseers
+):
+    client = client_for(make_user(roles=roles, tier="team_lead" if "approver" in roles else ""))
+
+    assert client.get("/monitoring/fairness", HTTP_HX_REQUEST="true").status_code == fairness
+    assert client.get("/monitoring/overseers", HTTP_HX_REQUEST="true").status_code == overseers
+
+
+def test_a_section_is_a_fragment_for_htmx_and_a_page_of_its_own_otherwise(make_user):
+    manager = client_for(make_user(roles=("manager",)))
+
+    fragment = manager.get("/monitoring/fairness?days=7", HTTP_HX_REQUEST="true").content.decode()
+    page = manager.get("/monitoring/overseers?days=7").content.decode()
+
+    assert fragment.lstrip().startswith("<h2")
+    assert "Fairness of decisions" in fragment
+    assert "<html" in page
+    assert "Oversight of the overseers" in page
+    assert 'href="/monitoring/?days=7"' in page
+
+
+@pytest.mark.parametrize("path", ["/monitoring/fairness", "/monitoring/overseers"])
+def test_each_sections_query_count_is_pinned(make_user, make_agent, new_request, approvers, path):
+    from approvals import services as approvals
+
+    manager = client_for(make_user(roles=("manager",)))
+
+    def queries() -> int:
+        cache.clear()
+        with CaptureQueriesContext(connection) as captured:
+            assert manager.get(path, HTTP_HX_REQUEST="true").status_code == 200
+        return len(captured)
+
+    empty = queries()
+    for n in range(3):
+        request = new_request(agent=make_agent(team=f"t{n}").agent, params={"n": n})
+        approvals.approve_request(request_id=request.pk, reviewer=approvers["lead"])
+    assert queries() == empty
