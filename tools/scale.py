@@ -51,6 +51,8 @@ PAGES = {
     "overseers (cold)": "/monitoring/overseers",
 }
 
+# A prime number of seconds (a day and 13 s): consecutive rows land far apart in time.
+STRIDE = 86_413
 VIOLATION_CODES = ["forbidden_pattern", "unknown_action", "cost_limit", "rate_limited"]
 
 
@@ -97,9 +99,11 @@ def _clone(template: ApprovalRequest, count: int, *, decided: bool) -> None:
     urgencies = list(URGENCY_SECONDS)
     limits = [URGENCY_SECONDS[u] for u in urgencies]
     spread = 30 * 86_400 if decided else 600
+    # Row g is created mod(g * STRIDE, spread) seconds ago: spread over the whole span whatever
+    # the count (mod(g, spread) alone put 50,000 decided requests in their last 14 hours).
     # Only integers and names of ours go into the text; the count and the template are params.
     base = (
-        f"SELECT g, now() - mod(g, {spread}) * interval '1 second' AS c, "  # noqa: S608
+        f"SELECT g, now() - mod(g::bigint * {STRIDE}, {spread}) * interval '1 second' AS c, "  # noqa: S608
         f"(ARRAY{limits})[1 + mod(g / 4, 4)] AS lim, 1 + mod(g, 4) AS r, 1 + mod(g / 4, 4) AS u "
         "FROM generate_series(1, %s) AS g"
     )
@@ -209,7 +213,8 @@ def _outcomes(count: int) -> None:
             "'read_file', md5(g::text) || md5(g::text), 'none', '', mod(g, 12) <> 0, "
             "CASE WHEN mod(g, 12) = 0 THEN 'TimeoutError' ELSE '' END, mod(g, 900), "
             "CASE WHEN mod(g, 3) = 0 THEN mod(g, 50) END, 'low', 'read', false, "
-            "now() - mod(g, 30 * 86400) * interval '1 second' FROM generate_series(1, %s) AS g",
+            f"now() - mod(g::bigint * {STRIDE}, 30 * 86400) * interval '1 second' "
+            "FROM generate_series(1, %s) AS g",
             [count],
         )
 
