@@ -17,6 +17,7 @@ from accounts.selectors import approvers
 from agents.models import Agent
 from approvals import rules
 from approvals.models import ApprovalRequest, RiskLevel, Status, Vote, VoteChoice
+from oversight import sql
 
 
 def requests_of(agent: Agent) -> QuerySet[ApprovalRequest]:
@@ -163,23 +164,6 @@ WITH decided AS (
 SELECT risk_level, {p50} AS p50, {p90} AS p90 FROM decided GROUP BY risk_level
 """
 
-_SECONDS = {
-    "postgresql": "EXTRACT(EPOCH FROM decided_at - created_at)",
-    "sqlite": "(julianday(decided_at) - julianday(created_at)) * 86400.0",
-}
-
-
-def _percentile_cont(percent: int) -> str:
-    """SQL for percentile_cont(percent/100) over `decided`, portable to SQLite: the value at
-    position x = p*(n-1) of the sorted durations, interpolated between floor(x) and floor(x)+1
-    (integer arithmetic keeps floor() and the fraction exact on both databases)."""
-    low = f"({percent} * (n - 1) / 100)"
-    fraction = f"(({percent} * (n - 1) %% 100) / 100.0)"  # %% is the cursor's escaped %
-    return (
-        f"SUM(CASE WHEN i = {low} THEN seconds * (1 - {fraction}) "
-        f"WHEN i = {low} + 1 THEN seconds * {fraction} ELSE 0 END)"
-    )
-
 
 def decision_stats(now: datetime) -> list[RiskStats]:
     """Per effective risk over `STATS_WINDOW`: approved, rejected and expired counts, the
@@ -196,14 +180,14 @@ def decision_stats(now: datetime) -> list[RiskStats]:
         .annotate(n=Count("pk"))
     ):
         counts.setdefault(row["risk_level"], {})[row["status"]] = row["n"]
-    sql = _PERCENTILES_SQL.format(
-        seconds=_SECONDS[connection.vendor],
+    query = _PERCENTILES_SQL.format(
+        seconds=sql.DECISION_SECONDS[connection.vendor],
         table=ApprovalRequest._meta.db_table,
-        p50=_percentile_cont(50),
-        p90=_percentile_cont(90),
+        p50=sql.percentile(50),
+        p90=sql.percentile(90),
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [Status.APPROVED, Status.REJECTED, since])
+        cursor.execute(query, [Status.APPROVED, Status.REJECTED, since])
         percentiles = {risk: (float(p50), float(p90)) for risk, p50, p90 in cursor.fetchall()}
     stats = []
     for risk, label in RiskLevel.choices:

@@ -29,6 +29,7 @@ from audit import checkpoints
 from audit.events import EventType
 from audit.models import AuditEvent, ChainVerification, Checkpoint, SummaryEmail
 from audit.services import Actor, record_event
+from oversight import sql
 
 UTC = dt.UTC
 WEEK = dt.timedelta(days=7)
@@ -419,22 +420,6 @@ WITH decided AS (
 SELECT grp, {p50} AS p50, {p90} AS p90 FROM ranked GROUP BY grp
 """
 
-_SECONDS = {
-    "postgresql": "EXTRACT(EPOCH FROM decided_at - created_at)",
-    "sqlite": "(julianday(decided_at) - julianday(created_at)) * 86400.0",
-}
-
-
-def _percentile(percent: int) -> str:
-    """The value at position x = p·(n-1) of the sorted durations, interpolated between floor(x)
-    and floor(x)+1 (integer arithmetic keeps floor() and the fraction exact on both databases)."""
-    low = f"({percent} * (n - 1) / 100)"
-    fraction = f"(({percent} * (n - 1) %% 100) / 100.0)"  # %% is the cursor's escaped %
-    return (
-        f"SUM(CASE WHEN i = {low} THEN seconds * (1 - {fraction}) "
-        f"WHEN i = {low} + 1 THEN seconds * {fraction} ELSE 0 END)"
-    )
-
 
 def _decisions(period: Period) -> tuple[Decisions, list[Decisions]]:
     counts: dict[str, dict[str, int]] = {}
@@ -447,14 +432,14 @@ def _decisions(period: Period) -> tuple[Decisions, list[Decisions]]:
         .annotate(n=Count("pk"))
     ):
         counts.setdefault(risk, {})[status] = n
-    sql = _TIMES_SQL.format(
-        seconds=_SECONDS[connection.vendor],
+    query = _TIMES_SQL.format(
+        seconds=sql.DECISION_SECONDS[connection.vendor],
         table=ApprovalRequest._meta.db_table,
-        p50=_percentile(50),
-        p90=_percentile(90),
+        p50=sql.percentile(50),
+        p90=sql.percentile(90),
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [Status.APPROVED, Status.REJECTED, period.since, period.until])
+        cursor.execute(query, [Status.APPROVED, Status.REJECTED, period.since, period.until])
         times = {grp: (float(p50), float(p90)) for grp, p50, p90 in cursor.fetchall()}
 
     def row(risk: str, label: str, by_status: dict[str, int]) -> Decisions:

@@ -34,7 +34,7 @@ from budgets.models import CostRecord
 from controls.models import Outcome
 from guardrails.models import Violation
 from monitoring.models import AgentDay, RolledDay
-from monitoring.sql import EpochSeconds
+from oversight.sql import EpochSeconds
 
 BASELINE_DAYS = 14
 # A day's rollup is final when it was made this long after the day ended: the day's last

@@ -45,7 +45,7 @@ from django.db.models import (
 from django.db.models.functions import Cast, Length, RowNumber
 
 from approvals.models import Vote, VoteChoice
-from monitoring.sql import EpochSeconds
+from oversight.sql import EpochSeconds
 
 # Reading time of a request: a base for taking it in, plus its size at a reading speed.
 READING_BASE_SECONDS = 3.0
