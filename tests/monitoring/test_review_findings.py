@@ -59,10 +59,12 @@ def test_rollup_freezes_the_escalation_rate_of_requests_that_escalate_after_thei
     request = new_request(agent=agent)
     ApprovalRequest.objects.filter(pk=request.pk).update(created_at=_at(DAY, 23, 30))
 
-    rollup.roll(DAY, DAY, now=_at(NEXT, 0, 10))  # beat, once the day settled
+    # Beat, once the day settled (with the 14 days before it, which the page reads too).
+    rollup.roll(DAY - timedelta(days=health.BASELINE_DAYS), DAY, now=_at(NEXT, 0, 10))
     # Half-time of its limit: the escalation lands on the next day.
     ApprovalRequest.objects.filter(pk=request.pk).update(escalated_at=_at(NEXT, 0, 30))
 
+    assert DAY in health.final_days(DAY, DAY)
     rolled = health.health(NEXT, 2).overall[0]
     live = _from_records(NEXT, 2).overall[0]
     assert (live.created, live.escalated) == (1, 1)
@@ -79,9 +81,10 @@ def test_rollup_keeps_counting_a_vote_voided_after_its_day(make_agent, new_reque
     approvals.approve_request(request_id=request.pk, reviewer=approvers["lead"])
     Vote.objects.filter(request=request).update(created_at=_at(DAY, 22))
 
-    rollup.roll(DAY, DAY, now=_at(NEXT, 0, 10))
+    rollup.roll(DAY - timedelta(days=health.BASELINE_DAYS), DAY, now=_at(NEXT, 0, 10))
     Vote.objects.filter(request=request).update(voided_at=_at(NEXT, 1))
 
+    assert DAY in health.final_days(DAY, DAY)
     rolled = health.health(NEXT, 2).overall[0]
     live = _from_records(NEXT, 2).overall[0]
     assert live.approvals == 0
