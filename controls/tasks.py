@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.mail import EmailMessage
 
-from accounts import selectors as people
+from accounts.alerts import alert_email
 from controls import alerts, services
 from controls.models import AgentAlert, AgentAlertEmail, AlertKind
 from oversight import outbox
@@ -23,20 +23,16 @@ def refresh_autonomy() -> dict[str, int]:
 
 def _messages(email: AgentAlertEmail) -> list[EmailMessage]:
     alert = AgentAlert.objects.select_related("agent").get(pk=email.alert_id)
-    recipients = people.alert_recipients(owner_id=alert.agent.owner_id if alert.agent else None)
-    if not recipients:
-        return []
-    return [
-        EmailMessage(
-            subject=email_subject(
-                "{title}: {about}",
-                title=alerts.TITLES[AlertKind(alert.kind)],
-                about=alert.agent.name if alert.agent else f"team {alert.team}",
-            ),
-            body=f"{alert.message}\n\n{settings.OVERSIGHT_BASE_URL}{alerts.link(alert)}\n",
-            to=recipients,
-        )
-    ]
+    return alert_email(
+        subject=email_subject(
+            "{title}: {about}",
+            title=alerts.TITLES[AlertKind(alert.kind)],
+            about=alert.agent.name if alert.agent else f"team {alert.team}",
+        ),
+        message=alert.message,
+        link=f"{settings.OVERSIGHT_BASE_URL}{alerts.link(alert)}",
+        owner_id=alert.agent.owner_id if alert.agent else None,
+    )
 
 
 def deliver_alert_email(email_id: uuid.UUID) -> str:

@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.mail import EmailMessage
 
-from accounts import selectors as people
+from accounts.alerts import alert_email
 from agents.keyring import KEYRING
 from guardrails import checklog
 from guardrails.models import ViolationAlert, ViolationAlertEmail
@@ -47,19 +47,15 @@ def republish_cache_versions() -> None:
 
 def _messages(email: ViolationAlertEmail) -> list[EmailMessage]:
     alert = ViolationAlert.objects.select_related("agent").get(pk=email.alert_id)
-    recipients = people.alert_recipients(owner_id=alert.agent.owner_id)
-    if not recipients:
-        return []
     link = f"{settings.OVERSIGHT_BASE_URL}/policies/violations/?agent={alert.agent.name}"
-    return [
-        EmailMessage(
-            subject=email_subject(
-                "Repeated guardrail violations: agent {agent}", agent=alert.agent.name
-            ),
-            body=f"{alert.message}\n\nThe violations: {link}\n",
-            to=recipients,
-        )
-    ]
+    return alert_email(
+        subject=email_subject(
+            "Repeated guardrail violations: agent {agent}", agent=alert.agent.name
+        ),
+        message=alert.message,
+        link=f"The violations: {link}",
+        owner_id=alert.agent.owner_id,
+    )
 
 
 def deliver_alert_email(email_id: uuid.UUID) -> str:

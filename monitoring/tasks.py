@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import selectors as people
+from accounts.alerts import alert_email
 from audit.reports import previous_week
 from monitoring import alerts, fairness, rollup
 from monitoring.models import FairnessReport, MonitorAlert, MonitorAlertEmail
@@ -33,18 +34,12 @@ def roll_days() -> int:
 
 def _alert_messages(email: MonitorAlertEmail) -> list[EmailMessage]:
     alert = MonitorAlert.objects.select_related("agent").get(pk=email.alert_id)
-    recipients = people.alert_recipients(owner_id=alert.agent.owner_id if alert.agent else None)
-    if not recipients:
-        return []
-    return [
-        EmailMessage(
-            subject=email_subject(
-                "{title}: {about}", title=alerts.title(alert), about=alert.subject
-            ),
-            body=f"{alert.message}\n\n{settings.OVERSIGHT_BASE_URL}{alerts.link()}\n",
-            to=recipients,
-        )
-    ]
+    return alert_email(
+        subject=email_subject("{title}: {about}", title=alerts.title(alert), about=alert.subject),
+        message=alert.message,
+        link=f"{settings.OVERSIGHT_BASE_URL}{alerts.link()}",
+        owner_id=alert.agent.owner_id if alert.agent else None,
+    )
 
 
 def deliver_alert_email(email_id: uuid.UUID) -> str:
