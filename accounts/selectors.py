@@ -29,6 +29,13 @@ def approvers() -> QuerySet[User]:
     )
 
 
+def emails_of(role: str) -> list[str]:
+    """The addresses of the active people who hold `role` (superusers hold every role)."""
+    people = User.objects.filter(is_active=True).exclude(email="")
+    holders = people.filter(Q(groups__name=role) | Q(is_superuser=True))
+    return sorted(set(holders.values_list("email", flat=True)))
+
+
 def alert_recipients(*, owner_id: int | None = None) -> list[str]:
     """The email addresses alerts go to: active managers and admins (superusers too), and the
     owner of the agent the alert is about, if any."""

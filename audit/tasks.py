@@ -8,11 +8,11 @@ from urllib.parse import urlencode
 from celery import shared_task
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from accounts.models import Role, User
+from accounts import selectors as people
+from accounts.models import Role
 from audit import checkpoints, reports, siem
 from audit.models import SummaryEmail
 from oversight import outbox
@@ -47,9 +47,7 @@ def write_weekly_summary() -> str | None:
 
 def compliance_recipients() -> list[str]:
     """Everyone who holds the compliance role (superusers hold every role) and has an email."""
-    people = User.objects.filter(is_active=True).exclude(email="")
-    holders = people.filter(Q(groups__name=Role.COMPLIANCE) | Q(is_superuser=True))
-    return sorted(set(holders.values_list("email", flat=True)))
+    return people.emails_of(Role.COMPLIANCE)
 
 
 def _summary_messages(email: SummaryEmail) -> list[EmailMessage]:

@@ -11,7 +11,8 @@ where they change state. What it shows:
   people approved 24 of deploy-bot's 26 and 15 of support-agent's 26: support-agent's approval
   rate is 0.62 of deploy-bot's, below the 80 % rule (a fairness flag by agent and by team);
 - `lead` approved most of those within seconds of their arrival (rubber-stamp signals);
-- `support-agent`'s outcomes today succeed 7 times in 12 (success rate alert, firing), and
+- `support-agent`'s outcomes today succeed 7 times in 12 (success rate alert, firing),
+  `deploy-bot` sent three long prompts in the last minutes (a cost spike, firing), and
   `etl-runner` had a few bad days (the trends show them).
 """
 
@@ -27,6 +28,7 @@ from django.utils import timezone
 from accounts.models import User
 from agents.models import Agent
 from approvals.models import ApprovalRequest, Status, Vote, VoteChoice
+from budgets import services as budgets
 from controls.models import Outcome
 from monitoring import alerts, rollup
 
@@ -43,6 +45,7 @@ def seed(say: Callable[[str], None]) -> None:
     people = {user.username: user for user in User.objects.all()}
     outcomes = _outcomes(agents)
     decided = _decisions(agents, people)
+    _cost_spike(agents["deploy-bot"])
     yesterday = timezone.now().date() - timedelta(days=1)
     rollup.roll(yesterday - timedelta(days=rollup.KEEP_DAYS - 1), yesterday)  # the history's days
     found = alerts.evaluate()  # beat's first run
@@ -72,6 +75,19 @@ def _outcomes(agents: dict[str, Agent]) -> int:
     ]
     Outcome.objects.bulk_create(rows)
     return len(rows)
+
+
+def _cost_spike(agent: Agent) -> None:
+    """deploy-bot's long prompts this hour: several times its normal hourly spend."""
+    now = timezone.now()
+    for minutes in (3, 2, 1):
+        budgets.record_cost(
+            agent=agent,
+            model="gpt-4",
+            input_tokens=30_000,
+            output_tokens=4_000,
+            occurred_at=now - timedelta(minutes=minutes),
+        )
 
 
 def _outcome(agent: Agent, ok: bool, at: datetime) -> Outcome:

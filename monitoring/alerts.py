@@ -4,11 +4,13 @@
 
 - **success rate** below 85 % today (UTC), over at least `MIN_SAMPLE` outcomes;
 - **cost spike**: the agent's spend in a clock hour (this one or the last) above 2x its normal
-  hourly cost, its spend over the 14 days before that hour ÷ 336;
+  hourly cost: its spend over the 14 days before, per hour in which it spent anything (at
+  least `MIN_HOURS` of them);
 - **escalation rate** above 30 % of the requests created today, over at least `MIN_SAMPLE`;
 - **budget exceeded**: a budget's spend in its current period at or past its limit;
-- **repeated violations**: an agent's guardrail violations in a clock hour (this one or the
-  last) at `OVERSIGHT_VIOLATION_ALERT_THRESHOLD` or more.
+- **repeated violations**: an agent's guardrail violations within the last hour at
+  `OVERSIGHT_VIOLATION_ALERT_THRESHOLD` or more (as the guardrails' own alert counts them),
+  once per clock hour.
 
 Each condition fires once per (metric, subject, window): the row's unique constraint settles
 concurrent evaluations, before the audit append. A firing alert whose condition no longer holds
@@ -29,6 +31,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncHour
 from django.urls import reverse
 from django.utils import timezone
 
@@ -49,7 +52,11 @@ ESCALATION_RATE_MAX = 0.30
 # Rates are judged on at least this many outcomes (or requests) in the window.
 MIN_SAMPLE = 10
 BASELINE = timedelta(days=14)
+# A cost spike is judged once the agent spent in this many hours of its 14-day baseline.
+MIN_HOURS = 10
 HOUR = timedelta(hours=1)
+# A budget's period as the alert's message says it.
+SO_FAR = {"hourly": "this hour", "daily": "today", "weekly": "this week", "monthly": "this month"}
 # Metrics whose own app already tells the managers live and by email.
 TOLD_ELSEWHERE = frozenset({Metric.BUDGET_EXCEEDED, Metric.REPEATED_VIOLATIONS})
 
@@ -77,10 +84,13 @@ def evaluate(now: datetime | None = None) -> dict[str, int]:
     """Fire what holds and has not fired in its window; resolve what no longer holds."""
     now = now or timezone.now()
     found = findings(now)
-    fired = sum(1 for finding in found if fire(finding) is not None)
+    fired = sum(1 for finding in found if fire(finding, now=now) is not None)
     holding = {finding.key for finding in found}
     resolved = 0
-    for alert in MonitorAlert.objects.filter(state=AlertState.FIRING).select_related("agent"):
+    # Only what fired before these findings were made: an evaluation running alongside (a slow
+    # one, and the next) may have fired since on a condition these findings predate.
+    firing = MonitorAlert.objects.filter(state=AlertState.FIRING, fired_at__lt=now)
+    for alert in firing.select_related("agent"):
         if (alert.metric, alert.subject, alert.window_start) not in holding and resolve(alert, now):
             resolved += 1
     return {"fired": fired, "resolved": resolved, "holding": len(found)}
@@ -154,61 +164,61 @@ def findings(now: datetime) -> list[Finding]:
                 state.percent / 100,
                 1.0,
                 f"The {state.rule.label} is exceeded: {dollars(state.spent_cents)} of "
-                f"{dollars(state.rule.limit_cents)} this {budget.period}.",
+                f"{dollars(state.rule.limit_cents)} {SO_FAR[budget.period]}.",
                 budget.agent_id,
                 {"budget": state.rule.label, "spent_cents": str(state.spent_cents)},
             )
         )
 
+    # Within the hour before now, as the guardrails' own alert counts them (SPEC §6), once per
+    # clock hour: a burst across the hour is one burst.
     limit = settings.OVERSIGHT_VIOLATION_ALERT_THRESHOLD
     violations = (
-        Violation.objects.filter(created_at__gte=hour - HOUR, created_at__lte=now)
+        Violation.objects.filter(created_at__gt=now - HOUR, created_at__lte=now)
         .values("agent_id")
-        .annotate(
-            last=Count("pk", filter=Q(created_at__lt=hour)),
-            this=Count("pk", filter=Q(created_at__gte=hour)),
-        )
+        .annotate(count=Count("pk"))
+        .filter(count__gte=limit)
     )
     for counted in violations:
-        for start, count in ((hour - HOUR, counted["last"]), (hour, counted["this"])):
-            if count >= limit:
-                name = names[counted["agent_id"]]
-                found.append(
-                    Finding(
-                        Metric.REPEATED_VIOLATIONS,
-                        name,
-                        start,
-                        start + HOUR,
-                        count,
-                        limit,
-                        f"{name}: {count} guardrail violations in the hour from "
-                        f"{start:%H:%M} UTC (alert at {limit}).",
-                        counted["agent_id"],
-                        {"violations": count},
-                    )
-                )
+        name, count = names[counted["agent_id"]], counted["count"]
+        found.append(
+            Finding(
+                Metric.REPEATED_VIOLATIONS,
+                name,
+                hour,
+                hour + HOUR,
+                count,
+                limit,
+                f"{name}: {count} guardrail violations within the hour to {now:%H:%M} UTC "
+                f"(alert at {limit}).",
+                counted["agent_id"],
+                {"violations": count},
+            )
+        )
     return found
 
 
 def _cost_spikes(hour: datetime, now: datetime, names: dict[int, str]) -> list[Finding]:
-    """Spend in this hour and the last against 2x the agent's normal hourly spend (the 14 days
-    before the last hour, per hour)."""
+    """Spend in this hour and the last against 2x the agent's normal hourly spend: its spend
+    over the 14 days before the last hour per hour it spent anything (an agent that works
+    office hours is not spiking every working hour), judged once it spent in `MIN_HOURS`."""
     last = hour - HOUR
+    before = Q(created_at__lt=last)
     spend = (
         CostRecord.objects.filter(created_at__gte=last - BASELINE, created_at__lte=now)
         .values("agent_id")
         .annotate(
-            baseline=Sum("cost_cents", filter=Q(created_at__lt=last)),
+            baseline=Sum("cost_cents", filter=before),
+            hours=Count(TruncHour("created_at", tzinfo=UTC), filter=before, distinct=True),
             last=Sum("cost_cents", filter=Q(created_at__gte=last, created_at__lt=hour)),
             this=Sum("cost_cents", filter=Q(created_at__gte=hour)),
         )
     )
     found = []
-    hours = BASELINE / HOUR
     for row in spend:
-        normal = float(row["baseline"] or 0) / hours
-        if not normal:
+        if row["hours"] < MIN_HOURS or not row["baseline"]:
             continue
+        normal = float(row["baseline"]) / row["hours"]
         for start, cents in ((last, row["last"]), (hour, row["this"])):
             value = float(cents or 0)
             if value > COST_SPIKE_FACTOR * normal:
@@ -236,9 +246,10 @@ def _cents(value: float) -> Decimal:
 
 
 @transaction.atomic
-def fire(finding: Finding) -> MonitorAlert | None:
+def fire(finding: Finding, *, now: datetime | None = None) -> MonitorAlert | None:
     """The alert for `finding`, once per (metric, subject, window); None if it fired already."""
     alert = MonitorAlert(
+        fired_at=now or timezone.now(),
         metric=finding.metric,
         agent_id=finding.agent_id,
         subject=finding.subject,

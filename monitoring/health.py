@@ -27,7 +27,7 @@ from typing import Any
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 
-from approvals.models import ApprovalRequest, Status, Vote, VoteChoice
+from approvals.models import ApprovalRequest, Status, Urgency, Vote, VoteChoice
 from audit.events import EventType
 from audit.models import AuditEvent
 from budgets.models import CostRecord
@@ -37,9 +37,11 @@ from monitoring.models import AgentDay, RolledDay
 from oversight.sql import EpochSeconds
 
 BASELINE_DAYS = 14
-# A day's rollup is final when it was made this long after the day ended: the day's last
-# transactions have committed by then.
-SETTLE = timedelta(minutes=5)
+# A day's rollup is final when it was made this long after the day ended: by then every request
+# created that day has ended (a request waits 24 hours at most, escalating half-way; its votes
+# are voided only while it waits), so nothing counted for the day changes, and its last
+# transactions have committed.
+SETTLE = max(Urgency.time_limit(urgency) for urgency in Urgency.values) + timedelta(minutes=5)
 
 # The seed's daily thresholds (§8.2); `None`: tracked, no threshold.
 SUCCESS_RATE_MIN = 0.90

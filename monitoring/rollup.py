@@ -2,12 +2,13 @@
 over, so that the monitoring page reads a few thousand rows instead of aggregating a million
 outcomes again on every cold load.
 
-Beat (`roll_pending`, with the alert evaluation) rolls up each day of the last 104 (the longest
-period, 90 days, and its 14-day baseline) that has no final rollup: yesterday as soon as it
-settled, older days a week at a time. A rollup is final when it was made `health.SETTLE` after
-its day ended; the page aggregates every day from the oldest one that is not final to today
-from the records themselves (`monitoring.health.health`), so it is right before beat ran, only
-slower. Records written later for a day that is final already (an import, the demo's
+Beat (`roll_pending`, every five minutes) rolls up each day of the last 104 (the longest
+period, 90 days, and its 14-day baseline) that has no final rollup: a day as soon as it
+settled, older days a week at a time. A rollup is final when it was made `health.SETTLE` (a
+request's longest wait, and five minutes) after its day ended, when nothing counted for the
+day can change any more; the page aggregates every day from the oldest one that is not final
+to today from the records themselves (`monitoring.health.health`), so it is right before beat
+ran, only slower. Records written later for a day that is final already (an import, the demo's
 history) appear after that day is rolled up again: `roll(first, last)`.
 """
 
@@ -15,13 +16,16 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from monitoring import health
 from monitoring.models import AgentDay, RolledDay
 
 KEEP_DAYS = 90 + health.BASELINE_DAYS
+# The PostgreSQL advisory lock rolls take turns on: the bytes "ovs-roll" as a signed 64-bit
+# integer.
+ROLL_LOCK_KEY = 8_031_733_624_492_485_740
 PER_RUN = 7
 
 
@@ -30,6 +34,9 @@ def roll(first: date, last: date, *, now: datetime | None = None) -> int:
     """Compute the rollup of the days [first, last] (seven grouped queries) and replace what was
     there; the number of (agent, day) rows written."""
     now = now or timezone.now()
+    if connection.vendor == "postgresql":  # two rolls at once (a slow beat run and the next)
+        with connection.cursor() as cursor:  # take turns; SQLite's one writer does already
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ROLL_LOCK_KEY])
     counts = health.aggregate(_midnight(first), _midnight(last + timedelta(days=1)), None)
     AgentDay.objects.filter(day__gte=first, day__lte=last).delete()
     AgentDay.objects.bulk_create(

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts import selectors as people
 from accounts.alerts import alert_email
+from accounts.models import Role
 from audit.reports import previous_week
 from monitoring import alerts, fairness, rollup
 from monitoring.models import FairnessReport, MonitorAlert, MonitorAlertEmail
@@ -79,7 +80,8 @@ def write_fairness_report() -> str | None:
 
 
 def _report_messages(report: FairnessReport) -> list[EmailMessage]:
-    recipients = people.alert_recipients()
+    # The managers: the report names approvers with their votes (SPEC §12, never to peers).
+    recipients = people.emails_of(Role.MANAGER)
     if not recipients:
         return []
     link = f"{settings.OVERSIGHT_BASE_URL}/monitoring/#fairness"

@@ -112,7 +112,12 @@ class Filters:
 def _filters(request: AuthenticatedHttpRequest) -> tuple[MonitoringFilterForm, Filters]:
     teams = sorted(set(Agent.objects.exclude(team="").values_list("team", flat=True)))
     form = MonitoringFilterForm(request.GET or None, teams=teams, initial={"days": 30})
-    data: dict[str, Any] = form.cleaned_data if form.is_valid() else {}
+    data: dict[str, Any] = {}
+    if form.is_bound:
+        # cleaned_data keeps the fields that validate: a bad filter is left out (the form says
+        # why under it) and the others still apply.
+        form.is_valid()
+        data = form.cleaned_data
     return form, Filters(data.get("agent"), data.get("team") or "", data.get("days") or 30)
 
 
@@ -148,7 +153,8 @@ def page(request: AuthenticatedHttpRequest) -> HttpResponse:
         "computed_at": figures["computed_at"],
         "cache_seconds": settings.OVERSIGHT_MONITORING_CACHE_SECONDS,
     }
-    return render(request, "monitoring/page.html", context)
+    with timezone.override(UTC):  # the page's times are labelled UTC, as its days are
+        return render(request, "monitoring/page.html", context)
 
 
 @require_safe
@@ -164,7 +170,10 @@ def fairness_section(request: AuthenticatedHttpRequest) -> HttpResponse:
             "bias": fairness.selection_bias(start, end, agent=filters.agent, team=team),
         },
     )
-    return _section(request, "monitoring/_fairness.html", {"fairness": figures})
+    # Each approver's votes are their record: shown to managers only, never to peers (SPEC §12).
+    show_approvers = request.user.has_role(Role.MANAGER)
+    context = {"fairness": figures, "show_approvers": show_approvers}
+    return _section(request, "monitoring/_fairness.html", context)
 
 
 @require_safe
@@ -179,9 +188,10 @@ def overseers_section(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 def _section(request: AuthenticatedHttpRequest, part: str, context: dict[str, Any]) -> HttpResponse:
     """The section alone into the page (htmx), or as a page of its own (a link followed)."""
-    if request.htmx:
-        return render(request, part, context)
-    return render(request, "monitoring/section.html", {**context, "part": part})
+    with timezone.override(UTC):
+        if request.htmx:
+            return render(request, part, context)
+        return render(request, "monitoring/section.html", {**context, "part": part})
 
 
 def _health(filters: Filters) -> dict[str, Any]:
@@ -202,8 +212,10 @@ def _health(filters: Filters) -> dict[str, Any]:
         "metrics": [{**metric, "spec": SPECS[metric["key"]]} for metric in metrics],
         "agents": _agent_rows(measured, names),
     }
+    with timezone.override(UTC):
+        html = render_to_string("monitoring/_health.html", context)
     return {
-        "html": render_to_string("monitoring/_health.html", context),
+        "html": html,
         "metrics": metrics,
         "computed_at": timezone.now(),
     }

@@ -105,9 +105,9 @@ def test_yesterdays_alert_resolves_when_the_day_is_over(make_agent):
 def test_cost_spike_above_twice_the_normal_hourly_spend(make_agent, cents, fires):
     agent = make_agent().agent
     hour = NOW.replace(minute=0)
-    # 336 cents over the 14 days before the last hour: 1 cent an hour is normal.
+    # 1 cent in each of 14 hours of the 14 days before the last hour: 1 cent an hour is normal.
     for day in range(14):
-        spend(agent, "24", hour - timedelta(hours=2) - timedelta(days=day))
+        spend(agent, "1", hour - timedelta(hours=2) - timedelta(days=day))
     spend(agent, cents, hour + timedelta(minutes=5))
 
     alerts.evaluate(NOW)
@@ -119,8 +119,11 @@ def test_cost_spike_above_twice_the_normal_hourly_spend(make_agent, cents, fires
         assert spikes[0].evidence == {"hour_cents": 2.01, "normal_hourly_cents": 1.0}
 
 
-def test_no_cost_spike_without_a_normal_to_compare_with(make_agent):
+@pytest.mark.parametrize("hours", [0, alerts.MIN_HOURS - 1])
+def test_no_cost_spike_without_a_normal_to_compare_with(make_agent, hours):
     agent = make_agent().agent
+    for n in range(hours):
+        spend(agent, "1", NOW - timedelta(days=1, hours=n))
     spend(agent, "500", NOW - timedelta(minutes=5))
 
     alerts.evaluate(NOW)

@@ -526,7 +526,10 @@ def test_the_partial_marks_flags_in_words_and_hides_thin_figures(rated) -> None:
     votes(y, approve=5, reject=0, risk="high")
     html = render_to_string(
         "monitoring/_fairness.html",
-        {"fairness": {"rates": rated, "bias": fairness.selection_bias(START, END)}},
+        {
+            "fairness": {"rates": rated, "bias": fairness.selection_bias(START, END)},
+            "show_approvers": True,  # as managers see it
+        },
     )
     assert 'id="fairness-title"' in html
     assert "<caption>Approval rate by team, per risk level</caption>" in html

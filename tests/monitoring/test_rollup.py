@@ -34,8 +34,9 @@ def test_the_figures_are_the_same_from_the_rollup_as_from_the_records(make_agent
 
     rollup.roll(TODAY - timedelta(days=40), TODAY - timedelta(days=1), now=NOW)
 
+    # Yesterday's requests may still wait: its rollup is not final yet (`health.SETTLE`).
     assert health.final_days(TODAY - timedelta(days=40), TODAY) == {
-        TODAY - timedelta(days=n) for n in range(1, 41)
+        TODAY - timedelta(days=n) for n in range(2, 41)
     }
     assert health.health(TODAY, 14) == from_records
     assert AgentDay.objects.filter(day=TODAY).count() == 0  # today is always live
@@ -51,16 +52,16 @@ def test_a_rollup_made_before_its_day_settled_is_not_read(make_agent):
     assert health.health(TODAY, 2).overall[0].outcomes < 999
 
 
-def test_beat_rolls_up_the_newest_unsettled_days_a_week_at_a_time(make_agent):
+def test_beat_rolls_up_the_newest_settled_days_a_week_at_a_time(make_agent):
     history(make_agent)
-    rollup.roll(TODAY - timedelta(days=3), TODAY - timedelta(days=3), now=NOW)
+    rollup.roll(TODAY - timedelta(days=4), TODAY - timedelta(days=4), now=NOW)
 
-    # 00:03: yesterday has not settled yet; the six newest days before it (but the one that is
-    # final) and one more are rolled up.
+    # 00:03 on the 7th: a day settles 24 h 05 min after it ends, so the 4th is the newest
+    # settled; the 3rd is final already: the 4th and the six days before the 3rd are rolled up.
     early = rollup.roll_pending(now=datetime(2026, 12, 7, 0, 3, tzinfo=UTC))
-    assert early == [TODAY - timedelta(days=n) for n in (2, 4, 5, 6, 7, 8, 9)]
+    assert early == [TODAY - timedelta(days=n) for n in (3, 5, 6, 7, 8, 9, 10)]
 
+    # 09:00: the 5th has settled too.
     later = rollup.roll_pending(now=NOW)
-    assert later[0] == TODAY - timedelta(days=1)
-    assert len(later) == rollup.PER_RUN
+    assert later == [TODAY - timedelta(days=n) for n in (2, 11, 12, 13, 14, 15, 16)]
     assert RolledDay.objects.count() == 1 + 7 + 7
