@@ -20,6 +20,8 @@ ROUTES: dict[str, dict[str, str]] = {
     "audit.tasks.sweep_summary_emails": {"queue": "email"},
     "monitoring.tasks.sweep_alert_emails": {"queue": "email"},
     "monitoring.tasks.sweep_fairness_reports": {"queue": "email"},
+    "slack.tasks.deliver": {"queue": "outbound"},
+    "slack.tasks.sweep": {"queue": "outbound"},
 }
 # Every task has a soft time limit (SoftTimeLimitExceeded is raised in it) and a hard one (its
 # process is killed and replaced; with acks_late the message is redelivered, and every task is
@@ -45,6 +47,7 @@ def beat_schedule(
     autonomy_refresh: float,
     monitoring_evaluate: float,
     siem: bool,
+    slack: bool = False,
 ) -> dict[str, dict[str, object]]:
     """Beat's schedule; `tick` is OVERSIGHT_TIMER_TICK_SECONDS, the others are their settings."""
     schedule: dict[str, dict[str, object]] = {
@@ -156,6 +159,14 @@ def beat_schedule(
     if siem:
         schedule["ship-siem"] = {
             "task": "audit.tasks.ship_siem",
+            "schedule": tick,
+            "options": {"expires": tick * 2},
+        }
+    # Slack's outbox (slack.delivery): new requests posted, messages updated in place, replies
+    # to people; every tick, only when a bot token is configured.
+    if slack:
+        schedule["sweep-slack"] = {
+            "task": "slack.tasks.sweep",
             "schedule": tick,
             "options": {"expires": tick * 2},
         }

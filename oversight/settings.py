@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "guardrails",
     "controls",
     "monitoring",
+    "slack",
     "demo",
 ]
 
@@ -308,12 +309,28 @@ OVERSIGHT_SIEM_HTTPS_AUTHORIZATION = env_str("OVERSIGHT_SIEM_HTTPS_AUTHORIZATION
 OVERSIGHT_SIEM_ALLOW_PRIVATE = env_bool("OVERSIGHT_SIEM_ALLOW_PRIVATE", default=DEBUG)
 OVERSIGHT_SIEM_ALLOW_NETWORKS = env_networks("OVERSIGHT_SIEM_ALLOW_NETWORKS")
 
+# Slack (SPEC §13, docs/slack.md): the bot's token and the app's signing secret; either unset
+# turns the integration off (nothing is posted, interactions answer 404). The Web API's address
+# is Slack's; tests point it at a local fake.
+OVERSIGHT_SLACK_BOT_TOKEN = env_str("OVERSIGHT_SLACK_BOT_TOKEN")
+OVERSIGHT_SLACK_SIGNING_SECRET = env_str("OVERSIGHT_SLACK_SIGNING_SECRET")
+OVERSIGHT_SLACK_API_URL = env_str("OVERSIGHT_SLACK_API_URL", "https://slack.com/api").rstrip("/")
+if not OVERSIGHT_SLACK_API_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("OVERSIGHT_SLACK_API_URL: use https://host/path.")
+# A Web API at a non-public address (a test fake, a proxy on the private network); the operator
+# chooses this address, not an agent, but the outbound rules hold for it all the same.
+OVERSIGHT_SLACK_ALLOW_PRIVATE = env_bool("OVERSIGHT_SLACK_ALLOW_PRIVATE", default=DEBUG)
+# Link a Slack user to the Oversight person with the same address when Slack says the address is
+# confirmed (users.info); off, people link with the explicit step only.
+OVERSIGHT_SLACK_LINK_BY_EMAIL = env_bool("OVERSIGHT_SLACK_LINK_BY_EMAIL", default=True)
+
 CELERY_BEAT_SCHEDULE = celery_plan.beat_schedule(
     tick=OVERSIGHT_TIMER_TICK_SECONDS,
     checkpoint_check=OVERSIGHT_CHECKPOINT_CHECK_SECONDS,
     autonomy_refresh=OVERSIGHT_AUTONOMY_REFRESH_SECONDS,
     monitoring_evaluate=OVERSIGHT_MONITORING_EVALUATE_SECONDS,
     siem=bool(OVERSIGHT_SIEM_SYSLOG_URL or OVERSIGHT_SIEM_HTTPS_URL),
+    slack=bool(OVERSIGHT_SLACK_BOT_TOKEN),
 )
 CELERY_BEAT_SCHEDULE_FILENAME = env_str(
     "OVERSIGHT_BEAT_SCHEDULE_FILE", str(VAR_DIR / "celerybeat-schedule")

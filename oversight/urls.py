@@ -40,6 +40,7 @@ urlpatterns = [
     path("budgets/", include("budgets.urls")),
     path("policies/", include("guardrails.urls")),
     path("monitoring/", include("monitoring.urls")),
+    path("integrations/slack/", include("slack.urls")),
     # The front page: an approver's inbox, everyone else's overview.
     path("", approvals_views.home, name="home"),
     path("", include("accounts.urls")),

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import Tier
 from agents.models import Agent, AgentStatus
-from approvals import deadlines, effects, rules
+from approvals import deadlines, effects, rules, signals
 from approvals.models import (
     ApprovalRequest,
     EmailDelivery,
@@ -140,6 +140,7 @@ def create_request(
         except admission.BudgetExceeded as exc:
             raise BudgetRefused(str(exc)) from exc
         insert_row(EmailDelivery(request=request, kind=EmailKind.CREATED, tier=route[0]))
+        signals.send_changed(request, signals.CREATED)  # receivers write outbox rows
         if before_commit is not None:
             before_commit(request)  # before the audit append, which holds its lock to COMMIT
         record_event(

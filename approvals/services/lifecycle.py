@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from agents.models import Agent, AgentStatus
-from approvals import effects, rules
+from approvals import effects, rules, signals
 from approvals.binding import canonical_json
 from approvals.models import (
     EXPIRED_REASON,
@@ -143,6 +143,7 @@ def _escalate(request: ApprovalRequest, now: datetime) -> None:
     EmailDelivery.objects.create(
         request=request, kind=EmailKind.ESCALATED, tier=request.current_tier
     )
+    signals.send_changed(request, signals.ESCALATED)  # before the audit append
     effects.after_commit(request, wake=effects.ESCALATED)
     _record_escalation(request, previous)
 
@@ -268,6 +269,9 @@ def _close(
             url=request.callback_url,
             body=canonical_json(represent(request)).decode(),
         )
+    # Receivers (Slack) write their outbox rows here: every path to a final state passes, and
+    # before its first audit append.
+    signals.send_changed(request, signals.closed_kind(status))
 
 
 def _record_close(

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import Tier, User
 from agents.models import Agent
-from approvals import effects, rules
+from approvals import effects, rules, signals
 from approvals.binding import params_sha256
 from approvals.models import (
     ApprovalRequest,
@@ -210,6 +210,8 @@ def _cast(
         _close(request, outcome, now=now, decided_by=voter, reason=comment)
     if outcome == Status.REJECTED and agent is not None:
         breaker.failed(agent, cause=breaker.REJECTION, now=now)
+    if outcome is None:  # a final state tells the receivers itself (`_close`)
+        signals.send_changed(request, signals.REROUTED if rerouted else signals.VOTED)
     record_event(
         event_type=EventType.REQUEST_VOTED,
         actor=voter,
@@ -328,6 +330,7 @@ def _recheck_edit(
 def _record_edit(
     request: ApprovalRequest, editor: User, comment: str, rerouted: dict[str, Any]
 ) -> None:
+    signals.send_changed(request, signals.REROUTED)  # receivers write rows before the append
     record_event(
         event_type=EventType.REQUEST_EDITED,
         actor=editor,
