@@ -23,6 +23,7 @@ _SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Agents", "agents:list", (Role.MANAGER, Role.ADMIN)),
     ("Budgets", "budgets:overview", (Role.MANAGER, Role.ADMIN)),
     ("Policies", "guardrails:list", (Role.MANAGER, Role.ADMIN, Role.COMPLIANCE)),
+    ("Grants", "grants:list", (Role.APPROVER, Role.MANAGER, Role.ADMIN)),
     ("Monitoring", "monitoring:page", (Role.MANAGER, Role.COMPLIANCE)),
     ("Audit", "audit:overview", (Role.COMPLIANCE,)),
     ("API docs", "api-docs", ()),

@@ -31,6 +31,7 @@ from approvals.models import ApprovalRequest
 from budgets import selectors as budget_selectors
 from controls.forms import LEVEL_MEANINGS, AutonomyForm
 from controls.models import AgentAlert, AutonomyRecommendation, Direction, Outcome
+from grants import selectors as grant_selectors
 from guardrails import selectors as guardrail_selectors
 from guardrails.models import Category
 
@@ -100,6 +101,7 @@ def _detail(
             "approval_request",
         )[:8],
         "alerts": _alerts(agent)[:5],
+        "grant_rows": grant_selectors.for_agent(agent),
         "breaker_open_after": settings.OVERSIGHT_BREAKER_OPEN_AFTER,
         "breaker_pause_after": settings.OVERSIGHT_BREAKER_PAUSE_AFTER,
         **_autonomy(agent),

@@ -29,6 +29,9 @@ from approvals.inbox import inbox_context
 from approvals.models import ApprovalRequest, Status, VoteChoice
 from budgets import selectors as budget_selectors
 from controls.models import Outcome
+from grants import services as grants
+from grants.forms import GrantForm
+from grants.models import Grant
 
 
 @login_required
@@ -154,22 +157,43 @@ def _decided(
 def approve(request: AuthenticatedHttpRequest, request_id: uuid.UUID) -> HttpResponse:
     approval = _load(request_id)
     form = ApproveForm(request.POST, original=approval.effective_params)
-    if not form.is_valid():
+    # "Also allow calls like this again" (a standing approval); the page shows it again, bound
+    # to this POST, when the approval is refused (`grants.templatetags.standing`).
+    grant_form = GrantForm(request.POST, params=approval.effective_params)
+    if not form.is_valid() or not grant_form.is_valid():
         return _page(request, approval, approve_form=form, status=422)
+    vote = {
+        "request_id": approval.pk,
+        "reviewer": request.user,
+        "comment": form.cleaned_data["comment"],
+        "modified_params": form.cleaned_data["modified_params"],
+        "seen_params_sha256": form.cleaned_data["seen_params_sha256"] or None,
+    }
+    terms = grant_form.terms()
     try:
-        outcome = services.approve_request(
-            request_id=approval.pk,
-            reviewer=request.user,
-            comment=form.cleaned_data["comment"],
-            modified_params=form.cleaned_data["modified_params"],
-            seen_params_sha256=form.cleaned_data["seen_params_sha256"] or None,
-        )
+        if terms is None:
+            outcome = services.approve_request(**vote)
+        else:
+            outcome, grant = grants.approve_and_grant(**vote, terms=terms)
+            _granted(request, grant)
     except services.EditRefused as exc:  # keep the edit on the page, with what is wrong
         form.add_error("modified_params", exc.message)
         return _page(request, approval, approve_form=form, status=exc.status)
     except services.ApprovalError as exc:
         return _refused(request, approval, exc)
     return _decided(request, approval, outcome)
+
+
+def _granted(request: AuthenticatedHttpRequest, grant: Grant) -> None:
+    uses = (
+        f", for {grant.max_uses} call{'s' if grant.max_uses != 1 else ''}" if grant.max_uses else ""
+    )
+    messages.info(
+        request,
+        f"Standing approval #{grant.pk}: {grant.agent.name}'s {grant.action} like this one is "
+        f"allowed without asking until {grant.expires_at:%Y-%m-%d %H:%M} UTC{uses}. "
+        "Revoke it on the Grants page.",
+    )
 
 
 @require_POST

@@ -39,6 +39,12 @@ class EventType(models.TextChoices):
     REQUEST_CANCELLED = "request.cancelled", "Request cancelled"
     CALLBACK_RETRIED = "callback.retried", "Failed callback retried"
 
+    # Standing approvals (grants)
+    GRANT_CREATED = "grant.created", "Standing approval granted"
+    GRANT_USED = "grant.used", "Standing approval used"
+    GRANT_REVOKED = "grant.revoked", "Standing approval revoked"
+    GRANT_VOIDED = "grant.voided", "Standing approval voided (policy changed)"
+
     # Guardrails and budgets
     GUARDRAIL_VIOLATION = "guardrail.violation", "Guardrail violation"
     GUARDRAIL_ALERT = "guardrail.alert", "Repeated guardrail violations"

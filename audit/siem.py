@@ -128,6 +128,11 @@ SEVERITY_BY_EVENT_TYPE: dict[str, Severity] = {
     _E.PRICE_CHANGED: Severity.NOTICE,
     _E.PRICE_DELETED: Severity.NOTICE,
     _E.CALLBACK_RETRIED: Severity.NOTICE,
+    # A grant lets an agent act without a person: making, revoking and voiding one changes
+    # who may do what; each use is the ordinary flow it allows.
+    _E.GRANT_CREATED: Severity.NOTICE,
+    _E.GRANT_REVOKED: Severity.NOTICE,
+    _E.GRANT_VOIDED: Severity.NOTICE,
     _E.EXPORT_MADE: Severity.NOTICE,
     _E.REPORT_GENERATED: Severity.NOTICE,
     _E.SIGNING_KEY_ROTATED: Severity.NOTICE,
@@ -140,6 +145,7 @@ SEVERITY_BY_EVENT_TYPE: dict[str, Severity] = {
     _E.REQUEST_EXPIRED: Severity.INFORMATIONAL,
     _E.REQUEST_CANCELLED: Severity.INFORMATIONAL,
     _E.OUTCOME_REPORTED: Severity.INFORMATIONAL,
+    _E.GRANT_USED: Severity.INFORMATIONAL,
     _E.BREAKER_CLOSED: Severity.INFORMATIONAL,
     _E.MONITOR_ALERT_RESOLVED: Severity.INFORMATIONAL,
 }

@@ -102,7 +102,9 @@ class CheckDocs(APIView):
         description=(
             "Answers allow, deny or require_approval with every reason that applied (a deny "
             "is a normal answer that records a guardrail violation). Then: on allow, act; on "
-            "require_approval, ask with POST /approval-requests; on deny, do not act."
+            "require_approval, ask with POST /approval-requests; on deny, do not act. A "
+            "standing approval a person granted may answer allow in their place: reason "
+            "standing_approval, and grant_id names it (one of its uses is counted)."
         ),
         request=CheckSerializer,
         responses={

@@ -73,7 +73,7 @@ def action_key(action: str) -> str:
 class Reason:
     code: str
     message: str
-    effect: str  # DENY or REQUIRE_APPROVAL
+    effect: str  # DENY or REQUIRE_APPROVAL (ALLOW: a standing approval's, `grants.rules`)
     step: int
     param: str = ""
     pattern: str = ""

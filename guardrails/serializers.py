@@ -47,7 +47,10 @@ class PolicyRefSerializer(serializers.Serializer):
 class ReasonSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable: e.g. forbidden_pattern, rate_limited.")
     message = serializers.CharField()
-    effect = serializers.ChoiceField(choices=["deny", "require_approval"])
+    effect = serializers.ChoiceField(
+        choices=DECISIONS,
+        help_text="What this reason alone would answer: allow only for standing_approval.",
+    )
     param = serializers.CharField(required=False, help_text="Where in params, if it applies.")
     pattern = serializers.CharField(required=False, help_text="The forbidden pattern matched.")
 
@@ -63,6 +66,11 @@ class CheckResultSerializer(serializers.Serializer):
     )
     params_sha256 = serializers.CharField(
         help_text="The argument hash (as an approval request of this call would carry)."
+    )
+    grant_id = serializers.IntegerField(
+        allow_null=True,
+        help_text="The standing approval that allowed the call in a person's place (reason "
+        "standing_approval), one of its uses counted; null otherwise.",
     )
 
 

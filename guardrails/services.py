@@ -5,7 +5,9 @@ approval request's create, and the simulator (`simulate`, which records nothing)
 It reads the agent's budgets (only when some apply), evaluates the policy in process
 (`guardrails.rules`), and makes one Redis round trip (`guardrails.counters`) for the rate limit,
 the policy set's freshness and the check log. An allowed call writes nothing to the database;
-a denied one records a violation and its audit event, and may alert the managers.
+a denied one records a violation and its audit event, and may alert the managers. A call that
+needs a person only for reasons a standing approval may waive looks for one (`grants.uses`):
+one that covers it answers allow in the person's place, its use counted and audited.
 
 Policy changes are `guardrails.policies`.
 """
@@ -31,6 +33,7 @@ from approvals.binding import params_sha256
 from audit.events import EventType
 from audit.services import record_event
 from budgets import admission
+from grants import uses as grants
 from guardrails import counters, rules, selectors
 from guardrails.models import (
     CheckPurpose,
@@ -74,6 +77,7 @@ class CheckOutcome:
     params_sha256: str
     violation_id: int | None = None
     rate: rules.RateOutcome | None = None
+    grant_id: int | None = None  # the standing approval that allowed the call
 
     @property
     def decision(self) -> str:
@@ -98,6 +102,7 @@ class CheckOutcome:
             "reasons": [reason.as_json() for reason in verdict.reasons],
             "violation_id": self.violation_id,
             "params_sha256": self.params_sha256,
+            "grant_id": self.grant_id,
         }
 
 
@@ -123,6 +128,10 @@ def check_action(
     `key_copy` is the keyring version of this process's copy of the caller's key, when the
     agent came from one (`agents.keyring`): the Redis round trip verifies it first, and
     `StaleKey` is raised, before anything is counted, when the copy is out of date.
+
+    A check (not a create: there the agent asks a person on purpose) that needs a person only
+    for reasons a standing approval may waive is answered by one that covers it, if any
+    (`grants.uses`): allow, with its reason `standing_approval` and the grant's id.
     """
     problem = params_problem(params)
     if problem:
@@ -134,6 +143,11 @@ def check_action(
     policies = held[1] if held is not None else selectors.policy_set()
     holding = held[0] if held is not None else selectors.POLICIES.held_version()
     verdict = rules.evaluate(policies.policy_for(agent, action), facts)
+    standing = (
+        grants.Standing(agent, action, params, _loop_digest(facts, digest))
+        if purpose == CheckPurpose.CHECK
+        else None
+    )
     window = call_window(agent.pk) if count_api_call else None
     looped = 0
     try:
@@ -149,6 +163,8 @@ def check_action(
                 budgets,
                 log=True,
                 key_copy=key_copy,
+                # A call a grant may allow counts as an allowed one (no slot held for a request).
+                allowing=standing is not None and bool(standing.offered(verdict)),
             )
             if answer.stale_key:
                 KEYRING.outdated(answer.keyring)
@@ -190,6 +206,11 @@ def check_action(
         looping = next(r for r in verdict.reasons if r.code == "loop_detected")
         violation = _record_violation(agent, verdict, facts, digest, purpose, looping)
         return CheckOutcome(verdict, digest, violation.pk, rate)
+    if standing is not None and verdict.decision == rules.REQUIRE_APPROVAL:
+        grant = standing.use(verdict)
+        if grant is not None:
+            verdict = grants.answer(verdict, grant)
+            outcome = CheckOutcome(verdict, digest, rate=rate, grant_id=grant.pk)
     if (
         verdict.decision == rules.ALLOW
         and verdict.policy
@@ -211,7 +232,8 @@ def simulate(
 ) -> CheckOutcome:
     """What `check_action` would answer now, and why, recording nothing and using up no rate
     limit (the simulator page, `policies test`). Without an agent: an active one with no team,
-    no budget and no policy of its own."""
+    no budget and no policy of its own. A standing approval that would answer is named, and
+    neither used nor voided."""
     subject = agent or Agent(name="any-agent", status=AgentStatus.ACTIVE)
     problem = params_problem(params)
     if problem:
@@ -233,7 +255,14 @@ def simulate(
                     verdict = verdict.with_reason(reason)
         except UNAVAILABLE:
             rate = _unavailable(verdict)
-    return CheckOutcome(verdict.with_rate(rate), digest, rate=rate)
+    verdict = verdict.with_rate(rate)
+    grant = None
+    if subject.pk is not None and verdict.decision == rules.REQUIRE_APPROVAL:
+        standing = grants.Standing(subject, action, params, _loop_digest(facts, digest))
+        grant = standing.would_use(verdict)
+        if grant is not None:
+            verdict = grants.answer(verdict, grant, simulated=True)
+    return CheckOutcome(verdict, digest, rate=rate, grant_id=grant.pk if grant else None)
 
 
 def recheck_edit(
@@ -308,13 +337,18 @@ def _count(
     *,
     log: bool,
     key_copy: int | None = None,
+    allowing: bool = False,
 ) -> counters.Answer:
-    """The Redis round trip. Only a call nothing else denies uses up a slot (`mode`)."""
+    """The Redis round trip. Only a call nothing else denies uses up a slot (`mode`).
+
+    `allowing`: a standing approval may allow this call that needs a person; it counts as an
+    allowed call (its estimate held against the budgets). Should the grant be used up by the
+    time it is asked, the request that may follow counts again: an error on the safe side."""
     if verdict.decision == rules.DENY or not purpose:
         mode = "peek"
     elif purpose == CheckPurpose.CREATE:
         mode = "create"
-    elif verdict.decision == rules.REQUIRE_APPROVAL:
+    elif verdict.decision == rules.REQUIRE_APPROVAL and not allowing:
         mode = "hold"  # the approval request that follows does not count again
     else:
         mode = "count"

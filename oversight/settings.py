@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "budgets",
     "guardrails",
     "controls",
+    "grants",
     "monitoring",
     "slack",
     "demo",
@@ -539,6 +540,8 @@ SPECTACULAR_SETTINGS = {
         "RiskLevelEnum": "approvals.models.RiskLevel",
         # A reason's effect and what unknown actions get: the same two outcomes of a check.
         "GuardrailEffectEnum": ["deny", "require_approval"],
+        # A check's decision, and a reason's effect (allow: a standing approval's).
+        "CheckDecisionEnum": ["allow", "deny", "require_approval"],
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

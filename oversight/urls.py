@@ -39,6 +39,7 @@ urlpatterns = [
     path("agents/", include("controls.urls")),
     path("budgets/", include("budgets.urls")),
     path("policies/", include("guardrails.urls")),
+    path("grants/", include("grants.urls")),
     path("monitoring/", include("monitoring.urls")),
     path("integrations/slack/", include("slack.urls")),
     # The front page: an approver's inbox, everyone else's overview.

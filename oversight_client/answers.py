@@ -68,6 +68,8 @@ class Decision:
     policy: dict[str, Any] | None = None
     violation_id: int | None = None
     params_sha256: str | None = None
+    # The standing approval that allowed the call in a person's place (reason standing_approval).
+    grant_id: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -80,6 +82,7 @@ class Decision:
             policy=data.get("policy"),
             violation_id=data.get("violation_id"),
             params_sha256=data.get("params_sha256"),
+            grant_id=data.get("grant_id"),
             raw=data,
         )
 
