@@ -1,4 +1,4 @@
-"""The decision forms on the request page."""
+"""The decision forms on the request page and the inbox's bulk decision, and the inbox filters."""
 
 from __future__ import annotations
 
@@ -85,3 +85,50 @@ class InboxFilterForm(forms.Form):
         """The valid filters that are set; invalid ones are ignored (a stale link still works)."""
         self.is_valid()
         return {name: value.strip() for name, value in self.cleaned_data.items() if value.strip()}
+
+
+class PicksField(forms.Field):
+    """The inbox rows a bulk decision is for: every posted value of the field, as text."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value: Any) -> list[str]:
+        if not value:
+            return []
+        return [str(item) for item in value]
+
+
+class BulkDecisionForm(forms.Form):
+    """Approve or reject the picked inbox rows; rejecting needs one reason for all of them."""
+
+    pick = PicksField(
+        required=True,
+        error_messages={"required": "Select the requests to decide first."},
+    )
+    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
+    reason = forms.CharField(
+        required=False,
+        max_length=5000,
+        label="Reason for rejecting",
+        widget=forms.TextInput(attrs={"placeholder": "Reason, if you reject (required)"}),
+    )
+
+    def __init__(self, *args: Any, max_picks: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_picks = max_picks
+
+    def clean_pick(self) -> list[str]:
+        picks: list[str] = self.cleaned_data["pick"]
+        if len(picks) > self.max_picks:
+            raise forms.ValidationError(
+                f"Decide at most {self.max_picks} requests at a time; you selected {len(picks)}."
+            )
+        return picks
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("decision") == "reject" and not cleaned.get("reason", "").strip():
+            self.add_error(
+                "reason", "Say why you reject these requests; each agent receives the reason."
+            )
+        return cleaned

@@ -23,8 +23,8 @@ from django.views.decorators.http import require_POST
 from accounts.decorators import role_required
 from accounts.models import Role, Tier
 from accounts.types import AuthenticatedHttpRequest
-from approvals import callbacks, rules, selectors, services
-from approvals.forms import ApproveForm, RejectForm
+from approvals import bulk, callbacks, rules, selectors, services
+from approvals.forms import ApproveForm, BulkDecisionForm, RejectForm
 from approvals.inbox import inbox_context
 from approvals.models import ApprovalRequest, Status, VoteChoice
 from budgets import selectors as budget_selectors
@@ -219,6 +219,34 @@ def _refused(
     (409: the request moved on, or its agent was stopped; 403: not yours to decide)."""
     messages.error(request, exc.message)
     return _page(request, _load(approval.pk), status=exc.status)
+
+
+@role_required(Role.APPROVER)
+def bulk_decide(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """Approve or reject the rows picked in the inbox, each request on its own through the same
+    services as the request page (`approvals.bulk`). htmx gets the result panel; without
+    JavaScript the inbox comes back with it. A form error (no reason to reject, too many rows)
+    refuses the whole post: nothing is decided."""
+    if request.method != "POST":  # the address bar after a post without JavaScript
+        return redirect("home")
+    form = BulkDecisionForm(request.POST, max_picks=bulk.MAX_PICKS)
+    results: list[bulk.RowResult] = []
+    if form.is_valid():
+        results = bulk.decide(
+            reviewer=request.user,
+            picks=bulk.parse_picks(form.cleaned_data["pick"]),
+            decision=form.cleaned_data["decision"],
+            reason=form.cleaned_data["reason"].strip(),
+        )
+    context = {"bulk_form": form, "bulk": bulk.Summary.of(results, form.cleaned_data)}
+    if request.htmx:
+        # 200 even for a form error: htmx swaps only successful answers into the panel.
+        response = render(request, "approvals/inbox.html#bulk-result", context)
+        if results:  # the rows re-read now, even if the live socket is down
+            response["HX-Trigger"] = "oversight:resync"
+        return response
+    context.update(inbox_context(request.user, request.GET))
+    return render(request, "approvals/inbox.html", context, status=200 if form.is_valid() else 422)
 
 
 @role_required(Role.MANAGER)

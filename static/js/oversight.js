@@ -119,7 +119,8 @@
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented) { return; }
     const target = event.target;
-    if (target.closest("input, textarea, select, [contenteditable]")) { return; }
+    // A checkbox keeps the keys (a bulk pick, clicked, must not stop j/k).
+    if (target.closest("input:not([type=checkbox]), textarea, select, [contenteditable]")) { return; }
     const all = rows();
     const current = selected();
     const index = current ? all.indexOf(current) : -1;
@@ -128,7 +129,7 @@
       const next = event.key === "j" ? Math.min(index + 1, all.length - 1) : Math.max(index - 1, 0);
       select(all[index < 0 ? 0 : next]);
       event.preventDefault();
-    } else if (current && (event.key === "Enter" || event.key === "o") && target.tagName !== "A") {
+    } else if (current && (event.key === "Enter" || event.key === "o") && !target.closest("a, button, summary")) {
       window.location.assign(current.dataset.href);
       event.preventDefault();
     } else if (current && (event.key === "a" || event.key === "r")) {
@@ -136,6 +137,110 @@
       event.preventDefault();
     }
   });
+})();
+
+(function () {
+  // Bulk decisions in the inbox (issue 24). Rows are picked with their checkbox, with `x` on the
+  // keyboard row, by shift-click for a range, or with "select all"; Shift+A / Shift+R move to the
+  // bulk approve button / reject reason (a key press alone never decides anything). The picks
+  // survive the live pushes and the refresh, which re-render rows: a row stays picked only while
+  // its value (id and arguments hash) is the same, so a row whose arguments changed meanwhile is
+  // dropped from the selection. The bar shows while any row is picked (CSS :has, JS or not).
+  const form = document.getElementById("bulk-form");
+  const table = document.querySelector("[data-keyboard-rows]");
+  if (!form || !table) { return; }
+  const picked = new Set();
+  const count = form.querySelector("[data-bulk-count]");
+  const clear = form.querySelector("[data-pick-clear]");
+  const reason = document.getElementById("bulk-reason");
+  const all = table.querySelector("[data-pick-all]");
+  const allLabel = table.querySelector("[data-pick-all-label]");
+  let anchor = null; // the last box picked, where a shift-click range starts
+  let posting = false;
+  if (allLabel) { allLabel.hidden = false; }
+  if (clear) { clear.hidden = false; }
+
+  function boxes() { return Array.from(table.querySelectorAll("tbody input[data-pick]")); }
+  function set(box, on) { if (on) { picked.add(box.value); } else { picked.delete(box.value); } }
+  function sync() {
+    const present = new Set();
+    const list = boxes();
+    list.forEach(function (box) {
+      box.checked = picked.has(box.value);
+      present.add(box.value);
+      box.closest("tr").classList.toggle("is-picked", box.checked);
+    });
+    picked.forEach(function (value) { if (!present.has(value)) { picked.delete(value); } });
+    count.textContent = picked.size + " selected";
+    if (all) {
+      all.checked = list.length > 0 && picked.size === list.length;
+      all.indeterminate = picked.size > 0 && picked.size < list.length;
+      all.disabled = list.length === 0;
+    }
+  }
+
+  table.addEventListener("click", function (event) {
+    const box = event.target.closest("input[data-pick]");
+    if (!box) { return; }
+    const list = boxes();
+    if (event.shiftKey && anchor && anchor !== box) {
+      const from = list.indexOf(anchor), to = list.indexOf(box);
+      if (from >= 0 && to >= 0) {
+        list.slice(Math.min(from, to), Math.max(from, to) + 1).forEach(function (other) { set(other, box.checked); });
+      }
+    }
+    set(box, box.checked);
+    anchor = box;
+    sync();
+  });
+  if (all) {
+    all.addEventListener("change", function () {
+      boxes().forEach(function (box) { set(box, all.checked); });
+      sync();
+    });
+  }
+  if (clear) { clear.addEventListener("click", function () { picked.clear(); sync(); }); }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented) { return; }
+    if (event.target.closest("input:not([type=checkbox]), textarea, select, [contenteditable]")) { return; }
+    if (event.key === "x") {
+      const row = table.querySelector("tbody tr.is-selected");
+      const box = row ? row.querySelector("input[data-pick]") : null;
+      if (!box) { return; }
+      set(box, !picked.has(box.value));
+      anchor = box;
+      sync();
+      event.preventDefault();
+    } else if ((event.key === "A" || event.key === "R") && picked.size) {
+      (event.key === "A" ? document.getElementById("bulk-approve") : reason).focus();
+      event.preventDefault();
+    }
+  });
+
+  form.addEventListener("htmx:beforeRequest", function () { posting = true; });
+  document.body.addEventListener("htmx:afterSettle", function () {
+    if (posting) {
+      posting = false;
+      const panel = document.getElementById("bulk-result");
+      if (panel && panel.hasAttribute("data-bulk-done")) {
+        picked.clear();
+        reason.value = "";
+        reason.removeAttribute("aria-invalid");
+        panel.focus();
+      } else if (panel && panel.querySelector("[data-error-field=reason]")) {
+        reason.setAttribute("aria-invalid", "true");
+        reason.focus();
+      } else if (panel) {
+        panel.focus();
+      }
+    }
+    sync();
+  });
+  document.body.addEventListener("oversight:rows-changed", sync);
+  // Boxes the browser restored (back button) count as picked.
+  boxes().forEach(function (box) { if (box.checked) { picked.add(box.value); } });
+  sync();
 })();
 
 (function () {

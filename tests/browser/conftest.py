@@ -41,8 +41,10 @@ def log_in(browser: Any, web_server: Any) -> Callable[..., Any]:
     """A new browser session logged in as `username`, on its inbox (or front page), with the
     page's script errors and CSP violations collected in `page.errors`."""
 
-    def open_page(username: str, *, live: bool = True) -> Any:
-        page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    def open_page(username: str, *, live: bool = True, **context: Any) -> Any:
+        """`context`: Playwright's context options (e.g. a phone's viewport and touch)."""
+        options = {"viewport": {"width": 1280, "height": 800}, **context}
+        page = browser.new_context(**options).new_page()
         page.errors = []
         page.on("pageerror", lambda error: page.errors.append(str(error)))
         page.on("console", lambda message: _collect(page.errors, message))
