@@ -15,9 +15,10 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from accounts import services
-from accounts.models import User
+from accounts.models import Delegation, User
 from audit.events import EventType
 from audit.services import record_event
+from oversight.admin import ReadOnlyAdmin
 
 
 class AccessForm(UserChangeForm):
@@ -124,3 +125,18 @@ class UserAdmin(BaseUserAdmin):
 # Roles are groups the code knows by name (SPEC §7): renaming or deleting one in the admin would
 # silently take everyone's access away. Membership is edited on each person, above.
 admin.site.unregister(Group)
+
+
+@admin.register(Delegation)
+class DelegationAdmin(ReadOnlyAdmin):
+    """Who stood in for whom, and when (people set it on their Away page; it is audited)."""
+
+    list_display = ("delegator", "delegate", "starts_at", "ends_at", "ended_at", "note")
+    list_select_related = ("delegator", "delegate")
+    search_fields = ("delegator__username", "delegate__username")
+    actions = ["end_now"]
+
+    @admin.action(description="End the selected delegations now")
+    def end_now(self, request: HttpRequest, queryset: Any) -> None:
+        for delegation in queryset.select_related("delegator"):
+            services.end_away(person=delegation.delegator, actor=request.user)  # type: ignore[arg-type]

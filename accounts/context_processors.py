@@ -26,6 +26,7 @@ _SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Grants", "grants:list", (Role.APPROVER, Role.MANAGER, Role.ADMIN)),
     ("Monitoring", "monitoring:page", (Role.MANAGER, Role.COMPLIANCE)),
     ("Audit", "audit:overview", (Role.COMPLIANCE,)),
+    ("Away", "away", (Role.APPROVER,)),
     ("API docs", "api-docs", ()),
     ("Admin", "admin:index", (Role.ADMIN,)),
 )

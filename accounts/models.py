@@ -87,3 +87,41 @@ class User(AbstractUser):
     @property
     def audit_name(self) -> str:
         return self.display_name[:300]
+
+
+class Delegation(models.Model):
+    """An approver away until `ends_at`, with `delegate` standing in (issue 24, SPEC §2): the
+    requests routed to the away person's tier reach the delegate (inbox, email, live), and the
+    delegate's decisions on them are recorded on the away person's behalf. It ends by itself at
+    `ends_at`, or earlier when the away person comes back (`ended_at`)."""
+
+    delegator = models.ForeignKey(User, on_delete=models.CASCADE, related_name="delegations")
+    delegate = models.ForeignKey(User, on_delete=models.CASCADE, related_name="stand_ins")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-starts_at"]
+        indexes = [models.Index(fields=["delegate", "ends_at"], name="delegation_to_whom")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_at__gt=models.F("starts_at")), name="delegation_positive"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(delegate=models.F("delegator")), name="delegation_not_self"
+            ),
+            # One open delegation per person: a new one ends the old one first.
+            models.UniqueConstraint(
+                fields=["delegator"],
+                condition=models.Q(ended_at__isnull=True),
+                name="delegation_one_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.delegator} away until {self.ends_at:%Y-%m-%d %H:%M}, {self.delegate} stands in"
+        )

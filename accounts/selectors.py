@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from importlib import import_module
 
 from django.conf import settings
@@ -15,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.utils.crypto import constant_time_compare
 
-from accounts.models import Role, User
+from accounts.models import Delegation, Role, User
 
 
 def approvers() -> QuerySet[User]:
@@ -27,6 +28,28 @@ def approvers() -> QuerySet[User]:
         .filter(Q(groups__name=Role.APPROVER) | Q(is_superuser=True))
         .distinct()
     )
+
+
+def delegations_in_force(at: datetime) -> QuerySet[Delegation]:
+    """Delegations that apply at `at`: begun, not yet at their end, not ended early."""
+    return Delegation.objects.filter(ended_at__isnull=True, starts_at__lte=at, ends_at__gt=at)
+
+
+def away(person: User, at: datetime) -> Delegation | None:
+    """The delegation in force for `person` (they are away), or None."""
+    return delegations_in_force(at).filter(delegator=person).select_related("delegate").first()
+
+
+def standing_in(delegate: User, at: datetime) -> list[Delegation]:
+    """The away people `delegate` stands in for now, with them loaded."""
+    found = delegations_in_force(at).filter(delegate=delegate, delegate__is_active=True)
+    return list(found.select_related("delegator").order_by("delegator__username"))
+
+
+def stand_ins(delegators: QuerySet[User], at: datetime) -> QuerySet[User]:
+    """The active approvers standing in now for any of `delegators`."""
+    delegations = delegations_in_force(at).filter(delegator__in=delegators)
+    return approvers().filter(pk__in=delegations.values("delegate"))
 
 
 def emails_of(role: str) -> list[str]:

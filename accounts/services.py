@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils import timezone
 
-from accounts.models import Role, Tier, User
+from accounts import selectors
+from accounts.models import Delegation, Role, Tier, User
 from audit.events import EventType
 from audit.models import AuditEvent
 from audit.services import record_event
@@ -191,4 +194,114 @@ def password_changed(*, user: User, actor: User | None) -> None:
         actor=actor,
         subject=user,
         payload={"username": user.username, "after": {"password": "set by an admin"}},
+    )
+
+
+# --- away: delegating one's requests (issue 24) ---------------------------------------------
+
+MAX_AWAY = timedelta(days=90)
+
+
+@transaction.atomic
+def set_away(
+    *,
+    person: User,
+    delegate: User,
+    until: datetime,
+    note: str = "",
+    actor: User | None = None,
+    now: datetime | None = None,
+) -> Delegation:
+    """`person` is away until `until` and `delegate` stands in: requests routed to the person's
+    tier reach the delegate, whose decisions on them are recorded on the person's behalf. The
+    delegate must be an active approver who may decide everything the person may (their tier or
+    above), and not away themselves. A delegation the person had open ends here."""
+    now = now or timezone.now()
+    errors: dict[str, list[str]] = {}
+    if not person.has_inbox:
+        errors["person"] = ["Only an approver with a tier has requests to delegate."]
+    if delegate.pk == person.pk:
+        errors["delegate"] = ["Choose someone else to stand in for you."]
+    elif not delegate.has_inbox or (person.tier and not delegate.covers(person.tier)):
+        tier = Tier(person.tier).label.lower() if person.tier else "your"
+        errors["delegate"] = [
+            f"{delegate.display_name} may not decide what you decide: choose an active "
+            f"approver at {tier} level or above."
+        ]
+    elif selectors.away(delegate, now) is not None:
+        errors["delegate"] = [f"{delegate.display_name} is away too; choose someone who is in."]
+    if until <= now:
+        errors["until"] = ["Choose a time in the future."]
+    elif until - now > MAX_AWAY:
+        errors["until"] = [f"At most {MAX_AWAY.days} days ahead."]
+    if len(note) > 300:
+        errors["note"] = ["At most 300 characters."]
+    if errors:
+        raise ValidationError(errors)
+    # Lock the person's row: two changes of their absence at once take turns.
+    User.objects.select_for_update().filter(pk=person.pk).first()
+    for open_one in Delegation.objects.filter(delegator=person, ended_at__isnull=True):
+        _end(open_one, at=min(now, open_one.ends_at), why="replaced", actor=actor or person)
+    delegation = Delegation.objects.create(
+        delegator=person, delegate=delegate, starts_at=now, ends_at=until, note=note.strip()
+    )
+    record_event(
+        event_type=EventType.DELEGATION_SET,
+        actor=actor or person,
+        subject=person,
+        payload={
+            "delegate": delegate.username,
+            "tier": person.tier,
+            "starts_at": now,
+            "ends_at": until,
+            "note": delegation.note,
+        },
+    )
+    return delegation
+
+
+@transaction.atomic
+def end_away(*, person: User, actor: User | None = None, now: datetime | None = None) -> int:
+    """`person` is back: their open delegation ends now. Returns how many ended (0 or 1)."""
+    now = now or timezone.now()
+    ended = 0
+    for open_one in Delegation.objects.select_for_update().filter(
+        delegator=person, ended_at__isnull=True
+    ):
+        _end(open_one, at=min(now, open_one.ends_at), why="back", actor=actor or person)
+        ended += 1
+    return ended
+
+
+def end_lapsed(now: datetime | None = None) -> int:
+    """Close the delegations whose time is up (beat, every minute), each audited once. They
+    stopped applying at `ends_at` already (`selectors.away`); this records that they ended."""
+    now = now or timezone.now()
+    ended = 0
+    due = Delegation.objects.filter(ended_at__isnull=True, ends_at__lte=now).values_list(
+        "pk", flat=True
+    )
+    for pk in list(due[:500]):
+        with transaction.atomic():
+            delegation = (
+                Delegation.objects.select_for_update(skip_locked=True)
+                .filter(pk=pk, ended_at__isnull=True)
+                .select_related("delegator", "delegate")
+                .first()
+            )
+            if delegation is None:
+                continue  # ended meanwhile, or another sweep has it
+            _end(delegation, at=delegation.ends_at, why="lapsed", actor=None)
+            ended += 1
+    return ended
+
+
+def _end(delegation: Delegation, *, at: datetime, why: str, actor: User | None) -> None:
+    delegation.ended_at = at
+    delegation.save(update_fields=["ended_at"])
+    record_event(
+        event_type=EventType.DELEGATION_ENDED,
+        actor=actor,
+        subject=delegation.delegator,
+        payload={"delegate": delegation.delegate.username, "why": why, "ended_at": at},
     )

@@ -16,9 +16,10 @@ import uuid
 
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from accounts.models import Tier
-from accounts.selectors import approvers
+from accounts.selectors import approvers, stand_ins
 from approvals import rules
 from approvals.models import ApprovalRequest, EmailDelivery, EmailKind, Status
 from approvals.representation import page_url
@@ -27,8 +28,10 @@ from oversight.text import email_subject
 
 
 def recipients(request: ApprovalRequest, tier: str) -> list[str]:
-    """The addresses of the active approvers of `tier` who may decide `request`."""
-    people = approvers().filter(tier=tier)
+    """The addresses of the active approvers of `tier` who may decide `request`, and of the
+    people standing in for those of them who are away (issue 24: delegation)."""
+    of_tier = approvers().filter(tier=tier)
+    people = of_tier | stand_ins(of_tier, timezone.now())
     if not rules.self_approval_allowed(request.agent):
         people = people.exclude(pk__in=rules.holder_ids(request))
     return sorted(set(people.exclude(email="").values_list("email", flat=True)))

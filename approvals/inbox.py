@@ -7,8 +7,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.http import QueryDict
+from django.utils import timezone
 
 from accounts.models import User
+from accounts.selectors import standing_in
 from approvals import selectors
 from approvals.forms import InboxFilterForm
 from approvals.models import ApprovalRequest
@@ -25,6 +27,7 @@ def inbox_context(user: User, query: QueryDict | None = None) -> dict[str, Any]:
     return {
         "pending": pending,
         "voted": _voted(user, pending),
+        "standing_in": _standing_in(user),
         "limit": INBOX_LIMIT,
         "filter_form": form,
         "filtered": bool(filters),
@@ -39,7 +42,24 @@ def inbox_row_context(user: User, query: QueryDict, request_id: str) -> dict[str
     filters = InboxFilterForm(query).filters()
     item = selectors.decidable_by(user, **filters).filter(pk=request_id).first()
     voted = _voted(user, [item]) if item else set()
-    return {"item": item, "voted": voted, "row_id": f"request-{request_id}"}
+    standing_in = _standing_in(user) if item else {}
+    return {
+        "item": item,
+        "voted": voted,
+        "standing_in": standing_in,
+        "row_id": f"request-{request_id}",
+    }
+
+
+def _standing_in(user: User) -> dict[str, str]:
+    """The tiers (other than the person's own) of the away people they stand in for, with
+    those people's names: the rows routed there say "for …" (issue 24: delegation)."""
+    names: dict[str, list[str]] = {}
+    for delegation in standing_in(user, timezone.now()):
+        principal = delegation.delegator
+        if principal.tier and principal.tier != user.tier:
+            names.setdefault(principal.tier, []).append(principal.display_name)
+    return {tier: ", ".join(people) for tier, people in names.items()}
 
 
 def _voted(user: User, requests: list[ApprovalRequest]) -> set[uuid.UUID]:

@@ -247,6 +247,16 @@ class Vote(models.Model):
     params_sha256 = models.CharField(max_length=64)
     modified_params = ExactJSONField(null=True, blank=True)
     is_self_approval = models.BooleanField(default=False)
+    # The away approver the voter stood in for (issue 24: delegation), if any: the request was
+    # routed to their tier, not the voter's.
+    on_behalf_of = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    on_behalf_of_name = models.CharField(max_length=300, blank=True)
     # An approval is voided when a later approve-with-changes replaces the arguments it was for.
     voided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

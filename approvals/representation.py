@@ -28,6 +28,7 @@ def _vote(vote: Vote) -> dict[str, Any]:
         "modified_params": vote.modified_params,
         "voided": vote.voided_at is not None,
         "self_approval": vote.is_self_approval,
+        "on_behalf_of": vote.on_behalf_of_name or None,
     }
 
 

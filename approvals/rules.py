@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from accounts.models import Role, Tier, User
+from accounts.selectors import standing_in
 from agents.models import Agent, AgentStatus, ApiKey
 from approvals.models import DEFAULT_ROUTES, ApprovalRequest, EscalationRoute, RiskLevel, Urgency
 from oversight.cache import TimedCache
@@ -94,6 +95,19 @@ def refusal_to_decide(user: User, request: ApprovalRequest) -> str | None:
             "You own this agent or created a key it could use when it asked, so you may not "
             "decide its requests."
         )
+    return None
+
+
+def stood_in_for(voter: User, request: ApprovalRequest, at: datetime) -> User | None:
+    """The away approver `voter` decides `request` for, or None (issue 24: delegation): one
+    who delegated to the voter, at the tier the request is routed to now when that is not the
+    voter's own, and who could decide it themselves."""
+    if request.current_tier == voter.tier:
+        return None  # routed to the voter's own tier: they decide in their own right
+    for delegation in standing_in(voter, at):
+        principal = delegation.delegator
+        if principal.tier == request.current_tier and refusal_to_decide(principal, request) is None:
+            return principal
     return None
 
 

@@ -72,6 +72,9 @@ class VoteSerializer(serializers.Serializer):
     modified_params = serializers.JSONField(allow_null=True)
     voided = serializers.BooleanField()
     self_approval = serializers.BooleanField()
+    on_behalf_of = serializers.CharField(
+        allow_null=True, help_text="The away approver the voter stood in for, if any."
+    )
 
 
 class DecisionSerializer(serializers.Serializer):

@@ -18,6 +18,8 @@ class EventType(models.TextChoices):
     LOGIN_FAILED = "login.failed", "Login failed"
     USER_CREATED = "user.created", "Person created"
     USER_CHANGED = "user.changed", "Person's access changed"
+    DELEGATION_SET = "delegation.set", "Away: requests delegated"
+    DELEGATION_ENDED = "delegation.ended", "Back: delegation ended"
 
     # Agents and their keys
     AGENT_CREATED = "agent.created", "Agent created"

@@ -353,6 +353,8 @@ def _vote_line(
     notes = []
     if payload.get("tier"):
         notes.append(_tier(str(payload["tier"])))
+    if payload.get("on_behalf_of"):
+        notes.append(f"on behalf of {payload['on_behalf_of']} (away)")
     if payload.get("changed_params"):
         notes.append("with changed arguments")
     if vote is not None and vote.voided_at is not None:

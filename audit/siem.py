@@ -113,6 +113,9 @@ SEVERITY_BY_EVENT_TYPE: dict[str, Severity] = {
     _E.REQUEST_SELF_APPROVED: Severity.WARNING,
     _E.USER_CREATED: Severity.NOTICE,
     _E.USER_CHANGED: Severity.NOTICE,
+    # Who decides for whom changes while someone is away.
+    _E.DELEGATION_SET: Severity.NOTICE,
+    _E.DELEGATION_ENDED: Severity.INFORMATIONAL,
     _E.AGENT_CREATED: Severity.NOTICE,
     _E.AGENT_CHANGED: Severity.NOTICE,
     _E.AGENT_STATUS_CHANGED: Severity.NOTICE,

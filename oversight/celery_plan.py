@@ -153,6 +153,13 @@ def beat_schedule(
             "schedule": 60.0,
             "options": {"expires": 60.0},
         },
+        # Delegations whose time is up are recorded as ended (they stopped applying on time
+        # already: `accounts.selectors.delegations_in_force`).
+        "end-lapsed-delegations": {
+            "task": "accounts.tasks.end_lapsed_delegations",
+            "schedule": 60.0,
+            "options": {"expires": 60.0},
+        },
     }
     # SIEM streaming of the audit events (SPEC §7, audit.siem), every tick, only when a destination
     # is configured: a task per tick that has nothing to do still costs the worker its round trip.

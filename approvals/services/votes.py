@@ -174,12 +174,15 @@ def _cast(
                 _record_edit(request, voter, comment, rerouted)
                 return VoteOutcome(request=request, vote=None, decided=False)
 
+    principal = rules.stood_in_for(voter, request, now)
     try:
         with transaction.atomic():
             vote = Vote.objects.create(
                 request=request,
                 voter=voter,
                 voter_name=voter.display_name,
+                on_behalf_of=principal,
+                on_behalf_of_name=principal.display_name if principal else "",
                 vote=choice,
                 comment=comment,
                 params_sha256=request.current_params_sha256,
@@ -223,6 +226,7 @@ def _cast(
             "changed_params": changed,
             "tier": voter.tier,
             **({"rerouted": rerouted} if rerouted else {}),
+            **({"on_behalf_of": principal.username} if principal else {}),
         },
     )
     if rerouted:
