@@ -220,6 +220,11 @@ class ApprovalRequest(models.Model):
     def is_pending(self) -> bool:
         return self.status == Status.PENDING
 
+    @property
+    def asked_for_budget(self) -> bool:
+        """A budget in ask mode wanted a person for it (SPEC §5): approving it raises the cap."""
+        return any(reason.get("code") == "budget_exceeded" for reason in self.check_reasons)
+
     def is_overdue(self, now: datetime | None = None) -> bool:
         """Pending but past its deadline: it counts as expired even before the sweep runs."""
         return self.status == Status.PENDING and (now or timezone.now()) >= self.expires_at

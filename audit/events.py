@@ -52,6 +52,7 @@ class EventType(models.TextChoices):
     GUARDRAIL_ALERT = "guardrail.alert", "Repeated guardrail violations"
     DATA_ACCESSED = "data.accessed", "Sensitive data accessed"
     BUDGET_ALERT = "budget.alert", "Budget alert"
+    BUDGET_RAISED = "budget.raised", "Budget cap raised by an approval"
 
     # Agent controls
     OUTCOME_REPORTED = "outcome.reported", "Outcome reported"

@@ -23,7 +23,7 @@ class BudgetForm(forms.ModelForm):
 
     class Meta:
         model = Budget
-        fields = ("scope", "agent", "team", "period", "limit_cents", "thresholds", "enforce")
+        fields = ("scope", "agent", "team", "period", "limit_cents", "thresholds", "mode")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -44,8 +44,8 @@ class BudgetForm(forms.ModelForm):
 @admin.register(Budget)
 class BudgetAdmin(admin.ModelAdmin):
     form = BudgetForm
-    list_display = ("__str__", "scope", "period", "limit_cents", "thresholds", "enforce")
-    list_filter = ("scope", "period", "enforce")
+    list_display = ("__str__", "scope", "period", "limit_cents", "thresholds", "mode")
+    list_filter = ("scope", "period", "mode")
     autocomplete_fields = ("agent",)
 
     def save_model(self, request: HttpRequest, obj: Budget, form: Any, change: bool) -> None:
@@ -57,7 +57,7 @@ class BudgetAdmin(admin.ModelAdmin):
             agent=obj.agent,
             team=obj.team,
             thresholds=obj.thresholds,
-            enforce=obj.enforce,
+            mode=obj.mode,
             actor=request.user,  # type: ignore[arg-type]
         )
 

@@ -11,6 +11,11 @@ costs no query (the budgets are cached per process).
 Reconciliation: a reservation is given back when the request ends without approval (rejected,
 expired, cancelled), or when the agent reports the actual cost of the work with the request's
 id as `task_id` (the cost replaces the estimate). Otherwise it lapses with its window.
+
+A budget in `ask` mode (SPEC §5) never refuses: past its limit the check asks for a person
+(`budget_exceeded`, require approval), a request is admitted without a hold where the estimate
+does not fit, and approving such a request raises the window's cap (`raise_for_approval`) by the
+request's estimate, or by a tenth of the limit when it has none.
 """
 
 from __future__ import annotations
@@ -35,20 +40,24 @@ class BudgetExceeded(Exception):
     """An enforced budget of the agent is used up; the message says which and until when."""
 
 
-def reserve_for_request(request: ApprovalRequest) -> None:
+def reserve_for_request(request: ApprovalRequest) -> str:
     """Admit a just-created request against its agent's budgets, or raise BudgetExceeded.
-    Must run inside the transaction that creates the request, before its audit append."""
-    rules = [rule for rule in selectors.rules_for(request.agent) if rule.enforce]
+    Returns why a budget in ask mode needs a person for it, or "". Must run inside the
+    transaction that creates the request, before its audit append."""
+    rules = [rule for rule in selectors.rules_for(request.agent) if rule.enforce or rule.ask]
     if not rules:
-        return
+        return ""
     now = timezone.now()
     amount = Decimal(request.estimated_cost_cents or 0)
+    asking = ""
     if not amount:
         # Nothing to hold, so nothing to lock: one read of the windows decides.
         for state in selectors.states(rules, now):
-            if state.exhausted:
+            if state.blocking:
                 raise BudgetExceeded(state.explain())
-        return
+            if state.asking and not asking:
+                asking = state.explain()
+        return asking
     held: list[Reservation] = []
     for rule in rules:
         window = rule.window(now)
@@ -56,8 +65,12 @@ def reserve_for_request(request: ApprovalRequest) -> None:
         if window_id is None:
             if not Budget.objects.filter(pk=rule.id).exists():
                 continue  # deleted since this process cached it
-            # The caller's transaction rolls back, and with it the reservations made above.
             (state,) = selectors.states([rule], now)
+            if rule.ask:
+                # Admitted without a hold: a person decides, and approving raises the cap.
+                asking = asking or _passes(state, amount)
+                continue
+            # The caller's transaction rolls back, and with it the reservations made above.
             raise BudgetExceeded(state.explain())
         held.append(
             Reservation(
@@ -65,51 +78,97 @@ def reserve_for_request(request: ApprovalRequest) -> None:
             )
         )
     Reservation.objects.bulk_create(held)
+    return asking
+
+
+def _passes(state: selectors.BudgetState, amount: Decimal) -> str:
+    if state.exhausted:
+        return state.explain()
+    return (
+        f"The estimate, {amount}¢, is more than the {state.left_cents:.2f}¢ left in the "
+        f"{state.rule.label} this period."
+    )
+
+
+@dataclass(frozen=True)
+class Raise:
+    """A budget's cap raised for its current window by a person's approval (ask mode)."""
+
+    budget_id: int
+    label: str
+    window_start: datetime
+    amount_cents: Decimal
+    raised_cents: Decimal  # the window's raise in all, this one included
+
+
+def raise_for_approval(request: ApprovalRequest) -> list[Raise]:
+    """A person approved `request`: raise the cap of each ask-mode budget of its agent that
+    the request's estimate does not fit, for the current window, by the estimate (or a tenth of
+    the limit without one; SPEC §5). Call it in the approving transaction, before its audit
+    append; the caller audits what it returns."""
+    rules = [rule for rule in selectors.rules_for(request.agent) if rule.ask]
+    if not rules:
+        return []
+    now = timezone.now()
+    estimate = Decimal(request.estimated_cost_cents or 0)
+    raises = []
+    for state in selectors.states(rules, now):
+        if not (state.exhausted or estimate > state.left_cents):
+            continue
+        amount = estimate or Decimal(state.rule.limit_cents) / 10
+        raised = ledger.raise_cap(state.rule.id, state.window, amount)
+        if raised is None:
+            continue  # deleted since this process cached it
+        raises.append(Raise(state.rule.id, state.rule.label, state.window.start, amount, raised))
+    return raises
 
 
 @dataclass(frozen=True)
 class Room:
-    """What an enforced budget has left in its current window for a new action."""
+    """What an enforced (or ask-mode) budget has left in its current window for a new action."""
 
     budget_id: int
     window_start: datetime
     left_cents: Decimal
     label: str
+    ask: bool = False  # past it, a person decides instead of a refusal
 
 
 @dataclass(frozen=True)
 class Assessment:
     refusal: str  # why an enforced budget refuses the action, or ""
-    rooms: tuple[Room, ...]  # every enforced budget's room, for holding the estimate
+    rooms: tuple[Room, ...]  # every enforced or ask budget's room, for holding the estimate
+    ask: str = ""  # why an ask-mode budget wants a person to decide the action, or ""
 
 
 def assess(agent: Agent, estimated_cost_cents: int | None) -> Assessment:
     """The guardrails check's budget step (SPEC §6, step 2): an enforced budget of `agent`
     refuses a new action when it is used up or when the action's estimate would take it past
-    its limit. Only a read: the check holds its estimate for a while in Redis (the rooms say
-    how much each budget has left; `guardrails.counters`), and an approval request reserves it
-    here when it is created."""
-    rules = [rule for rule in selectors.rules_for(agent) if rule.enforce]
+    its limit; a budget in ask mode asks for a person then. Only a read: the check holds its
+    estimate for a while in Redis (the rooms say how much each budget has left;
+    `guardrails.counters`), and an approval request reserves it here when it is created."""
+    rules = [rule for rule in selectors.rules_for(agent) if rule.enforce or rule.ask]
     if not rules:
         return Assessment("", ())
     amount = Decimal(estimated_cost_cents or 0)
     rooms = []
+    asking = ""
     for state in selectors.states(rules):
-        left = state.rule.limit_cents - state.spent_cents - state.reserved_cents
-        rooms.append(Room(state.rule.id, state.window.start, left, state.rule.label))
+        left = state.left_cents
+        rooms.append(
+            Room(state.rule.id, state.window.start, left, state.rule.label, state.rule.ask)
+        )
         if not (state.exhausted or amount > left):
             continue
         if not Budget.objects.filter(pk=state.rule.id).exists():
             rooms.pop()
             continue  # deleted since this process cached it
-        if state.exhausted:
-            return Assessment(state.explain(), tuple(rooms))
-        message = (
-            f"The estimate, {amount}¢, is more than the {left:.2f}¢ left in the "
-            f"{state.rule.label} this period."
-        )
-        return Assessment(message, tuple(rooms))
-    return Assessment("", tuple(rooms))
+        if state.rule.ask:
+            rooms.pop()  # asks already: nothing to hold against it
+            asking = asking or _passes(state, amount)
+            continue
+        return Assessment(_passes(state, amount), tuple(rooms), asking)
+    return Assessment("", tuple(rooms), asking)
 
 
 def refusal(agent: Agent, estimated_cost_cents: int | None) -> str:

@@ -43,8 +43,8 @@ _ADD = (
 
 _ENSURE = (
     f"INSERT INTO {_TABLE} (budget_id, window_start, window_end, spent_cents, reserved_cents, "  # noqa: S608
-    f"calls) SELECT id, %s, %s, 0, 0, 0 FROM {Budget._meta.db_table} WHERE id = %s "
-    "ON CONFLICT (budget_id, window_start) DO NOTHING"
+    f"raised_cents, calls) SELECT id, %s, %s, 0, 0, 0, 0 FROM {Budget._meta.db_table} "
+    "WHERE id = %s ON CONFLICT (budget_id, window_start) DO NOTHING"
 )
 
 
@@ -83,12 +83,13 @@ def cents(value: Decimal | float | int) -> Decimal:
 
 
 def try_reserve(budget_id: int, window: Window, limit_cents: int, amount: Decimal) -> int | None:
-    """Hold `amount` (> 0) in the window if spent + reserved + amount stays within the limit.
-    Returns the window's id, or None when the budget cannot take it."""
+    """Hold `amount` (> 0) in the window if spent + reserved + amount stays within the limit
+    (and what approvals raised it by). Returns the window's id, or None when the budget cannot
+    take it."""
     sql = (
         f"UPDATE {_TABLE} SET reserved_cents = ROUND(reserved_cents + %s, {_P}) "  # noqa: S608
         "WHERE budget_id = %s AND window_start = %s "
-        f"AND ROUND(spent_cents + reserved_cents + %s, {_P}) <= %s "
+        f"AND ROUND(spent_cents + reserved_cents + %s, {_P}) <= %s + raised_cents "
         "RETURNING id"
     )
     params: list[Any] = [amount, budget_id, _at(window.start), amount, limit_cents]
@@ -107,6 +108,17 @@ def _update_window(sql: str, params: list[Any], budget_id: int, window: Window) 
             cursor.execute(sql, params)
             row = cursor.fetchone()
     return row
+
+
+def raise_cap(budget_id: int, window: Window, amount: Decimal) -> Decimal | None:
+    """Add `amount` to what the window's limit was raised by (a person approved spending past
+    it, SPEC §5 ask mode); the window's new raise, or None when the budget no longer exists."""
+    sql = (
+        f"UPDATE {_TABLE} SET raised_cents = ROUND(raised_cents + %s, {_P}) "  # noqa: S608
+        "WHERE budget_id = %s AND window_start = %s RETURNING raised_cents"
+    )
+    row = _update_window(sql, [amount, budget_id, _at(window.start)], budget_id, window)
+    return None if row is None else cents(row[0])
 
 
 def give_back(window_id: int, amount: Decimal) -> None:

@@ -143,6 +143,14 @@ class Period(models.TextChoices):
     MONTHLY = "monthly", "Monthly"
 
 
+class Mode(models.TextChoices):
+    """What a budget does at its limit (SPEC §5)."""
+
+    ENFORCE = "enforce", "Enforce: refuse past the limit"
+    ALERT_ONLY = "alert-only", "Alert only"
+    ASK = "ask", "Ask a person past the limit"
+
+
 class Budget(models.Model):
     """A spending limit for an agent, a team or everything, per period (SPEC §5)."""
 
@@ -156,9 +164,15 @@ class Budget(models.Model):
     thresholds = models.JSONField(
         default=list, help_text="Alert at these percentages of the limit, e.g. [80, 95, 100]."
     )
-    enforce = models.BooleanField(
-        default=True,
-        help_text="At the limit, refuse new approval requests (cost reports are still recorded).",
+    mode = models.CharField(
+        max_length=16,
+        choices=Mode.choices,
+        default=Mode.ENFORCE,
+        help_text=(
+            "At the limit: refuse new actions and requests (enforce), only alert, or have a "
+            "person approve each (ask; an approval raises this period's cap). Cost reports are "
+            "always recorded."
+        ),
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -177,6 +191,7 @@ class Budget(models.Model):
                 ),
             ),
             models.CheckConstraint(condition=Q(period__in=Period.values), name="budget_period"),
+            models.CheckConstraint(condition=Q(mode__in=Mode.values), name="budget_mode"),
             models.CheckConstraint(condition=Q(limit_cents__gt=0), name="budget_limit_positive"),
             # One budget per target and period: set_budget updates it.
             models.UniqueConstraint(
@@ -206,6 +221,10 @@ class Budget(models.Model):
     def target_label(self) -> str:
         return scope_label(self, everyone="everything")
 
+    @property
+    def enforce(self) -> bool:
+        return self.mode == Mode.ENFORCE
+
 
 class BudgetWindow(models.Model):
     """A budget's spend in one period window; its own row, so history survives resets."""
@@ -216,6 +235,8 @@ class BudgetWindow(models.Model):
     spent_cents = cost_field()
     # Estimates of admitted approval requests whose actual cost has not arrived yet.
     reserved_cents = cost_field()
+    # What people's approvals added to the limit for this window (a budget in `ask` mode).
+    raised_cents = cost_field()
     calls = models.PositiveBigIntegerField(default=0)
 
     class Meta:

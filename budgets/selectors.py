@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from budgets import periods, pricing
-from budgets.models import Alert, Budget, BudgetWindow, CostRecord, Scope
+from budgets.models import Alert, Budget, BudgetWindow, CostRecord, Mode, Scope
 from oversight.cache import TimedCache
 
 BUDGET_CACHE_SECONDS = 5.0
@@ -36,8 +36,16 @@ class Rule:
     period: str
     limit_cents: int
     thresholds: tuple[int, ...]
-    enforce: bool
+    mode: str
     label: str
+
+    @property
+    def enforce(self) -> bool:
+        return self.mode == Mode.ENFORCE
+
+    @property
+    def ask(self) -> bool:
+        return self.mode == Mode.ASK
 
     def window(self, at: datetime) -> periods.Window:
         return periods.window_for(self.period, at)
@@ -57,7 +65,7 @@ def rule_of(budget: Budget) -> Rule:
         period=budget.period,
         limit_cents=budget.limit_cents,
         thresholds=tuple(sorted(budget.thresholds)),
-        enforce=budget.enforce,
+        mode=budget.mode,
         label=str(budget),
     )
 
@@ -110,6 +118,16 @@ class BudgetState:
     window: periods.Window
     spent_cents: Decimal
     reserved_cents: Decimal
+    raised_cents: Decimal = Decimal(0)  # what approvals added to this window's cap (ask mode)
+
+    @property
+    def limit_cents(self) -> Decimal:
+        """The limit in force in this window: the budget's, plus what approvals raised it by."""
+        return self.rule.limit_cents + self.raised_cents
+
+    @property
+    def left_cents(self) -> Decimal:
+        return self.limit_cents - self.spent_cents - self.reserved_cents
 
     @property
     def percent(self) -> float:
@@ -118,15 +136,19 @@ class BudgetState:
     @property
     def exhausted(self) -> bool:
         """At or past the limit, counting admitted estimates not yet reconciled."""
-        return self.spent_cents + self.reserved_cents >= self.rule.limit_cents
+        return self.spent_cents + self.reserved_cents >= self.limit_cents
 
     @property
     def blocking(self) -> bool:
         return self.rule.enforce and self.exhausted
 
     @property
+    def asking(self) -> bool:
+        return self.rule.ask and self.exhausted
+
+    @property
     def status(self) -> str:
-        if self.spent_cents >= self.rule.limit_cents:
+        if self.spent_cents >= self.limit_cents:
             return "exceeded"
         warn = [t for t in self.rule.thresholds if t < 100]
         if warn and self.percent >= warn[0]:
@@ -137,7 +159,9 @@ class BudgetState:
         return (
             f"The {self.rule.label} is used up: {self.spent_cents:.2f}¢ spent"
             + (f" and {self.reserved_cents:.2f}¢ reserved" if self.reserved_cents else "")
-            + f" of {self.rule.limit_cents}¢ this period; it resets at "
+            + f" of {self.rule.limit_cents}¢"
+            + (f" (raised to {self.limit_cents:.2f}¢ by approvals)" if self.raised_cents else "")
+            + " this period; it resets at "
             f"{self.window.end.isoformat()}."
         )
 
@@ -148,14 +172,17 @@ class BudgetState:
             "name": self.rule.label,
             "period": self.rule.period,
             "limit_cents": self.rule.limit_cents,
+            "raised_cents": money(self.raised_cents),
             "spent_cents": money(self.spent_cents),
             "reserved_cents": money(self.reserved_cents),
             "percent_used": round(self.percent, 2),
             "window_start": self.window.start.isoformat(),
             "window_end": self.window.end.isoformat(),
             "status": self.status,
+            "mode": self.rule.mode,
             "enforced": self.rule.enforce,
             "blocks_new_requests": self.blocking,
+            "asks_a_person": self.asking,
         }
 
 
@@ -183,13 +210,13 @@ def states(rules: tuple[Rule, ...] | list[Rule], at: datetime | None = None) -> 
     for rule_id, window in windows.items():
         wanted |= Q(budget_id=rule_id, window_start=window.start)
     rows = {
-        budget_id: (spent, reserved)
-        for budget_id, spent, reserved in BudgetWindow.objects.filter(wanted).values_list(
-            "budget_id", "spent_cents", "reserved_cents"
+        budget_id: (spent, reserved, raised)
+        for budget_id, spent, reserved, raised in BudgetWindow.objects.filter(wanted).values_list(
+            "budget_id", "spent_cents", "reserved_cents", "raised_cents"
         )
     }
-    zero = Decimal(0)
-    return [BudgetState(rule, windows[rule.id], *rows.get(rule.id, (zero, zero))) for rule in rules]
+    zero = (Decimal(0),) * 3
+    return [BudgetState(rule, windows[rule.id], *rows.get(rule.id, zero)) for rule in rules]
 
 
 def agent_states(agent: Agent) -> list[BudgetState]:

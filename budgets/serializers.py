@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from budgets.models import Period, Scope
+from budgets.models import Mode, Period, Scope
 from oversight.fields import (
     SingleLineField,
     StrictBooleanField,
@@ -44,6 +44,11 @@ class BudgetStateSerializer(serializers.Serializer):
     name = serializers.CharField()
     period = serializers.ChoiceField(choices=Period.choices)
     limit_cents = serializers.IntegerField()
+    raised_cents = serializers.DecimalField(
+        max_digits=24,
+        decimal_places=8,
+        help_text="What approvals added to this period's limit (ask mode).",
+    )
     spent_cents = serializers.DecimalField(max_digits=24, decimal_places=8)
     reserved_cents = serializers.DecimalField(
         max_digits=24, decimal_places=8, help_text="Estimates of admitted requests not yet spent."
@@ -52,9 +57,16 @@ class BudgetStateSerializer(serializers.Serializer):
     window_start = serializers.DateTimeField()
     window_end = serializers.DateTimeField(help_text="When this period's spend resets.")
     status = serializers.ChoiceField(choices=["ok", "warning", "exceeded"])
-    enforced = serializers.BooleanField()
+    mode = serializers.ChoiceField(
+        choices=Mode.choices,
+        help_text="At the limit: enforce (refuse), alert-only, or ask (a person approves).",
+    )
+    enforced = serializers.BooleanField(help_text="The mode is enforce.")
     blocks_new_requests = serializers.BooleanField(
         help_text="True when new approval requests are refused (403 budget_exceeded)."
+    )
+    asks_a_person = serializers.BooleanField(
+        help_text="True when new actions need a person's approval (ask mode, past the limit)."
     )
 
 

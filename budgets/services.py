@@ -37,6 +37,7 @@ from budgets.models import (
     AlertKind,
     Budget,
     CostRecord,
+    Mode,
     ModelPrice,
     Period,
     Scope,
@@ -298,7 +299,7 @@ def _describe(budget: Budget) -> dict[str, Any]:
         "period": budget.period,
         "limit_cents": budget.limit_cents,
         "thresholds": budget.thresholds,
-        "enforce": budget.enforce,
+        "mode": budget.mode,
     }
 
 
@@ -311,7 +312,7 @@ def set_budget(
     agent: Agent | None = None,
     team: str = "",
     thresholds: list[int] | None = None,
-    enforce: bool = True,
+    mode: str = Mode.ENFORCE,
     actor: User | None = None,
     budget: Budget | None = None,
 ) -> Budget:
@@ -326,6 +327,8 @@ def set_budget(
         errors["scope"] = [f"Choose from {', '.join(Scope.values)}."]
     if period not in Period.values:
         errors["period"] = [f"Choose from {', '.join(Period.values)}."]
+    if mode not in Mode.values:
+        errors["mode"] = [f"Choose from {', '.join(Mode.values)}."]
     if isinstance(limit_cents, bool) or not isinstance(limit_cents, int) or limit_cents < 1:
         errors["limit_cents"] = ["A whole number of cents, at least 1."]
     team = team.strip()
@@ -354,7 +357,7 @@ def set_budget(
         setattr(budget, name, value)
     budget.limit_cents = limit_cents
     budget.thresholds = clean
-    budget.enforce = enforce
+    budget.mode = mode
     try:
         with transaction.atomic():
             budget.save()

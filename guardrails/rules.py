@@ -165,6 +165,7 @@ class Facts:
     claimed_risk: str | None = None  # a create's risk_level: it can raise the risk, not lower it
     agent_status: str = "active"
     budget_refusal: str = ""  # why an enforced budget refuses, if one does
+    budget_ask: str = ""  # why a budget in ask mode wants a person, if one does
     autonomy_level: int = DEFAULT_AUTONOMY_LEVEL
     # Categories with a level of their own, overriding `autonomy_level` for their actions.
     autonomy_by_category: Mapping[str, int] = field(default_factory=dict)
@@ -268,6 +269,8 @@ def evaluate(policy: CompiledPolicy | None, facts: Facts) -> Verdict:
     # 2. budget
     if facts.budget_refusal:
         add(Reason("budget_exceeded", facts.budget_refusal, DENY, STEP_BUDGET))
+    elif facts.budget_ask:
+        add(budget_reason(facts.budget_ask))
     # 3. unknown action
     risk: str | None
     if policy is None:
@@ -433,6 +436,15 @@ def autonomy_allows(level: int, risk: str, confidence: float | None) -> bool:
     if risk == RiskLevel.HIGH:
         return level >= 5 and sure >= 0.95
     return False
+
+
+def budget_reason(why: str) -> Reason:
+    """Step 2 for a budget in ask mode (SPEC §5): past its limit, a person decides."""
+    message = (
+        f"{why} The budget asks a person instead of refusing: approving the request raises "
+        "this period's cap by its estimate."
+    )
+    return Reason("budget_exceeded", message, REQUIRE_APPROVAL, STEP_BUDGET)
 
 
 def loop_reason() -> Reason:

@@ -310,6 +310,7 @@ def _facts(
         claimed_risk=claimed_risk,
         agent_status=agent.status,
         budget_refusal=budgets.refusal,
+        budget_ask=budgets.ask,
         autonomy_level=agent.overall_autonomy,
         autonomy_by_category=agent.autonomy_by_category or {},
         breaker_open=agent.breaker_opened_at is not None,
@@ -322,6 +323,8 @@ def _held_budget(room: admission.Room, estimate: int | None) -> rules.Reason:
         f"The estimate, {estimate}¢, with what other calls of the last few minutes hold, is "
         f"more than the {room.left_cents:.2f}¢ left in the {room.label} this period."
     )
+    if room.ask:
+        return rules.budget_reason(message)
     return rules.Reason("budget_exceeded", message, rules.DENY, rules.STEP_BUDGET)
 
 

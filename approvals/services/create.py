@@ -30,7 +30,7 @@ from audit.services import record_event
 from budgets import admission
 from guardrails import services as guardrails
 from guardrails.models import CheckPurpose, PolicyVersion
-from guardrails.rules import CompiledPolicy
+from guardrails.rules import CompiledPolicy, budget_reason
 from oversight import instruments
 from oversight.rows import insert_row
 
@@ -136,9 +136,14 @@ def create_request(
         if agent.status != AgentStatus.ACTIVE:
             raise AgentStopped(agent)
         try:
-            admission.reserve_for_request(request)
+            asking = admission.reserve_for_request(request)
         except admission.BudgetExceeded as exc:
             raise BudgetRefused(str(exc)) from exc
+        if asking and "budget_exceeded" not in verdict.codes:
+            # A budget in ask mode ran out between the check and now: the record says so.
+            verdict = verdict.with_reason(budget_reason(asking))
+            request.check_reasons = [reason.as_json() for reason in verdict.reasons]
+            request.save(update_fields=["check_reasons"])
         insert_row(EmailDelivery(request=request, kind=EmailKind.CREATED, tier=route[0]))
         signals.send_changed(request, signals.CREATED)  # receivers write outbox rows
         if before_commit is not None:

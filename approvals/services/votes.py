@@ -36,6 +36,7 @@ from approvals.services.errors import (
 from approvals.services.lifecycle import _close, _ensure_pending, _expire, _lock, _record_close
 from audit.events import EventType
 from audit.services import record_event
+from budgets import admission
 from controls import breaker
 from guardrails import services as guardrails
 from guardrails.models import PolicyVersion
@@ -213,6 +214,9 @@ def _cast(
         _close(request, outcome, now=now, decided_by=voter, reason=comment)
     if outcome == Status.REJECTED and agent is not None:
         breaker.failed(agent, cause=breaker.REJECTION, now=now)
+    raises = []
+    if outcome == Status.APPROVED and request.asked_for_budget:
+        raises = admission.raise_for_approval(request)
     if outcome is None:  # a final state tells the receivers itself (`_close`)
         signals.send_changed(request, signals.REROUTED if rerouted else signals.VOTED)
     record_event(
@@ -237,6 +241,20 @@ def _cast(
             actor=voter,
             subject=request,
             payload={"agent": request.agent.name, "vote": choice},
+        )
+    for raised in raises:
+        record_event(
+            event_type=EventType.BUDGET_RAISED,
+            actor=voter,
+            subject=("budget", str(raised.budget_id)),
+            payload={
+                "budget": raised.label,
+                "window_start": raised.window_start,
+                "amount_cents": str(raised.amount_cents),
+                "raised_cents": str(raised.raised_cents),
+                "request": str(request.pk),
+                "agent": request.agent.name,
+            },
         )
     if outcome is not None:
         _record_close(request, decided_by=voter)

@@ -91,7 +91,7 @@ def test_refusal_names_the_budget_and_when_it_resets(make_agent, make_budget):
 @pytest.mark.django_db
 def test_an_alert_only_budget_does_not_refuse(make_agent, make_budget):
     agent = make_agent().agent
-    make_budget(agent=agent, limit_cents=3, enforce=False)
+    make_budget(agent=agent, limit_cents=3, mode="alert-only")
     report(agent)
     report(agent)
     assert ask(agent, 100).status == "pending"

@@ -1,5 +1,6 @@
 """`manage.py set_budget (--agent NAME | --team TEAM | --global) --period PERIOD
---limit-cents N [--thresholds 80,95,100]` (SPEC §11): create or update a budget."""
+--limit-cents N [--thresholds 80,95,100] [--mode enforce|alert-only|ask]` (SPEC §5, §11): create
+or update a budget."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from agents.models import Agent
 from budgets import services
-from budgets.models import Period, Scope
+from budgets.models import Mode, Period, Scope
 
 
 def _thresholds(raw: str) -> list[int]:
@@ -32,10 +33,19 @@ class Command(BaseCommand):
         parser.add_argument("--period", required=True, choices=Period.values)
         parser.add_argument("--limit-cents", required=True, type=int)
         parser.add_argument("--thresholds", default="80,95,100", help="alert percentages")
-        parser.add_argument(
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument(
+            "--mode",
+            choices=Mode.values,
+            help=(
+                "at the limit: refuse (enforce, the default), only alert (alert-only), or have "
+                "a person approve each new action (ask)"
+            ),
+        )
+        mode.add_argument(
             "--alert-only",
             action="store_true",
-            help="alert at the thresholds but do not refuse new requests at the limit",
+            help="the same as --mode alert-only",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -57,7 +67,8 @@ class Command(BaseCommand):
                 period=options["period"],
                 limit_cents=options["limit_cents"],
                 thresholds=_thresholds(options["thresholds"]),
-                enforce=not options["alert_only"],
+                mode=options["mode"]
+                or (Mode.ALERT_ONLY if options["alert_only"] else Mode.ENFORCE),
             )
         except ValidationError as exc:
             problems = "; ".join(
@@ -67,5 +78,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{budget}: limit {budget.limit_cents} cents, alerts at "
             f"{', '.join(f'{t}%' for t in budget.thresholds)}"
-            f"{'' if budget.enforce else ' (alerts only)'}."
+            f"{'' if budget.enforce else f' ({budget.get_mode_display().lower()})'}."
         )

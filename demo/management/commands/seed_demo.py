@@ -234,7 +234,7 @@ class Command(BaseCommand):
         # Alert-only, so that its alerts show while deploy-bot (the README's example agent) can
         # still ask: an enforced budget it has used up would refuse all it does.
         budgets.set_budget(
-            scope="team", team="platform", period="daily", limit_cents=100, enforce=False
+            scope="team", team="platform", period="daily", limit_cents=100, mode="alert-only"
         )
         budgets.set_budget(scope="agent", agent=support, period="hourly", limit_cents=100)
         now = timezone.now()
