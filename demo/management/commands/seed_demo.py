@@ -70,6 +70,7 @@ class Command(BaseCommand):
         self._controls()
         self._budgets()
         self._monitoring()
+        self._relief()
 
     def _traffic(self) -> None:
         """A few requests in every state, so the pages have something to show."""
@@ -216,6 +217,13 @@ class Command(BaseCommand):
         from demo import monitoring
 
         monitoring.seed(self.stdout.write)
+
+    def _relief(self) -> None:
+        """An absence with a stand-in and a budget in ask mode (`demo.relief`)."""
+        from demo import relief
+
+        relief.seed(self.stdout.write)
+        relief.seed_grant(self.stdout.write)
 
     def _budgets(self) -> None:
         """Budgets and two weeks of LLM spend, so the budgets page has a story to tell."""
