@@ -52,7 +52,7 @@ class Standing:
             live = Grant.objects.live().filter(
                 agent=self.agent, action=self.action, granted_by__is_active=True
             )
-            ordered = live.select_related("granted_by").order_by("kind", "expires_at", "pk")
+            ordered = live.select_related("granted_by", "agent").order_by("kind", "expires_at", "pk")
             self._rows = list(ordered[:MAX_CANDIDATES])
         return [
             grant
@@ -103,9 +103,16 @@ def _same_policy(grant: Grant, verdict: Verdict) -> bool:
 
 def _granter_may_decide(grant: Grant) -> bool:
     """A grant is never wider than what its granter may decide now: an active approver whose
-    tier covers the first tier of its risk's route (roles, tier and routes may have changed)."""
+    tier covers the first tier of its risk's route (roles, tier and routes may have changed),
+    who does not hold the agent now (its owner, or the creator of one of its keys: SPEC §2's
+    separation of duties), unless self-approval is allowed for it now."""
     route = approval_rules.route_for(grant.risk_level)
-    return grant.granted_by.covers(route[0])
+    if not grant.granted_by.covers(route[0]):
+        return False
+    agent = grant.agent
+    if approval_rules.self_approval_allowed(agent):
+        return True
+    return grant.granted_by_id not in approval_rules.agent_holder_ids(agent)
 
 
 @transaction.atomic

@@ -12,7 +12,7 @@ from agents import services as agents
 from audit.models import AuditEvent
 from grants import services
 from grants.models import Grant
-from guardrails import policies
+from guardrails import counters, policies
 from guardrails import services as guardrails
 from guardrails.models import Policy
 from guardrails.policyfile import snapshot
@@ -187,3 +187,38 @@ def test_an_exact_grant_covers_its_action_however_the_name_is_spelt(db, make_age
     assert check(agent, action="Write_File").grant_id == grant.pk
     full_width = "".join(chr(ord(c) + 0xFEE0) if c.isalpha() else c for c in "write_file")
     assert check(agent, action=full_width).grant_id == grant.pk
+
+
+def test_a_granter_who_comes_to_hold_the_agent_no_longer_allows_its_calls(
+    db, make_agent, make_grant, granter
+):
+    """SPEC §2's separation of duties holds for a grant's every use, not only when it is made:
+    a granter who has since created one of the agent's keys counts as its owner."""
+    agent = make_agent().agent
+    make_grant(agent=agent)
+    agents.issue_api_key(agent=agent, created_by=granter)
+    outcome = check(agent)
+    assert outcome.grant_id is None
+    assert outcome.decision == "require_approval"
+    assert "loop_detected" not in outcome.verdict.codes
+
+
+def test_an_owners_grant_stops_when_self_approval_is_turned_off(
+    db, make_agent, make_user, new_request
+):
+    owner = make_user("own", roles=("approver",), tier="team_lead")
+    agent = make_agent(owner=owner).agent
+    admin = make_user("adm", roles=("admin",))
+    agents.set_self_approval(agent=agent, allowed=True, reason="a team of one", actor=admin)
+    request = new_request(agent=agent, action=ACTION, params=dict(PARAMS), risk_level="medium")
+    services.approve_and_grant(
+        request_id=request.pk,
+        reviewer=owner,
+        terms=services.GrantTerms(kind="exact", lifetime=timedelta(days=7)),
+    )
+    assert check(agent).grant_id is not None
+    agents.set_self_approval(agent=agent, allowed=False, reason="no more", actor=admin)
+    counters.forget_recent(agent.pk)  # not a loop: the grant alone decides
+    outcome = check(agent)
+    assert outcome.grant_id is None
+    assert "loop_detected" not in outcome.verdict.codes
