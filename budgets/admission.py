@@ -21,11 +21,12 @@ request's estimate, or by a tenth of the limit when it has none.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from django.db.models import Sum
 from django.utils import timezone
 
 from agents.models import Agent
@@ -102,23 +103,40 @@ class Raise:
 
 
 def raise_for_approval(request: ApprovalRequest) -> list[Raise]:
-    """A person approved `request`: raise the cap of each ask-mode budget of its agent that
-    the request's estimate does not fit, for the current window, by the estimate (or a tenth of
-    the limit without one; SPEC §5). Call it in the approving transaction, before its audit
-    append; the caller audits what it returns."""
+    """A person approved `request`, which a budget in ask mode asked them about: raise the cap
+    of each ask-mode budget of its agent that holds nothing for it, for the current window, by
+    the request's estimate (or a tenth of the limit without one; SPEC §5), and hold the
+    estimate there for this request (a reservation, as an admitted request's: its cost report
+    claims it), so the room an approval made is this request's, not the next call's. Each
+    approval raises by its own estimate. Not in a later window that has room for it: that
+    period never asked. Call it in the approving transaction, before its audit append; the
+    caller audits what it returns."""
     rules = [rule for rule in selectors.rules_for(request.agent) if rule.ask]
     if not rules:
         return []
     now = timezone.now()
     estimate = Decimal(request.estimated_cost_cents or 0)
+    held = set(
+        Reservation.objects.filter(request_id=request.pk, released_at__isnull=True).values_list(
+            "window__budget_id", "window__window_start"
+        )
+    )
     raises = []
     for state in selectors.states(rules, now):
-        if not (state.exhausted or estimate > state.left_cents):
+        if (state.rule.id, state.window.start) in held:
+            continue  # it fit when it was asked: admitted with its estimate held
+        asked_here = state.window.start <= request.created_at < state.window.end
+        if not (asked_here or state.exhausted or estimate > state.left_cents):
             continue
         amount = estimate or Decimal(state.rule.limit_cents) / 10
-        raised = ledger.raise_cap(state.rule.id, state.window, amount)
-        if raised is None:
+        answer = ledger.raise_cap(state.rule.id, state.window, amount, hold=estimate)
+        if answer is None:
             continue  # deleted since this process cached it
+        window_id, raised = answer
+        if estimate:
+            Reservation.objects.create(
+                request_id=request.pk, window_id=window_id, amount_cents=estimate, created_at=now
+            )
         raises.append(Raise(state.rule.id, state.rule.label, state.window.start, amount, raised))
     return raises
 
@@ -141,12 +159,16 @@ class Assessment:
     ask: str = ""  # why an ask-mode budget wants a person to decide the action, or ""
 
 
-def assess(agent: Agent, estimated_cost_cents: int | None) -> Assessment:
+def assess(
+    agent: Agent, estimated_cost_cents: int | None, params_sha256: str = ""
+) -> Assessment:
     """The guardrails check's budget step (SPEC §6, step 2): an enforced budget of `agent`
     refuses a new action when it is used up or when the action's estimate would take it past
-    its limit; a budget in ask mode asks for a person then. Only a read: the check holds its
-    estimate for a while in Redis (the rooms say how much each budget has left;
-    `guardrails.counters`), and an approval request reserves it here when it is created."""
+    its limit; a budget in ask mode asks for a person then, except for the very call a person
+    approved past it (`params_sha256`, its approved hash), which may use what its approval
+    holds. Only a read: the check holds its estimate for a while in Redis (the rooms say how
+    much each budget has left; `guardrails.counters`), and an approval request reserves it here
+    when it is created."""
     rules = [rule for rule in selectors.rules_for(agent) if rule.enforce or rule.ask]
     if not rules:
         return Assessment("", ())
@@ -164,11 +186,34 @@ def assess(agent: Agent, estimated_cost_cents: int | None) -> Assessment:
             rooms.pop()
             continue  # deleted since this process cached it
         if state.rule.ask:
+            own = _approved_hold(agent, state, params_sha256)
+            if own and state.spent_cents + state.reserved_cents - own < state.limit_cents and (
+                amount <= left + own
+            ):
+                # The approved call itself: the room its approval made is its own.
+                rooms[-1] = replace(rooms[-1], left_cents=left + own)
+                continue
             rooms.pop()  # asks already: nothing to hold against it
             asking = asking or _passes(state, amount)
             continue
         return Assessment(_passes(state, amount), tuple(rooms), asking)
     return Assessment("", tuple(rooms), asking)
+
+
+def _approved_hold(agent: Agent, state: selectors.BudgetState, params_sha256: str) -> Decimal:
+    """What the window holds for `agent`'s approved requests of exactly this call (their
+    approved hash), their costs not yet reported: an ask budget's approval made that room."""
+    if not params_sha256:
+        return Decimal(0)
+    held = Reservation.objects.filter(
+        window__budget_id=state.rule.id,
+        window__window_start=state.window.start,
+        released_at__isnull=True,
+        request__agent=agent,
+        request__status="approved",
+        request__current_params_sha256=params_sha256,
+    ).aggregate(total=Sum("amount_cents"))["total"]
+    return Decimal(held or 0)
 
 
 def refusal(agent: Agent, estimated_cost_cents: int | None) -> str:

@@ -110,15 +110,20 @@ def _update_window(sql: str, params: list[Any], budget_id: int, window: Window) 
     return row
 
 
-def raise_cap(budget_id: int, window: Window, amount: Decimal) -> Decimal | None:
+def raise_cap(
+    budget_id: int, window: Window, amount: Decimal, *, hold: Decimal = Decimal(0)
+) -> tuple[int, Decimal] | None:
     """Add `amount` to what the window's limit was raised by (a person approved spending past
-    it, SPEC §5 ask mode); the window's new raise, or None when the budget no longer exists."""
+    it, SPEC §5 ask mode) and hold `hold` of it for the approved request, in one UPDATE; the
+    window's id and new raise, or None when the budget no longer exists."""
     sql = (
-        f"UPDATE {_TABLE} SET raised_cents = ROUND(raised_cents + %s, {_P}) "  # noqa: S608
-        "WHERE budget_id = %s AND window_start = %s RETURNING raised_cents"
+        f"UPDATE {_TABLE} SET raised_cents = ROUND(raised_cents + %s, {_P}), "  # noqa: S608
+        f"reserved_cents = ROUND(reserved_cents + %s, {_P}) "
+        "WHERE budget_id = %s AND window_start = %s RETURNING id, raised_cents"
     )
-    row = _update_window(sql, [amount, budget_id, _at(window.start)], budget_id, window)
-    return None if row is None else cents(row[0])
+    params = [amount, hold, budget_id, _at(window.start)]
+    row = _update_window(sql, params, budget_id, window)
+    return None if row is None else (int(row[0]), cents(row[1]))
 
 
 def give_back(window_id: int, amount: Decimal) -> None:

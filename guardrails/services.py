@@ -137,7 +137,7 @@ def check_action(
     if problem:
         raise InvalidParams(problem)
     digest = params_sha256(action, params)
-    budgets = admission.assess(agent, estimated_cost_cents)
+    budgets = admission.assess(agent, estimated_cost_cents, digest)
     facts = _facts(agent, action, params, estimated_cost_cents, confidence, claimed_risk, budgets)
     held = selectors.POLICIES.peek()
     policies = held[1] if held is not None else selectors.policy_set()
@@ -239,7 +239,7 @@ def simulate(
     if problem:
         raise InvalidParams(problem)
     digest = params_sha256(action, params)
-    budgets = admission.assess(subject, estimated_cost_cents)
+    budgets = admission.assess(subject, estimated_cost_cents, digest)
     facts = _facts(subject, action, params, estimated_cost_cents, confidence, None, budgets)
     policies = selectors.policy_set()
     verdict = rules.evaluate(policies.policy_for(subject, action), facts)

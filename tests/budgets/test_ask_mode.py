@@ -108,15 +108,45 @@ def test_the_request_past_the_limit_reaches_the_inbox_and_its_approval_lets_the_
     assert outcome.decided
     window = BudgetWindow.objects.get(budget=budget)
     assert window.raised_cents == Decimal(5)
+    assert window.reserved_cents == Decimal(5)  # held for the approved request
     (state,) = selectors.agent_states(agent)
     assert state.limit_cents == Decimal(8)
-    assert not state.asking
     raised = AuditEvent.objects.get(event_type="budget.raised")
     assert raised.actor_name == lead.display_name
     assert Decimal(raised.payload["amount_cents"]) == 5
     assert raised.payload["request"] == str(request.pk)
+    # The agent's next check of what was approved goes through, on the room its approval made.
     assert check(agent, 5).decision == "allow"
     assert check(agent, 6).decision == "require_approval"  # the raise was for 5 ¢
+
+
+@pytest.mark.django_db
+def test_the_room_an_approval_made_is_the_approved_calls_not_the_next_ones(
+    make_agent, make_budget, approvers
+):
+    agent, budget = used_up(make_agent, make_budget)
+    request = ask(agent, 5)
+    approvals.approve_request(request_id=request.pk, reviewer=approvers["lead"])
+    other = check(agent, 5, params={"path": "/srv/reports/q4.csv"})
+    assert other.decision == "require_approval", "a call nobody approved may not spend it"
+    assert "budget_exceeded" in other.verdict.codes
+    report(agent, task_id=str(request.pk), input_tokens=1000)  # the approved work: 3 ¢
+    window = BudgetWindow.objects.get(budget=budget)
+    assert window.reserved_cents == 0  # its cost report claimed the hold
+
+
+@pytest.mark.django_db
+def test_each_approval_past_the_limit_raises_the_cap_by_its_own_estimate(
+    make_agent, make_budget, approvers
+):
+    agent, budget = used_up(make_agent, make_budget)
+    first, second = ask(agent, 5), ask(agent, 7)
+    for request in (first, second):
+        approvals.approve_request(request_id=request.pk, reviewer=approvers["lead"])
+    window = BudgetWindow.objects.get(budget=budget)
+    assert window.raised_cents == Decimal(12)
+    assert window.reserved_cents == Decimal(12)
+    assert AuditEvent.objects.filter(event_type="budget.raised").count() == 2
 
 
 @pytest.mark.django_db
