@@ -175,7 +175,14 @@ def _cast(
                 _record_edit(request, voter, comment, rerouted)
                 return VoteOutcome(request=request, vote=None, decided=False)
 
+    live = request.votes.filter(voided_at__isnull=True)
+    for_me = live.filter(on_behalf_of=voter).first()
+    if for_me is not None:
+        # One vote per person, theirs or cast for them while they were away (SPEC §2 quorum).
+        raise AlreadyVoted(f"{for_me.voter_name} already voted on this request on your behalf.")
     principal = rules.stood_in_for(voter, request, now)
+    if principal is not None and live.filter(voter=principal).exists():
+        principal = None  # they voted themselves: this vote is the stand-in's own
     try:
         with transaction.atomic():
             vote = Vote.objects.create(

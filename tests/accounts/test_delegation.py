@@ -234,3 +234,35 @@ def test_a_request_for_the_away_approver_reaches_the_delegate_live(
     assert f"request-{request.pk}" in message
     assert f"for {lead.display_name}" in message
     assert json.dumps(str(request.pk))  # the row is the request's, as the page swaps it
+
+
+@pytest.mark.django_db
+def test_a_person_voted_for_by_their_stand_in_does_not_vote_again(
+    approvers, new_request, make_agent
+):
+    """Two approvals of a critical request are two people's: not the away director's twice."""
+    director, vp = approvers["director"], approvers["vp"]
+    services.set_away(person=director, delegate=vp, until=timezone.now() + timedelta(days=1))
+    request = new_request(make_agent().agent, risk_level="critical")
+    assert request.current_tier == "director"
+    first = approvals.approve_request(request_id=request.pk, reviewer=vp)
+    assert first.vote is not None
+    assert first.vote.on_behalf_of == director
+    with pytest.raises(approvals.AlreadyVoted, match="on your behalf"):
+        approvals.approve_request(request_id=request.pk, reviewer=director)
+    second = approvals.approve_request(request_id=request.pk, reviewer=approvers["director2"])
+    assert second.decided
+
+
+@pytest.mark.django_db
+def test_after_the_away_person_voted_the_stand_in_votes_in_their_own_right(
+    approvers, new_request, make_agent
+):
+    director, vp = approvers["director"], approvers["vp"]
+    services.set_away(person=director, delegate=vp, until=timezone.now() + timedelta(days=1))
+    request = new_request(make_agent().agent, risk_level="critical")
+    approvals.approve_request(request_id=request.pk, reviewer=director)
+    outcome = approvals.approve_request(request_id=request.pk, reviewer=vp)
+    assert outcome.decided
+    assert outcome.vote is not None
+    assert outcome.vote.on_behalf_of is None
