@@ -50,7 +50,7 @@ def handle(payload: dict[str, Any]) -> dict[str, Any] | None:
             return None
         if kind == "view_submission" and payload["view"]["callback_id"] == blocks.REJECT_MODAL:
             return _reject_submitted(payload)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise Malformed(f"{type(exc).__name__}: {exc}") from exc
     return None  # other kinds (a modal closed, a shortcut) need nothing
 

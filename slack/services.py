@@ -5,11 +5,14 @@ Two ways to link, besides an admin's (the admin calls `link` too):
 - **by email** (`link_by_email`): Slack says the user's address is confirmed (`users.info`:
   `is_email_confirmed`, `profile.email`) and exactly one active Oversight person has that
   address (case-insensitive). Nobody already linked elsewhere is re-pointed this way.
-- **explicitly** (`link_token`, then `link` from the confirmation page): the unlinked Slack user
-  is sent, privately in Slack, a link signed by the server that names their Slack id and is
-  valid for 15 minutes; whoever signs in to Oversight with it and confirms becomes that Slack
-  user's person. Only that Slack user sees the link, and the page says plainly what confirming
-  does.
+- **explicitly** (`link_token`, then `confirm_link` from the confirmation page): the unlinked
+  Slack user is sent, privately in Slack, a link signed by the server that names their Slack id
+  and is valid for 15 minutes; the person who signs in to Oversight with it and confirms is
+  linked only if Slack says that account's confirmed address is theirs (`users.info`, asked at
+  confirmation), so a link passed on to someone else links nobody. It serves people whom the
+  automatic link could not place (linking by email turned off, an address two people share);
+  an account whose address differs is linked by an admin. Neither step re-points an existing
+  link: the person unlinks first, or an admin moves it.
 """
 
 from __future__ import annotations
@@ -110,6 +113,45 @@ def link_by_email(*, slack_user_id: str, team_id: str, profile: dict[str, Any]) 
         )
     except IntegrityError:  # a second click of the same person, linked a moment ago
         return SlackLink.objects.filter(slack_user_id=slack_user_id, user=person).first()
+
+
+def confirm_link(
+    *, user: User, slack_user_id: str, team_id: str, profile: dict[str, Any]
+) -> str | None:
+    """The explicit step's confirmation by the signed-in `user`: link `slack_user_id` to them,
+    or say why not (None: linked). `profile` is Slack's `users.info` answer (`user`) for it."""
+    if (
+        profile.get("id") != slack_user_id
+        or profile.get("deleted")
+        or profile.get("is_bot")
+        or profile.get("is_email_confirmed") is not True
+    ):
+        return "Slack does not vouch for this account's address, so it cannot be linked here."
+    email = str((profile.get("profile") or {}).get("email") or "").strip()
+    if not email or not user.email or email.casefold() != user.email.strip().casefold():
+        return (
+            "This Slack account's confirmed address is not yours, so it cannot act as you. If "
+            "it is your account under another address, ask an admin to link it."
+        )
+    links = SlackLink.objects.filter(Q(user=user) | Q(slack_user_id=slack_user_id))
+    current = list(links.values_list("user_id", "slack_user_id"))
+    if (user.pk, slack_user_id) in current:
+        return None  # linked so already
+    if any(person == user.pk for person, _ in current):
+        return "You are linked to another Slack account: unlink it first."
+    if current:
+        return "This Slack account acts as someone else; an admin can move it."
+    try:
+        link(
+            user=user,
+            slack_user_id=slack_user_id,
+            team_id=team_id,
+            method=LinkMethod.CONFIRMED,
+            actor=user,
+        )
+    except IntegrityError:  # a second confirmation at the same moment
+        return None
+    return None
 
 
 def link_token(*, slack_user_id: str, team_id: str) -> str:

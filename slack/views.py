@@ -20,7 +20,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.models import User
 from slack import interactions as doors
 from slack import services, signature, web
-from slack.models import LinkMethod, SlackInteraction, SlackLink
+from slack.interactions import USERS_INFO_SECONDS
+from slack.models import SlackInteraction, SlackLink
 
 logger = logging.getLogger(__name__)
 
@@ -84,17 +85,26 @@ def link_account(request: HttpRequest) -> HttpResponse:
                 messages.success(request, "Your Slack account is no longer linked.")
             return redirect("slack:link")
         if slack_user:
-            services.link(
-                user=user,
-                slack_user_id=slack_user,
-                team_id=team,
-                method=LinkMethod.CONFIRMED,
-                actor=user,
-            )
-            messages.success(
-                request, f"Slack user {slack_user} now acts as you. Click in Slack again."
-            )
-            return redirect("slack:link")
+            try:
+                info = web.call(
+                    "users.info", {"user": slack_user}, form=True, timeout=USERS_INFO_SECONDS
+                )
+            except web.SlackError as exc:
+                logger.warning("users.info for %s failed: %s", slack_user, exc)
+                problem = "Slack did not say who this account is; try again in a moment."
+            else:
+                profile = info.get("user") or {}
+                problem = (
+                    services.confirm_link(
+                        user=user, slack_user_id=slack_user, team_id=team, profile=profile
+                    )
+                    or ""
+                )
+            if not problem:
+                messages.success(
+                    request, f"Slack user {slack_user} now acts as you. Click in Slack again."
+                )
+                return redirect("slack:link")
     current = SlackLink.objects.filter(user=user).first()
     return render(
         request,
@@ -106,4 +116,5 @@ def link_account(request: HttpRequest) -> HttpResponse:
             "token": token if slack_user else "",
             "problem": problem,
         },
+        status=400 if problem and request.method == "POST" else 200,
     )

@@ -226,6 +226,9 @@ def test_an_unlinked_slack_user_is_told_how_to_link_and_can_then_decide(
     assert page.status_code == 200
     assert LEAD.encode() in page.content
     assert not SlackLink.objects.exists(), "a GET links nothing"
+    # Slack vouches for the account's address, which is the lead's (linking by email is what
+    # would have linked it on the click, but Slack did not know the account then).
+    fake_slack.add_user(LEAD, approvers["lead"].email)
     browser.post(reverse("slack:link"), {"token": token})
     link = SlackLink.objects.get()
     assert (link.user, link.slack_user_id, link.method) == (approvers["lead"], LEAD, "confirmed")
@@ -378,3 +381,68 @@ def test_replies_older_than_anyone_waits_for_are_dropped(fake_slack):
     assert SlackDelivery.objects.get(pk=item.pk).status == "skipped"
     assert fake_slack.calls_of("chat.postEphemeral") == []
     assert SlackDelivery.objects.get(pk=item.pk).kind == CallKind.REPLY
+
+
+def _link_token_for(fake_slack, buttons, interact, slack_user):
+    interact(_approve(buttons, user=slack_user))
+    reply = _replies(fake_slack)[-1]
+    url = reply["text"].split("<", 1)[1].split("|", 1)[0]
+    return parse_qs(urlsplit(url).query)["token"][0]
+
+
+def test_a_link_passed_on_to_someone_else_links_nobody(fake_slack, posted, interact, approvers):
+    """Review finding: an unlinked Slack user sends their link to a director, who confirms; the
+    Slack account must not come to act as the director."""
+    director = approvers["director"]
+    director.email = "director@example.com"
+    director.save(update_fields=["email"])
+    request, buttons = posted()
+    token = _link_token_for(fake_slack, buttons, interact, "UATTACK")
+    fake_slack.add_user("UATTACK", "mallory@example.com")
+    page = client_for(director).post(reverse("slack:link"), {"token": token})
+    assert page.status_code == 400
+    assert b"not yours" in page.content
+    assert not SlackLink.objects.exists()
+    interact(_approve(buttons, user="UATTACK"))
+    request.refresh_from_db()
+    assert request.status == Status.PENDING
+
+
+@pytest.mark.parametrize("case", ["unconfirmed", "unknown to Slack", "bot"])
+def test_a_confirmation_slack_does_not_vouch_for_links_nobody(
+    fake_slack, posted, interact, approvers, case
+):
+    lead = approvers["lead"]
+    _request, buttons = posted()
+    token = _link_token_for(fake_slack, buttons, interact, "U0NEW")
+    if case != "unknown to Slack":
+        fake_slack.add_user("U0NEW", lead.email, confirmed=case != "unconfirmed")
+    if case == "bot":
+        fake_slack.users["U0NEW"]["is_bot"] = True
+    page = client_for(lead).post(reverse("slack:link"), {"token": token})
+    assert page.status_code == 400
+    assert not SlackLink.objects.exists()
+
+
+def test_a_confirmation_never_re_points_an_existing_link(
+    fake_slack, posted, interact, approvers, linked
+):
+    lead = approvers["lead"]
+    linked()  # the lead acts in Slack as U0LEAD already
+    _request, buttons = posted()
+    token = _link_token_for(fake_slack, buttons, interact, "U0SECOND")
+    fake_slack.add_user("U0SECOND", lead.email)
+    page = client_for(lead).post(reverse("slack:link"), {"token": token})
+    assert page.status_code == 400
+    assert b"unlink it first" in page.content
+    assert list(SlackLink.objects.values_list("slack_user_id", flat=True)) == [LEAD]
+
+
+@pytest.mark.parametrize("shape", [{"user": "U0LEAD"}, {"team": "T1"}, {"channel": "C1"}])
+def test_a_signed_payload_of_an_unexpected_shape_is_refused_without_a_500(
+    fake_slack, posted, linked, interact, shape
+):
+    linked()
+    _request, buttons = posted()
+    answer = interact({**_approve(buttons), **shape})
+    assert answer.status_code == 400
