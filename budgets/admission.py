@@ -159,9 +159,7 @@ class Assessment:
     ask: str = ""  # why an ask-mode budget wants a person to decide the action, or ""
 
 
-def assess(
-    agent: Agent, estimated_cost_cents: int | None, params_sha256: str = ""
-) -> Assessment:
+def assess(agent: Agent, estimated_cost_cents: int | None, params_sha256: str = "") -> Assessment:
     """The guardrails check's budget step (SPEC §6, step 2): an enforced budget of `agent`
     refuses a new action when it is used up or when the action's estimate would take it past
     its limit; a budget in ask mode asks for a person then, except for the very call a person
@@ -187,8 +185,10 @@ def assess(
             continue  # deleted since this process cached it
         if state.rule.ask:
             own = _approved_hold(agent, state, params_sha256)
-            if own and state.spent_cents + state.reserved_cents - own < state.limit_cents and (
-                amount <= left + own
+            if (
+                own
+                and state.spent_cents + state.reserved_cents - own < state.limit_cents
+                and (amount <= left + own)
             ):
                 # The approved call itself: the room its approval made is its own.
                 rooms[-1] = replace(rooms[-1], left_cents=left + own)

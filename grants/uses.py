@@ -52,7 +52,9 @@ class Standing:
             live = Grant.objects.live().filter(
                 agent=self.agent, action=self.action, granted_by__is_active=True
             )
-            ordered = live.select_related("granted_by", "agent").order_by("kind", "expires_at", "pk")
+            ordered = live.select_related("granted_by", "agent").order_by(
+                "kind", "expires_at", "pk"
+            )
             self._rows = list(ordered[:MAX_CANDIDATES])
         return [
             grant
