@@ -22,6 +22,7 @@ VOTED = "voted"  # a vote that did not decide (a critical request's first approv
 DECIDED = "decided"  # approved or rejected
 EXPIRED = "expired"
 CANCELLED = "cancelled"
+AGENT_STATUS = "agent_status"  # its agent was paused or resumed: no vote while it is stopped
 
 # Sent with `request` (the locked, changed ApprovalRequest) and `kind`.
 request_changed = Signal()

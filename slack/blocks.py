@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from accounts.models import Tier
+from agents.models import AgentStatus
 from approvals.models import ApprovalRequest, Status
 from approvals.representation import page_url
 
@@ -109,10 +110,33 @@ def message(request: ApprovalRequest) -> dict[str, Any]:
         )
     if request.required_approvals > 1:
         context.append(f"Needs {request.required_approvals} approvals from different people")
+    frozen = pending and request.agent.status != AgentStatus.ACTIVE
+    if frozen:
+        why = f" ({escape(_cut(request.agent.status_reason, 200))})"
+        context.append(
+            f"Frozen: agent {agent} is {request.agent.get_status_display().lower()}"
+            + (why if request.agent.status_reason else "")
+            + "; no vote until it runs again"
+        )
     blocks.append(
         {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]}
     )
-    if pending:
+    if frozen:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "decide",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": OPEN,
+                        "text": {"type": "plain_text", "text": "Open"},
+                        "url": page_url(request),
+                    }
+                ],
+            }
+        )
+    elif pending:
         blocks.append(
             {
                 "type": "actions",

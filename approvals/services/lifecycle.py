@@ -82,6 +82,7 @@ def agent_status_changed(
     cancelled = 0
     for request in pending:
         if agent.status != AgentStatus.DISABLED:
+            signals.send_changed(request, signals.AGENT_STATUS)  # Slack redraws it frozen or not
             effects.after_commit(request, wake=effects.AGENT_STATUS)
         elif request.is_overdue():
             _expire(request)

@@ -209,3 +209,29 @@ def test_a_decision_made_while_the_post_was_in_flight_is_shown_after_it(
     (updated,) = fake_slack.calls_of("chat.update")
     assert "Approved" in _text(updated)
     assert _actions(updated) == []
+
+
+def test_pausing_the_agent_redraws_its_messages_frozen_and_resuming_redraws_the_buttons(
+    fake_slack, new_request, make_user
+):
+    from agents import services as agents
+
+    request = new_request()
+    tasks.sweep()
+    message = SlackMessage.objects.get(request=request)
+    manager = make_user("m-slack", roles=("manager",))
+    agents.set_agent_status(
+        agent=request.agent, status="paused", reason="odd spending", actor=manager
+    )
+    assert tasks.sweep() == 1
+    (frozen,) = fake_slack.calls_of("chat.update")
+    assert (frozen["channel"], frozen["ts"]) == (message.channel_id, message.ts)
+    (actions,) = _actions(frozen)
+    assert [button["action_id"] for button in actions["elements"]] == ["oversight_open"]
+    assert "is paused (odd spending); no vote until it runs again" in _text(frozen)
+    agents.set_agent_status(agent=request.agent, status="active", actor=manager)
+    assert tasks.sweep() == 1
+    resumed = fake_slack.calls_of("chat.update")[-1]
+    (actions,) = _actions(resumed)
+    assert len(actions["elements"]) == 3
+    assert "Frozen" not in _text(resumed)
