@@ -20,7 +20,7 @@ from guardrails import services as guardrails
 from tests.budgets.helpers import report, run_in_waves
 from tests.budgets.test_admission import ASK, REFUSED, ask
 
-READ = {"action": "read_file", "params": {"path": "/srv/reports/q3.csv"}}
+READ = {"action": ASK["action"], "params": ASK["params"]}  # the call the requests below ask for
 
 
 def check(agent, estimate=None, **extra):
@@ -230,4 +230,3 @@ def test_the_requests_asked_for_budget_are_known_by_their_reasons():
     asked = ApprovalRequest(check_reasons=[{"code": "budget_exceeded", "effect": "x"}])
     assert asked.asked_for_budget
     assert not ApprovalRequest(check_reasons=[{"code": "autonomy_level"}]).asked_for_budget
-    assert ASK["action"] == READ["action"]
