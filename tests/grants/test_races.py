@@ -3,14 +3,14 @@ allow exactly 5, from 20 threads, each with its own database connection."""
 
 from __future__ import annotations
 
-import threading
+import functools
 
 import pytest
-from django.db import connection
 
 from audit.models import AuditEvent
 from grants.models import Grant
 from guardrails import services as guardrails
+from tests.approvals.test_races import run_together
 from tests.grants.conftest import ACTION
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,26 +19,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_twenty_simultaneous_checks_on_a_five_use_grant_allow_exactly_five(make_agent, make_grant):
     agent = make_agent().agent
     grant = make_grant(agent=agent, kind="pinned", pins={"path": "/srv/app"}, max_uses=5)
-    barrier = threading.Barrier(20)
-    answers: list[tuple[str, int | None]] = []
-    lock = threading.Lock()
 
-    def run(n: int) -> None:
-        try:
-            barrier.wait()
-            outcome = guardrails.check_action(
-                agent=agent, action=ACTION, params={"path": f"/srv/app/{n}.txt", "content": "x"}
-            )
-            with lock:
-                answers.append((outcome.decision, outcome.grant_id))
-        finally:
-            connection.close()
+    def run(n: int) -> tuple[str, int | None]:
+        outcome = guardrails.check_action(
+            agent=agent, action=ACTION, params={"path": f"/srv/app/{n}.txt", "content": "x"}
+        )
+        return outcome.decision, outcome.grant_id
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    answers = run_together([functools.partial(run, n) for n in range(20)])
     assert len(answers) == 20
     assert answers.count(("allow", grant.pk)) == 5
     assert answers.count(("require_approval", None)) == 15
@@ -51,26 +39,14 @@ def test_twenty_simultaneous_checks_on_a_five_use_grant_allow_exactly_five(make_
 def test_a_single_use_grant_is_used_once(make_agent, make_grant):
     agent = make_agent().agent
     grant = make_grant(agent=agent, kind="pinned", pins={"path": "/srv/app"}, max_uses=1)
-    barrier = threading.Barrier(8)
-    allowed: list[int | None] = []
-    lock = threading.Lock()
 
-    def run(n: int) -> None:
-        try:
-            barrier.wait()
-            outcome = guardrails.check_action(
-                agent=agent, action=ACTION, params={"path": f"/srv/app/{n}.txt"}
-            )
-            with lock:
-                allowed.append(outcome.grant_id)
-        finally:
-            connection.close()
+    def run(n: int) -> int | None:
+        outcome = guardrails.check_action(
+            agent=agent, action=ACTION, params={"path": f"/srv/app/{n}.txt"}
+        )
+        return outcome.grant_id
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    allowed = run_together([functools.partial(run, n) for n in range(8)])
     assert allowed.count(grant.pk) == 1
     assert allowed.count(None) == 7
     assert Grant.objects.get(pk=grant.pk).uses == 1
