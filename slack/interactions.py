@@ -157,15 +157,22 @@ def person_for(slack_user: str, team: str) -> User | None:
         return link.user
     if not settings.OVERSIGHT_SLACK_LINK_BY_EMAIL:
         return None
+    profile = user_profile(slack_user)
+    if profile is None:
+        return None
+    created = services.link_by_email(slack_user_id=slack_user, team_id=team, profile=profile)
+    return created.user if created is not None else None
+
+
+def user_profile(slack_user: str) -> dict[str, Any] | None:
+    """Slack's `users.info` answer (`user`) for a Slack user, within a click's time, or None
+    when Slack did not give it (logged)."""
     try:
         info = web.call("users.info", {"user": slack_user}, form=True, timeout=USERS_INFO_SECONDS)
     except web.SlackError as exc:
         logger.warning("users.info for %s failed: %s", slack_user, exc)
         return None
-    created = services.link_by_email(
-        slack_user_id=slack_user, team_id=team, profile=info.get("user") or {}
-    )
-    return created.user if created is not None else None
+    return info.get("user") or {}
 
 
 def how_to_link(slack_user: str, team: str, *, mrkdwn: bool = True) -> str:
@@ -174,6 +181,6 @@ def how_to_link(slack_user: str, team: str, *, mrkdwn: bool = True) -> str:
     where = f"<{url}|this link>" if mrkdwn else url
     return (
         "Oversight does not know who you are yet: your Slack account is not linked to an "
-        f"Oversight person. Open {where} within 15 minutes, sign in to Oversight and confirm; "
-        "then click again."
+        f"Oversight person. Open {where} within {services.LINK_LASTS}, sign in to Oversight "
+        "and confirm; then click again."
     )

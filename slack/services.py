@@ -30,6 +30,7 @@ from slack.models import LinkMethod, SlackLink
 
 LINK_SALT = "oversight.slack.link"
 LINK_MAX_AGE_SECONDS = 15 * 60
+LINK_LASTS = f"{LINK_MAX_AGE_SECONDS // 60} minutes"
 
 
 def link(
@@ -83,18 +84,24 @@ def _audit(
     )
 
 
-def link_by_email(*, slack_user_id: str, team_id: str, profile: dict[str, Any]) -> SlackLink | None:
-    """Link by the confirmed address in Slack's `users.info` answer (`user`), or None when it
-    cannot be done safely: not confirmed, a bot or deactivated account, no person or several
-    with that address, or the person already linked to another Slack account."""
+def vouched_email(profile: dict[str, Any], slack_user_id: str) -> str:
+    """The address Slack vouches for in its `users.info` answer (`user`) for `slack_user_id`: a
+    person's account (not a bot, not deactivated) with a confirmed address; else ""."""
     if (
         profile.get("id") != slack_user_id
         or profile.get("is_email_confirmed") is not True
         or profile.get("deleted")
         or profile.get("is_bot")
     ):
-        return None
-    email = str((profile.get("profile") or {}).get("email") or "").strip()
+        return ""
+    return str((profile.get("profile") or {}).get("email") or "").strip()
+
+
+def link_by_email(*, slack_user_id: str, team_id: str, profile: dict[str, Any]) -> SlackLink | None:
+    """Link by the confirmed address in Slack's `users.info` answer (`user`), or None when it
+    cannot be done safely: not confirmed, a bot or deactivated account, no person or several
+    with that address, or the person already linked to another Slack account."""
+    email = vouched_email(profile, slack_user_id)
     if not email:
         return None
     people = list(User.objects.filter(is_active=True, email__iexact=email)[:2])
@@ -120,15 +127,10 @@ def confirm_link(
 ) -> str | None:
     """The explicit step's confirmation by the signed-in `user`: link `slack_user_id` to them,
     or say why not (None: linked). `profile` is Slack's `users.info` answer (`user`) for it."""
-    if (
-        profile.get("id") != slack_user_id
-        or profile.get("deleted")
-        or profile.get("is_bot")
-        or profile.get("is_email_confirmed") is not True
-    ):
+    email = vouched_email(profile, slack_user_id)
+    if not email:
         return "Slack does not vouch for this account's address, so it cannot be linked here."
-    email = str((profile.get("profile") or {}).get("email") or "").strip()
-    if not email or not user.email or email.casefold() != user.email.strip().casefold():
+    if not user.email or email.casefold() != user.email.strip().casefold():
         return (
             "This Slack account's confirmed address is not yours, so it cannot act as you. If "
             "it is your account under another address, ask an admin to link it."

@@ -20,7 +20,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.models import User
 from slack import interactions as doors
 from slack import services, signature, web
-from slack.interactions import USERS_INFO_SECONDS
 from slack.models import SlackInteraction, SlackLink
 
 logger = logging.getLogger(__name__)
@@ -78,22 +77,20 @@ def link_account(request: HttpRequest) -> HttpResponse:
         try:
             slack_user, team = services.read_link_token(token)
         except signing.BadSignature:
-            problem = "This link is not valid any more (it lasts 15 minutes). Click in Slack again."
+            problem = (
+                f"This link is not valid any more (it lasts {services.LINK_LASTS}). "
+                "Click in Slack again."
+            )
     if request.method == "POST":
         if request.POST.get("unlink"):
             if services.unlink(user=user, actor=user):
                 messages.success(request, "Your Slack account is no longer linked.")
             return redirect("slack:link")
         if slack_user:
-            try:
-                info = web.call(
-                    "users.info", {"user": slack_user}, form=True, timeout=USERS_INFO_SECONDS
-                )
-            except web.SlackError as exc:
-                logger.warning("users.info for %s failed: %s", slack_user, exc)
+            profile = doors.user_profile(slack_user)
+            if profile is None:
                 problem = "Slack did not say who this account is; try again in a moment."
             else:
-                profile = info.get("user") or {}
                 problem = (
                     services.confirm_link(
                         user=user, slack_user_id=slack_user, team_id=team, profile=profile
