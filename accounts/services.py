@@ -240,8 +240,7 @@ def set_away(
         raise ValidationError(errors)
     # Lock the person's row: two changes of their absence at once take turns.
     User.objects.select_for_update().filter(pk=person.pk).first()
-    for open_one in Delegation.objects.filter(delegator=person, ended_at__isnull=True):
-        _end(open_one, at=min(now, open_one.ends_at), why="replaced", actor=actor or person)
+    _end_open(person, now=now, why="replaced", actor=actor or person)
     delegation = Delegation.objects.create(
         delegator=person, delegate=delegate, starts_at=now, ends_at=until, note=note.strip()
     )
@@ -263,12 +262,16 @@ def set_away(
 @transaction.atomic
 def end_away(*, person: User, actor: User | None = None, now: datetime | None = None) -> int:
     """`person` is back: their open delegation ends now. Returns how many ended (0 or 1)."""
-    now = now or timezone.now()
+    return _end_open(person, now=now or timezone.now(), why="back", actor=actor or person)
+
+
+def _end_open(person: User, *, now: datetime, why: str, actor: User) -> int:
+    """End the person's open delegation (0 or 1), audited with `why`."""
     ended = 0
     for open_one in Delegation.objects.select_for_update().filter(
         delegator=person, ended_at__isnull=True
     ):
-        _end(open_one, at=min(now, open_one.ends_at), why="back", actor=actor or person)
+        _end(open_one, at=min(now, open_one.ends_at), why=why, actor=actor)
         ended += 1
     return ended
 

@@ -17,11 +17,12 @@ from typing import Literal
 
 from accounts.models import User
 from approvals import services
+from approvals.inbox import INBOX_LIMIT
 from approvals.models import ApprovalRequest
 
-# One inbox page at most (approvals.inbox.INBOX_LIMIT): a post beyond it did not come from
-# the page, and deciding it would hold the web process for too long.
-MAX_PICKS = 200
+# One inbox page at most: a post beyond it did not come from the page, and deciding it would
+# hold the web process for too long.
+MAX_PICKS = INBOX_LIMIT
 
 APPROVE = "approve"
 REJECT = "reject"

@@ -19,7 +19,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Role, User
+from accounts.models import User
 from approvals import rules as approval_rules
 from approvals.binding import canonical_json, params_sha256
 from approvals.models import ApprovalRequest, RiskLevel, Status
@@ -28,6 +28,7 @@ from audit.events import EventType
 from audit.services import record_event
 from grants import rules
 from grants.models import Grant, GrantKind
+from grants.selectors import sees_all
 from guardrails import selectors as guardrail_selectors
 from guardrails.rules import action_key
 
@@ -186,9 +187,7 @@ def _audited_pins(pins: Mapping[str, Any]) -> dict[str, Any]:
 
 def may_revoke(user: User, grant: Grant) -> bool:
     """Managers and admins revoke any grant; an approver the grants they made."""
-    return (
-        user.has_role(Role.MANAGER) or user.has_role(Role.ADMIN) or grant.granted_by_id == user.pk
-    )
+    return sees_all(user) or grant.granted_by_id == user.pk
 
 
 def revoke_grant(*, grant: Grant, revoked_by: User, reason: str = "") -> bool:
