@@ -64,7 +64,7 @@ def rotate_webhook_secret(
     either secret."""
     # Locked, so that two rotations at once each keep the secret they really replaced.
     current = (
-        Agent.objects.select_for_update()
+        Agent.objects.select_for_update(no_key=True)
         .values_list("webhook_secret_encrypted", flat=True)
         .get(pk=agent.pk)
     )
@@ -135,7 +135,11 @@ def change_agent(*, agent: Agent, owner: User | None, team: str, actor: User | N
     team = team.strip()
     if len(team) > 100:
         raise ValidationError({"team": ["Use at most 100 characters."]})
-    locked = Agent.objects.select_for_update(of=("self",)).select_related("owner").get(pk=agent.pk)
+    locked = (
+        Agent.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("owner")
+        .get(pk=agent.pk)
+    )
     before = {"owner": _username(locked.owner), "team": locked.team}
     after = {"owner": _username(owner), "team": team}
     changed = {name for name in before if before[name] != after[name]}
@@ -246,7 +250,7 @@ def set_agent_status(
         raise ValidationError({"reason": ["Say why the agent is being stopped."]})
     # Locked, so that the status recorded as "from" is the one this change replaced.
     previous, failures = (
-        Agent.objects.select_for_update()
+        Agent.objects.select_for_update(no_key=True)
         .values_list("status", "consecutive_failures")
         .get(pk=agent.pk)
     )
@@ -297,7 +301,7 @@ def request_reenable(*, agent: Agent, actor: User, reason: str) -> Agent:
     if not reason.strip():
         raise ValidationError({"reason": ["Say why the agent is safe to run again."]})
     locked = (
-        Agent.objects.select_for_update(of=("self",))
+        Agent.objects.select_for_update(of=("self",), no_key=True)
         .select_related("reenable_requested_by")
         .get(pk=agent.pk)
     )
@@ -326,7 +330,7 @@ def request_reenable(*, agent: Agent, actor: User, reason: str) -> Agent:
 def confirm_reenable(*, agent: Agent, actor: User) -> Agent:
     """Second person: re-enable a disabled agent that someone else asked to re-enable."""
     locked = (
-        Agent.objects.select_for_update(of=("self",))
+        Agent.objects.select_for_update(of=("self",), no_key=True)
         .select_related("reenable_requested_by")
         .get(pk=agent.pk)
     )

@@ -39,8 +39,13 @@ MISMATCH = "mismatch"
 
 def lock(agent_id: int) -> Agent:
     """The agent, locked for the rest of the transaction: take it before any request's lock
-    (the order `agents.services.set_agent_status` takes them in)."""
-    return Agent.objects.select_for_update(of=("self",)).get(pk=agent_id)
+    (the order `agents.services.set_agent_status` takes them in).
+
+    FOR NO KEY UPDATE, as every lock of an agent row: it excludes the other lockers, not the
+    foreign-key checks of rows that name the agent. Django defers those to COMMIT, after the
+    audit append, with the chain's lock held: a FOR UPDATE here made a denied check of the
+    same agent and this lock wait for each other (tests/security/test_agent_row_lock.py)."""
+    return Agent.objects.select_for_update(of=("self",), no_key=True).get(pk=agent_id)
 
 
 def failed(agent: Agent, *, cause: str, now: datetime | None = None) -> int:

@@ -29,7 +29,7 @@ RESTORED = "restored"
 
 
 def _lock(agent: Agent) -> Agent:
-    return Agent.objects.select_for_update(of=("self",)).get(pk=agent.pk)
+    return Agent.objects.select_for_update(of=("self",), no_key=True).get(pk=agent.pk)
 
 
 def _may_change(actor: User | None) -> None:
