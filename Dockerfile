@@ -13,6 +13,8 @@ COPY requirements.lock pyproject.toml ./
 RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
 
 COPY . .
+# The Python client (client/, its own package) on the path, as `make install` puts it.
+RUN echo /app/client > "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/oversight-client.pth"
 
 # Static files are collected at build time; WhiteNoise serves them from STATIC_ROOT.
 RUN DEBUG=false SECRET_KEY=collectstatic-only OVERSIGHT_STATIC_ROOT=/app/staticfiles \

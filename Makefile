@@ -24,12 +24,15 @@ help:
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+$(VENV)/.installed: requirements.lock pyproject.toml client/pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then echo "Python 3.13 is required (python3.13 not found)"; exit 1; fi
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 13) else "Python 3.13 is required; $(PYTHON) is " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing dependencies from requirements.lock into $(VENV)/ ..."
 	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	@# The Python client is its own package (client/pyproject.toml); the server's tree imports
+	@# it from the checkout, as an editable install would, without building it.
+	@echo "$(CURDIR)/client" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/oversight-client.pth"
 	@touch $@
 
 run: install

@@ -67,6 +67,8 @@ from oversight_client.answers import (
     verify_callback,
 )
 
+__version__ = "0.2.0"
+
 __all__ = [
     "ActionDenied",
     "Approval",
@@ -113,7 +115,10 @@ class Oversight:
     ) -> None:
         self._client = httpx.Client(
             base_url=base_url.rstrip("/") + "/api/v1/",
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "oversight-client/1"},
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "User-Agent": f"oversight-client/{__version__}",
+            },
             timeout=timeout,
             transport=transport,
         )
