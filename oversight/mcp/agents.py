@@ -61,12 +61,11 @@ class Agents:
         return client
 
     async def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call the synchronous client in a worker thread. If the caller is cancelled, the
-        thread finishes on its own (an HTTP call cannot be interrupted) and is not waited for."""
+        """Call the synchronous client in a worker thread. A cancelled caller still waits for
+        its thread (an HTTP call cannot be interrupted; a long-poll lasts at most
+        gateway.POLL_SECONDS): so MAX_THREADS really bounds the threads."""
         return await anyio.to_thread.run_sync(
-            functools.partial(function, *args, **kwargs),
-            limiter=self.limiter,
-            abandon_on_cancel=True,
+            functools.partial(function, *args, **kwargs), limiter=self.limiter
         )
 
     async def whoami(self, key: str) -> dict[str, Any] | None:

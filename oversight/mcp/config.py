@@ -71,9 +71,25 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
     return loads(text, source=str(path), environ=os.environ if environ is None else environ)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML without duplicate keys: the second of two `servers: files` entries is a mistake
+    to report, not a silent replacement of the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def loads(text: str, *, source: str, environ: Mapping[str, str]) -> GatewayConfig:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML ({exc}).") from None
     missing: list[str] = []
@@ -136,9 +152,15 @@ def parse(data: Any, *, source: str = "config") -> GatewayConfig:
     if not isinstance(listen, dict):
         problem("listen", "must be a mapping {host, port}")
     else:
-        host = str(listen.get("host", host))
+        for key in sorted(map(str, set(listen) - {"host", "port"})):
+            problem(f"listen.{key}", "unknown setting (known: host, port)")
+        host_value = listen.get("host", host)
+        if not isinstance(host_value, str) or not host_value:
+            problem("listen.host", "must be a host name or address")
+        else:
+            host = host_value
         port_value = listen.get("port", port)
-        if not isinstance(port_value, int) or not 0 <= port_value <= 65535:
+        if not _is_int(port_value) or not 0 <= port_value <= 65535:
             problem("listen.port", "must be a port number (0-65535)")
         else:
             port = port_value
@@ -149,6 +171,7 @@ def parse(data: Any, *, source: str = "config") -> GatewayConfig:
         oversight_url = ""
 
     servers: dict[str, ServerSpec] = {}
+    folded: dict[str, str] = {}
     raw_servers = data.get("servers")
     if not isinstance(raw_servers, dict) or not raw_servers:
         problem("servers", "must name at least one upstream MCP server")
@@ -158,6 +181,11 @@ def parse(data: Any, *, source: str = "config") -> GatewayConfig:
         if not isinstance(name, str) or not SERVER_NAME.match(name):
             problem(where, "a server's name is 1-40 letters, digits, '_' or '-' (no dots)")
             continue
+        if name.casefold() in folded:
+            # Oversight folds case in action names: both would share their tools' policies.
+            problem(where, f"differs from servers.{folded[name.casefold()]} only in case")
+            continue
+        folded[name.casefold()] = name
         if not isinstance(spec, dict):
             problem(where, "must be a mapping with `command` or `url`")
             continue
@@ -205,11 +233,16 @@ def parse(data: Any, *, source: str = "config") -> GatewayConfig:
         tools = {}
     for tool, action in tools.items():
         where = f"tools.{tool}"
-        server = str(tool).partition(".")[0]
-        if "." not in str(tool) or server not in raw_servers:
+        server, _, name = str(tool).partition(".")
+        if not name or server not in raw_servers:
             problem(where, "name a tool as `<server>.<tool>`, with a server from `servers`")
-        if not isinstance(action, str) or not action.strip() or len(action) > 200:
-            problem(where, "the action name must be a non-empty string of at most 200 characters")
+        if (
+            not isinstance(action, str)
+            or not action
+            or action != action.strip()
+            or len(action) > 200
+        ):
+            problem(where, "the action name is 1-200 characters, without spaces around it")
 
     urgency = data.get("urgency", "normal")
     if urgency not in URGENCIES:
@@ -218,7 +251,9 @@ def parse(data: Any, *, source: str = "config") -> GatewayConfig:
     if risk_level is not None and risk_level not in RISK_LEVELS:
         problem("risk_level", f"must be one of {', '.join(RISK_LEVELS)}, or left out")
     call_timeout = data.get("call_timeout", 120)
-    if not isinstance(call_timeout, int | float) or not 0 < call_timeout <= 3600:
+    if not (_is_int(call_timeout) or isinstance(call_timeout, float)) or not (
+        0 < call_timeout <= 3600
+    ):
         problem("call_timeout", "must be a number of seconds (0 < t <= 3600)")
         call_timeout = 120
 
@@ -234,6 +269,10 @@ def parse(data: Any, *, source: str = "config") -> GatewayConfig:
         risk_level=risk_level,
         call_timeout=float(call_timeout),
     )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # YAML's `true` is not 1
 
 
 def _is_http_url(value: str) -> bool:

@@ -12,10 +12,13 @@ from typing import Any
 
 import anyio
 import uvicorn
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.stdio import stdio_server
 from starlette.applications import Starlette
 
-from oversight.mcp.agents import Agents, OversightUnavailable
+from oversight.mcp.agents import Agents, OversightUnavailable, key_id
 from oversight.mcp.config import GatewayConfig
 from oversight.mcp.gateway import Gateway, bearer
 from oversight.mcp.upstreams import Upstream
@@ -95,12 +98,16 @@ async def _serve_http(
 
 def http_app(gateway: Gateway, *, host: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     mcp_app: Starlette = gateway.server.streamable_http_app(host=host)
-    return AgentKeys(mcp_app, gateway.agents)
+    return AgentKeys(AuthContextMiddleware(mcp_app), gateway.agents)
 
 
 class AgentKeys:
-    """The HTTP front door: every request carries a key Oversight accepts, else 401 (503 when
-    Oversight cannot say). `/healthz` answers without one."""
+    """The HTTP front door: every request carries one key Oversight accepts, else 401 (503 when
+    Oversight cannot say). `/healthz` answers without one.
+
+    The agent becomes the request's user, as the SDK's own bearer authentication would make
+    it: a session then answers only to the key that opened it (the SDK's session owner check),
+    and a request state only to the agent it was minted for."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], agents: Agents):
         self.app = app
@@ -113,8 +120,11 @@ class AgentKeys:
         if scope["path"] == "/healthz":
             await _answer(send, 200, {"status": "ok"})
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        key = bearer(headers)
+        given = [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"authorization"]
+        if len(given) > 1:
+            await _answer(send, 400, {"error": "Send one Authorization header."})
+            return
+        key = bearer({"authorization": given[0]} if given else {})
         if not key:
             await _answer(send, 401, {"error": "Send an agent API key: Authorization: Bearer."})
             return
@@ -126,7 +136,8 @@ class AgentKeys:
         if agent is None:
             await _answer(send, 401, {"error": "Oversight does not accept this API key."})
             return
-        await self.app(scope, receive, send)
+        token = AccessToken(token=key, client_id=key_id(key), scopes=[], subject=str(agent["id"]))
+        await self.app({**scope, "user": AuthenticatedUser(token)}, receive, send)
 
 
 async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:

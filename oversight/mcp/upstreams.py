@@ -9,6 +9,7 @@ growing pause, and calls meanwhile get `UpstreamUnavailable` at once rather than
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from typing import Any
 
@@ -23,6 +24,11 @@ logger = logging.getLogger("oversight.mcp")
 
 # How long a call waits for an upstream that is (re)connecting before it gives up.
 CONNECT_PATIENCE = 10.0
+# An upstream that has not answered its handshake and tools/list by then is started again.
+CONNECT_TIMEOUT = 30.0
+# tools/list asks every upstream at once and lists what answered within this time (the rest:
+# their last known tools).
+LIST_TIMEOUT = 5.0
 # The pause between reconnection attempts doubles from FIRST_PAUSE up to LAST_PAUSE.
 FIRST_PAUSE, LAST_PAUSE = 0.2, 10.0
 # A server that pages its tools list forever cannot hold the gateway.
@@ -62,13 +68,20 @@ class Upstream:
         pause = FIRST_PAUSE
         while True:
             try:
-                async with Client(self._target(), cache=None) as client:
-                    self.tools = await _all_tools(client)
-                    self._client = client
-                    self._ready.set()
-                    logger.info("upstream %s connected: %d tools", self.name, len(self.tools))
-                    pause = FIRST_PAUSE
-                    await self._lost.wait()
+                # The deadline covers the handshake and the first tools/list, and is lifted
+                # once they are done: a server that never answers is started again.
+                with anyio.CancelScope(deadline=anyio.current_time() + CONNECT_TIMEOUT) as scope:
+                    async with Client(self._target(), cache=None) as client:
+                        self.tools = await _all_tools(client)
+                        scope.deadline = math.inf
+                        self._client = client
+                        self._ready.set()
+                        logger.info("upstream %s connected: %d tools", self.name, len(self.tools))
+                        pause = FIRST_PAUSE
+                        await self._lost.wait()
+                if scope.cancelled_caught:
+                    self._last_error = f"no answer to the handshake within {CONNECT_TIMEOUT:g} s"
+                    logger.warning("upstream %s unavailable: %s", self.name, self._last_error)
             except Exception as exc:  # any failure to connect: say so, then try again
                 self._last_error = _describe(exc)
                 logger.warning("upstream %s unavailable: %s", self.name, self._last_error)
@@ -93,13 +106,13 @@ class Upstream:
         self._lost.set()
 
     async def list_tools(self) -> list[types.Tool]:
-        """The upstream's tools now; the last known list if it is (re)connecting."""
+        """The upstream's tools now; the last known list if it is (re)connecting or slow."""
         try:
             client = await self._connected(patience=2.0)
         except UpstreamUnavailable:
             return self.tools
         try:
-            with anyio.fail_after(self.call_timeout):
+            with anyio.fail_after(LIST_TIMEOUT):
                 self.tools = await _all_tools(client)
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED:
@@ -107,6 +120,10 @@ class Upstream:
         except TimeoutError:
             logger.warning("upstream %s did not list its tools in time", self.name)
         return self.tools
+
+    def lists(self, tool: str) -> bool:
+        """Whether `tool` is one of the upstream's tools, by its exact name."""
+        return any(known.name == tool for known in self.tools)
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> types.CallToolResult:
         """Forward one call. An upstream's own error answer (an MCPError other than a closed
@@ -117,9 +134,10 @@ class Upstream:
             with anyio.fail_after(self.call_timeout):
                 return await client.call_tool(tool, arguments)
         except TimeoutError:
-            raise UpstreamUnavailable(
-                f"{self.name} did not answer {tool} within {self.call_timeout:g} s"
-            ) from None
+            # A wedged server answers nothing more: start it (or its session) again.
+            why = f"{self.name} did not answer {tool} within {self.call_timeout:g} s"
+            self._lose(why)
+            raise UpstreamUnavailable(why) from None
         except MCPError as exc:
             if exc.code != CONNECTION_CLOSED:
                 raise

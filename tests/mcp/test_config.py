@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from oversight.mcp.config import ConfigError, loads
@@ -64,3 +66,35 @@ def test_a_variable_without_a_default_must_be_set():
     # A comment is not a value: a variable named there needs nothing.
     config = loads("# ${NOT_SET}\n" + text, source="g", environ={"OVERSIGHT_URL": "http://o"})
     assert config.oversight_url == "http://o"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("listen: {port: true}", "listen.port: must be a port number"),
+        ("listen: {host: [a, b]}", "listen.host: must be a host name"),
+        ("listen: {hots: x}", "listen.hots: unknown setting"),
+        ("call_timeout: true", "call_timeout: must be a number"),
+        ("servers: {Files: {url: 'http://h/mcp'}}", "servers.Files: differs from servers.files"),
+        ("tools: {'files.': x}", "tools.files.: name a tool"),
+        ("tools: {files.read: ' read_file '}", "without spaces around it"),
+    ],
+)
+def test_quiet_mistakes_are_refused(text, expected):
+    base = "oversight_url: http://o\nservers: {files: {url: 'http://h/mcp'}}\n"
+    merged = (
+        base + text
+        if not text.startswith("servers")
+        else base.replace(
+            "servers: {files: {url: 'http://h/mcp'}}",
+            "servers: {files: {url: 'http://h/mcp'}, " + text.removeprefix("servers: {"),
+        )
+    )
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        loads(merged, source="g", environ={})
+
+
+def test_a_key_given_twice_is_refused():
+    text = "oversight_url: http://o\nservers:\n  a: {url: 'http://h/mcp'}\n  a: {url: 'http://i/mcp'}\n"
+    with pytest.raises(ConfigError, match="'a' is given twice"):
+        loads(text, source="g", environ={})
