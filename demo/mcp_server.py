@@ -2,11 +2,13 @@
 default var/workspace). The gateway (deploy/mcp.yaml) fronts it in `make run`; the demo's
 policies decide which of its tools run at once, which need a person and which never run.
 
-    python -m demo.mcp_server    # over stdio
+    python -m demo.mcp_server              # over stdio
+    python -m demo.mcp_server --http 9000  # streamable HTTP at http://127.0.0.1:9000/mcp
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -84,4 +86,10 @@ def run_shell(command: str) -> str:
 
 
 if __name__ == "__main__":
-    server.run()
+    parser = argparse.ArgumentParser(description="The demo workspace's MCP server.")
+    parser.add_argument("--http", type=int, default=0, help="serve streamable HTTP on this port")
+    port = parser.parse_args().http
+    if port:
+        server.run(transport="streamable-http", host="127.0.0.1", port=port)
+    else:
+        server.run()

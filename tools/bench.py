@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from tools.bench_audit import audit_trail
+from tools.bench_mcp import gateway_overhead
 from tools.loadgen import (
     CONCURRENCY,
     ROUNDS,
@@ -107,6 +108,8 @@ def main() -> int:
             cost_ingestion(port, keys[:CONCURRENCY], env, args.warmup, args.duration)
         if args.only in (None, "push"):
             push_latency(port, keys[0], env)
+        if args.only in (None, "mcp"):
+            gateway_overhead(port, keys[-32:], env, tmp)
         if args.only in (None, "punctuality"):  # before the scale fill adds 100 000 requests
             punctuality(port, keys[1], env, tmp)
         if args.only in (None, "scale"):
@@ -520,7 +523,7 @@ def punctuality(port: int, key: str, env: dict[str, str], tmp: Path) -> None:
         )
 
 
-SECTIONS = {"check", "hot-path", "costs", "push", "punctuality", "scale", "audit"}
+SECTIONS = {"check", "hot-path", "costs", "push", "mcp", "punctuality", "scale", "audit"}
 
 if __name__ == "__main__":
     os.chdir(BASE_DIR)
