@@ -77,5 +77,5 @@ def seed(say: Callable[[str], None]) -> None:
     )
     say(
         "Demo MCP gateway: policies for the workspace server's tools; desktop-assistant's write "
-        "waits in the inbox (make run serves the gateway at http://127.0.0.1:8765/mcp)."
+        "waits in the inbox (make run's last lines name the gateway's address)."
     )
