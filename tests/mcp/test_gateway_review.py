@@ -6,7 +6,6 @@ outcome. Each of these ran the upstream (or left a request pending) before the f
 from __future__ import annotations
 
 import sys
-import time
 import uuid
 
 import anyio
@@ -249,10 +248,10 @@ def test_oversight_away_for_a_while_neither_orphans_a_request_nor_loses_an_outco
     assert not answers["waiting"].is_error, text_of(answers["waiting"])
     assert len(gateway.upstream_calls(waiting_path)) == 1
     assert len(gateway.upstream_calls(slow_path)) == 1
-    deadline = time.monotonic() + 30
-    while (
-        time.monotonic() < deadline
-        and not Outcome.objects.filter(agent=agent.agent, action="mcp.files.slow_read").exists()
-    ):
-        time.sleep(0.2)
+    # The slow call's outcome is reported once Oversight is back (its report retries).
+    live.wait_until(
+        lambda: Outcome.objects.filter(agent=agent.agent, action="mcp.files.slow_read").exists(),
+        timeout=30,
+        interval=0.2,
+    )
     assert Outcome.objects.filter(agent=agent.agent, action="mcp.files.slow_read").count() == 1

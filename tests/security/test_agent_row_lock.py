@@ -8,7 +8,6 @@ row are FOR NO KEY UPDATE now: they still exclude each other, not a row that nam
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.db import connection
@@ -17,6 +16,7 @@ from audit.events import EventType
 from controls import outcomes
 from guardrails import services as guardrails
 from tests.security.test_review_lock_order import _someone_waits
+from tests.support import live
 
 
 @pytest.mark.django_db(transaction=True)
@@ -59,9 +59,7 @@ def test_a_denied_check_and_an_outcome_report_of_one_agent_do_not_deadlock(make_
     reporter = threading.Thread(target=report)
     reporter.start()
     # Until the report holds the agent's row and waits for the chain's lock.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not _someone_waits():
-        time.sleep(0.05)
+    live.wait_until(_someone_waits, timeout=10)
     go.set()
     checker.join(30)
     reporter.join(30)
